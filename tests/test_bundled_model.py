@@ -1,0 +1,39 @@
+"""The bundled SmolLM2: GGUF -> safetensors conversion into a fresh cache is exact, atomic and reloads fast."""
+import time
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from slimlab.lab import bundled_gguf_path, bundled_model_dir, convert_gguf, load_model
+
+
+@pytest.fixture(scope='module')
+def fresh_cache(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    cache = tmp_path_factory.mktemp('cache')
+    mp.setenv('SLIMLAB_CACHE', str(cache))
+    yield cache
+    mp.undo()
+
+
+def test_conversion_matches_gguf_and_reloads_fast(fresh_cache):
+    folder = bundled_model_dir('smollm2-135m')
+    assert folder.parent.parent == fresh_cache and (folder/'model.safetensors').exists()
+    assert not list(folder.parent.glob('*.tmp-*')), 'no temporary folder may be left behind'
+    gguf = bundled_gguf_path('smollm2-135m')
+    reference = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
+    t0 = time.perf_counter()
+    converted = load_model('smollm2-135m')
+    reload_seconds = time.perf_counter() - t0
+    ids = torch.tensor([[1, 504, 3458, 282, 4649, 314, 253, 1345]])
+    with torch.no_grad():
+        torch.testing.assert_close(converted(ids).logits, reference(ids).logits)
+    # a stock folder: no quantization config survives the conversion
+    assert 'quantization_config' not in (folder/'config.json').read_text()
+    print(f"reload of the converted SmolLM2: {reload_seconds:.2f} s")
+
+
+def test_convert_refuses_existing_folder(tmp_path):
+    with pytest.raises(FileExistsError, match='already exists'):
+        convert_gguf(bundled_gguf_path('smollm2-135m'), tmp_path)
