@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: setup demo test docs readme check-sync check-clean nbtest pytest clean
 
 # --- set-up: virtualenv, package with dev extras, the bundled model, browser, widget JS ---
-$(STAMP): settings.ini setup.py tools/package.json
+$(STAMP): settings.ini setup.py tools/package.json tools/package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet "$(TORCH)"
 	$(PIP) install --quiet -e ".[dev]"
@@ -50,4 +50,4 @@ readme: setup
 	$(PY) tools/readme.py
 
 clean:
-	rm -rf _proc _site _docs .pytest_cache
+	rm -rf _proc _site _docs docs_build .pytest_cache
