@@ -1,5 +1,5 @@
 """The bundled SmolLM2: GGUF -> safetensors conversion into a fresh cache is exact, atomic and reloads fast."""
-import time
+import os, subprocess, sys, time
 
 import pytest
 import torch
@@ -15,6 +15,16 @@ def fresh_cache(tmp_path_factory):
     mp.setenv('SLIMLAB_CACHE', str(cache))
     yield cache
     mp.undo()
+
+
+def test_concurrent_first_use_converts_once_and_both_succeed(fresh_cache):
+    "Two processes hitting a fresh cache at once (parallel notebook tests on a new machine) both get the model."
+    code = "from slimlab.lab import bundled_model_dir; print(bundled_model_dir('smollm2-135m'))"
+    procs = [subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, 'SLIMLAB_CACHE': str(fresh_cache)}) for _ in range(2)]
+    results = [(p.wait(), p.stdout.read().strip(), p.stderr.read()) for p in procs]
+    assert all(rc == 0 for rc, _, _ in results), [err[-500:] for _, _, err in results]
+    assert {out for _, out, _ in results} == {str(fresh_cache/'models'/'smollm2-135m')}
 
 
 def test_conversion_matches_gguf_and_reloads_fast(fresh_cache):
