@@ -13,10 +13,11 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['BUNDLED_MODELS', 'SIZES', 'LAB_VOCAB_SIZE', 'FAMILIES', 'FULL_SIZE', 'seed_everything', 'available_devices',
-           'get_device', 'cache_dir', 'lab_data_dir', 'check_out_dir', 'atomic_dir', 'BundledModel',
-           'bundled_gguf_path', 'convert_gguf', 'bundled_model_dir', 'scaled_names', 'scaled_config',
-           'full_size_config', 'ModelSource', 'resolve_model', 'load_model', 'load_config', 'load_tokenizer', 'chat']
+__all__ = ['BUNDLED_MODELS', 'SIZES', 'LAB_VOCAB_SIZE', 'FAMILIES', 'FULL_SIZE', 'WEIGHT_FILES', 'seed_everything',
+           'available_devices', 'get_device', 'cache_dir', 'lab_data_dir', 'check_out_dir', 'atomic_dir',
+           'BundledModel', 'bundled_gguf_path', 'convert_gguf', 'bundled_model_dir', 'scaled_names', 'scaled_config',
+           'full_size_config', 'ModelSource', 'resolve_model', 'check_weights', 'load_model', 'load_config',
+           'load_tokenizer', 'chat']
 
 # %% ../nbs/00_lab.ipynb #0cd018ca
 def seed_everything(seed: int = 0, # seed for `random`, NumPy and PyTorch (all devices)
@@ -260,6 +261,14 @@ def _from_pretrained(load, # a `from_pretrained` function
         raise OSError(f"could not load {source.name!r} from the hub (offline, gated or misspelt?): "
                       f"{str(e).splitlines()[0]}") from None
 
+WEIGHT_FILES = ('model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json')
+
+def check_weights(folder: Path # a local model folder
+                 ):
+    "Refuse a model folder without weight files, before transformers tries to load it."
+    if not any((folder/f).exists() for f in WEIGHT_FILES):
+        raise FileNotFoundError(f"model folder {folder} has no weights; expected one of {', '.join(WEIGHT_FILES)}")
+
 def load_model(name_or_path: str | Path, # see `resolve_model`
                dtype: torch.dtype = torch.float32, # weights' dtype
                device: str | None = 'cpu', # where to put the model (None: best available); full-size models stay on 'meta'
@@ -271,6 +280,7 @@ def load_model(name_or_path: str | Path, # see `resolve_model`
     source = resolve_model(name_or_path)
     if source.kind == 'full_size':
         with torch.device('meta'): return AutoModelForCausalLM.from_config(full_size_config(source.name), dtype=dtype)
+    if source.kind == 'folder': check_weights(source.path)
     if source.kind == 'scaled':
         seed_everything(seed)
         model = AutoModelForCausalLM.from_config(scaled_config(source.name), dtype=dtype)
