@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from slimlab.data import load_lab_corpus, token_stream
-from slimlab.evaluate import agreement, perplexity
+from slimlab.evaluate import agreement, perplexity, sliding_windows
 from slimlab.lab import load_model, load_tokenizer
 from slimlab.prune import apply_plan, keep_all_plan
 
@@ -45,3 +45,22 @@ def test_two_dropped_layers_are_measurably_worse(smol):
     assert 0.5 < ag.top1_rate < 0.97 and ag.mean_kl_fwd > 0.05 and ag.mean_kl_rev > 0.05, ag
     # a model agrees perfectly with itself
     assert agreement(model, model, ids[:300], seq_len=300, progress=False).top1_rate == 1.0
+
+
+def test_test_split_matches_a_plain_loss_loop(smol):
+    "Perplexity of 8k test-split tokens equals transformers' own loss on the same windows, non-scored context masked with -100."
+    model, _, ids = smol
+    ids = ids[:8193]  # the chapter measures the whole split
+    seq_len = 1024
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for w in sliding_windows(len(ids), seq_len, seq_len):  # disjoint: each window scores only tokens no other window scores
+            window = ids[w.begin:w.end][None]
+            labels = window.clone()
+            labels[:, :w.score_from - w.begin] = -100  # context only (one shared token; the last window reaches back)
+            n = w.end - w.score_from
+            total += model(input_ids=window, labels=labels).loss.double().item()*n
+            count += n
+    ppl = perplexity(model, ids, seq_len=seq_len, stride=seq_len, progress=False)
+    assert count == ppl.n_tokens == len(ids) - 1
+    assert ppl.value == pytest.approx(math.exp(total/count), rel=1e-4)
