@@ -11,13 +11,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .lab import check_out_dir, atomic_dir
+from .lab import atomic_dir, check_out_dir, load_config, load_model, load_tokenizer, resolve_model
 from .anatomy import Anatomy, get_family, count_params
 
 # %% auto #0
-__all__ = ['Indices', 'PerLayer', 'ModelShape', 'PruningPlan', 'target_shape', 'validate_plan', 'sync_config', 'head_rows',
-           'apply_plan', 'keep_all_plan', 'resolve_size', 'make_plan', 'random_scores', 'plan_to_dict',
-           'plan_from_dict', 'save_plan', 'load_plan', 'save_pruned']
+__all__ = ['Indices', 'PerLayer', 'DEPTH_AXES', 'TARGET_METRICS', 'ModelShape', 'PruningPlan', 'target_shape', 'validate_plan',
+           'sync_config', 'head_rows', 'apply_plan', 'keep_all_plan', 'resolve_size', 'make_plan', 'random_scores',
+           'plan_to_dict', 'plan_from_dict', 'save_plan', 'load_plan', 'save_pruned', 'layer_scores', 'plan_scores',
+           'needed_metrics', 'run_prune']
 
 # %% ../nbs/05_pruning.ipynb #ec2db7d1
 @dataclass(frozen=True)
@@ -407,3 +408,96 @@ def save_pruned(model, # the pruned model
         if tokenizer is not None: tokenizer.save_pretrained(tmp)
         if plan is not None: save_plan(plan, tmp/'slimlab_plan.yaml')
     return out
+
+# %% ../nbs/05_pruning.ipynb #684c2a08
+DEPTH_AXES = (('layer',), ('window_start',))
+
+def layer_scores(score, # a depth score (axis 'layer' or 'window_start')
+                 n_drop: int, # blocks the plan removes
+                ) -> torch.Tensor:
+    "Per-block scores for `make_plan` (higher = keep) from a depth score; a window score must be for `n_drop` blocks."
+    from slimlab.importance import layers_to_remove
+    if score.axes == ('layer',): return score.values.float()
+    n_layers = len(score.values) + score.meta['window'] - 1
+    keep = torch.ones(n_layers)
+    keep[layers_to_remove(score, n_drop)] = 0.
+    return keep
+
+def plan_scores(report, # an `Importance` report of the model (see the importance chapter)
+                n_drop: int = 0, # blocks the plan will remove (a window score must match it)
+                layers: str = 'block_influence', # label of the depth score
+                channels: str = 'channel', # label of the hidden-channel score (summed over norms)
+                heads: str = 'head', # label of the head score
+                neurons: str = 'neuron', # label of the dense-MLP neuron score
+                experts: str = 'expert_frequency', # label of the expert score
+                expert_neurons: str = 'expert_neuron', # label of the routed-expert neuron score
+                shared_neurons: str = 'neuron:part=shared_expert', # label of the shared-expert neuron score
+               ) -> dict[str, torch.Tensor]:
+    "The `scores` argument of `make_plan` from the scores a report holds (axes it lacks are left out)."
+    have = report.scores
+    out = {}
+    if layers in have and n_drop: out['layers'] = layer_scores(have[layers], n_drop)
+    if channels in have: out['channels'] = have[channels].sum('norm').values
+    if heads in have: out['heads'] = have[heads].values.flatten(1)  # (L, kv_group·head) = (L, n_q): query heads in order
+    for key, label in (('neurons', neurons), ('experts', experts), ('expert_neurons', expert_neurons), ('shared_neurons', shared_neurons)):
+        if label in have: out[key] = have[label].values
+    return out
+
+# %% ../nbs/05_pruning.ipynb #dc0a9356
+TARGET_METRICS = { # target of `make_plan` -> the score it needs (depth and expert metrics are chosen by the caller)
+    'hidden_size': 'channel', 'num_heads': 'head', 'num_kv_heads': 'head', 'intermediate_size': 'neuron',
+    'expert_size': 'expert_neuron', 'shared_expert_size': 'neuron:part=shared_expert',
+}
+
+def needed_metrics(targets: dict, # `make_plan` targets that are set
+                   layer_metric: str = 'block_influence', # depth score for `drop_layers`
+                   expert_metric: str = 'expert_frequency', # expert score for `num_experts`
+                  ) -> list[str]:
+    "The importance metrics a calibration pass must compute for these targets."
+    metrics = [layer_metric] if targets.get('drop_layers') else []
+    if targets.get('num_experts') is not None: metrics.append(expert_metric)
+    metrics += [m for t, m in TARGET_METRICS.items() if targets.get(t) is not None]
+    return list(dict.fromkeys(metrics))
+
+def run_prune(model: str, # model to prune: name, folder or hub id (see `slimlab.lab.resolve_model`)
+              out: str | Path, # output folder: a stock HF model with tokenizer and `slimlab_plan.yaml`
+              plan_file: str | Path | None = None, # a saved plan; without it, the targets and a calibration pass make one
+              layer_metric: str = 'block_influence', # depth score for `drop_layers`
+              expert_metric: str = 'expert_frequency', # expert score for `num_experts`
+              samples: int = 32, # calibration samples of the lab corpus train split
+              seq_len: int = 256, # tokens per calibration sample
+              seed: int = 0, # seed of the calibration samples
+              overwrite: bool = False, # replace an output folder that holds results
+              progress: bool = True, # show tqdm bars
+              log=print, # where the summary lines go
+              **targets, # `make_plan` targets: drop_layers, hidden_size, num_heads, num_kv_heads, intermediate_size, ...
+             ) -> PruningPlan:
+    "Check everything on the config, then load, score (unless a plan is given), cut and save a stock pruned model."
+    from slimlab.importance import check_calibration, importance
+    from slimlab.data import calibration_samples
+    out = check_out_dir(out, overwrite)
+    if resolve_model(model).kind == 'full_size':
+        raise ValueError(f"model {model!r} is a shape-only (meta device) model without weights; pruning needs real or scaled weights")
+    config = load_config(model)
+    set_targets = {k: v for k, v in targets.items() if v not in (None, 0)}
+    if plan_file is not None:
+        if set_targets: raise ValueError(f"--plan and targets ({', '.join(set_targets)}) exclude each other; give one of them")
+        plan = load_plan(plan_file)
+        validate_plan(plan, config)
+    else:
+        if not set_targets: raise ValueError("nothing to prune: give --plan, or at least one of --drop-layers, --hidden-size, "
+                                             "--num-heads, --num-kv-heads, --intermediate-size, --num-experts")
+        trial = make_plan(config, random_scores(config), **targets)  # every target checked on the config, before any weights
+        n_drop = config.num_hidden_layers - len(trial.layers) if trial.layers is not None else 0
+        requests = check_calibration(Anatomy(config), samples, seq_len, needed_metrics(targets, layer_metric, expert_metric))
+    teacher, tokenizer = load_model(model), load_tokenizer(model)
+    if plan_file is None:
+        report = importance(teacher, calibration_samples(tokenizer, n_samples=samples, seq_len=seq_len, seed=seed), requests,
+                            seed=seed, progress=progress)
+        plan = make_plan(teacher, plan_scores(report, n_drop, layers=layer_metric, experts=expert_metric), **targets)
+    student = apply_plan(teacher, plan)
+    save_pruned(student, out, tokenizer, plan, overwrite)
+    before, after = (sum(count_params(m).values()) for m in (teacher, student))
+    log(f"{model}: {before/1e6:.1f}M -> {after/1e6:.1f}M parameters ({100*after/before:.1f}%), {target_shape(plan)}")
+    log(f"pruned model written to {out}")
+    return plan
