@@ -1,0 +1,121 @@
+"""Losses at realistic sizes: the chunked head loss equals the plain one at SmolLM2's vocabulary for every divergence,
+never allocates a (tokens, vocab) tensor, and the composite loss on a real pruned student equals its definition
+in value and parameter gradients; the top-k cache round-trips; bad input fails before any work."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from slimlab.lab import load_model
+from slimlab.losses import (KD_LOSSES, IGNORE_INDEX, CompositeConfig, CompositeLoss, Divergence, FeatureDistiller, Schedule,
+                            TeacherHead, block_outputs, chunked_head_loss, head_loss, layer_map_from_plan, load_topk,
+                            save_topk, shift_labels, sparse_divergence, teacher_topk)
+from slimlab.prune import ModelShape, PruningPlan, apply_plan
+
+V, D = 49152, 64
+
+
+def random_inputs(n=300, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    h, w = torch.randn(n, D, generator=g), torch.randn(V, D, generator=g)/D**0.5
+    th, tw = torch.randn(n, D, generator=g), 2*torch.randn(V, D, generator=g)/D**0.5
+    y = torch.randint(0, V, (n,), generator=g)
+    y[::7] = IGNORE_INDEX
+    return h, w, th, tw, y
+
+
+@pytest.mark.parametrize('kind', KD_LOSSES)
+def test_chunked_equals_plain_at_smollm2_vocab(kind):
+    h0, w0, th, tw, y = random_inputs()
+    div = Divergence(kind, temperature=2.0, alpha=0.1, beta=0.4)
+    results = []
+    for chunked in (False, True):
+        h, w = h0.clone().requires_grad_(), w0.clone().requires_grad_()
+        if chunked: res = chunked_head_loss(h, w, y, TeacherHead(th, tw), 0.4, 0.6, div, chunk=64)
+        else: res = head_loss(h @ w.T, y, th @ tw.T, 0.4, 0.6, div)
+        res.total.backward()
+        results.append((res.total, res.lm, res.kd, h.grad, w.grad))
+    for a, b in zip(*results): torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+class LargestTensor(TorchDispatchMode):
+    "Records the largest number of elements of any tensor an operation returns."
+    def __init__(self):
+        super().__init__(); self.largest = 0
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in (out if isinstance(out, (tuple, list)) else [out]):
+            if isinstance(t, torch.Tensor): self.largest = max(self.largest, t.numel())
+        return out
+
+
+def test_chunked_never_builds_full_vocab_logits():
+    n, chunk = 2048, 128
+    h0, w0, th, tw, y = random_inputs(n)
+    h, w = h0.requires_grad_(), w0.requires_grad_()
+    with LargestTensor() as probe:
+        chunked_head_loss(h, w, y, TeacherHead(th, tw), 0.5, 0.5, Divergence('skew_reverse_kl'), chunk=chunk).total.backward()
+    assert probe.largest <= chunk*V  # a chunk's logits (V x d weight gradients are smaller here)
+    with LargestTensor() as probe:
+        head_loss(h @ w.T, y, th @ tw.T, 0.5, 0.5).total.backward()
+    assert probe.largest == n*V  # the plain loss does
+
+
+def test_composite_on_a_pruned_student_equals_its_definition():
+    torch.manual_seed(0)
+    teacher = load_model('llama-small')
+    plan = PruningPlan(ModelShape.of(teacher), layers=[0, 1, 2, 4, 5, 7])
+    ids = torch.randint(0, 1000, (2, 33))
+    with torch.no_grad(), block_outputs(teacher) as t_blocks: t_hidden = teacher.model(ids).last_hidden_state
+    config = CompositeConfig(divergence=Divergence('skew_forward_kl'), feature_weight=0.05, dynamics_weight=0.05, chunk=16)
+    grads = []
+    for chunked in (True, False):
+        student = apply_plan(teacher, plan)
+        features = FeatureDistiller(256, 256, layer_map_from_plan(plan), kind='cosine')
+        with block_outputs(student) as s_blocks: s_hidden = student.model(ids).last_hidden_state
+        lam, beta = config.lam(0.3), config.beta(0.3)
+        if chunked:
+            total = CompositeLoss(config, features)(0.3, ids, s_hidden, student.lm_head.weight, t_hidden, teacher.lm_head.weight,
+                                                    student_blocks=s_blocks, teacher_blocks=t_blocks).total
+        else:
+            main = head_loss((s_hidden @ student.lm_head.weight.T).flatten(0, 1), shift_labels(ids).flatten(),
+                             (t_hidden @ teacher.lm_head.weight.T).flatten(0, 1), 1 - lam, lam, config.divergence)
+            total = main.total + 0.05*features.value_loss(s_blocks, t_blocks) + 0.05*features.dynamics_loss(s_blocks, t_blocks)
+        total.backward()
+        grads.append([total] + [p.grad for p in student.parameters()])
+    for a, b in zip(*grads): torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_topk_cache_round_trip_and_sparse_loss(tmp_path):
+    teacher = load_model('llama-tiny')
+    ids = torch.randint(0, 1000, (2, 16))
+    path = save_topk(teacher_topk(teacher, ids, k=V), tmp_path/'full.safetensors', dtype=torch.float32)
+    cached = load_topk(path)
+    s_logits = torch.randn(32, V)
+    with torch.no_grad(): t_logits = teacher(ids).logits.flatten(0, 1)
+    flat = type(cached)(cached.indices.flatten(0, 1), cached.values.flatten(0, 1))
+    torch.testing.assert_close(sparse_divergence(s_logits, flat), Divergence()(s_logits, t_logits), rtol=1e-4, atol=1e-5)
+    with pytest.raises(FileExistsError, match='already exists'): save_topk(cached, path)
+
+
+@pytest.mark.parametrize('make, message', [
+    (lambda: CompositeConfig(lam=Schedule('linear', 1.0, -0.5, name='lambda')), 'lambda end=-0.5 must be in [0, 1]'),
+    (lambda: Schedule('warmup', name='beta'), "beta schedule 'warmup' is unknown; allowed: constant, linear, cosine, step"),
+    (lambda: Divergence('kl'), "divergence kind 'kl' is unknown"),
+    (lambda: chunked_head_loss(torch.randn(4, D), torch.randn(V + 64, D), torch.zeros(4, dtype=torch.long),
+                               TeacherHead(torch.randn(4, D), torch.randn(V, D)), 0.5, 0.5), 'differ only by padding'),
+    (lambda: chunked_head_loss(torch.randn(4, D), torch.randn(V + 64, D), torch.zeros(4, dtype=torch.long),
+                               TeacherHead(torch.randn(4, D), torch.randn(V, D)), 0.5, 0.5, vocab_size=V + 1), 'differ by more than padding'),
+    (lambda: chunked_head_loss(torch.randn(4, D), torch.randn(V, D), torch.zeros(5, dtype=torch.long)), 'hidden states have 4 rows but labels 5'),
+])
+def test_bad_input_fails_clearly(make, message):
+    with pytest.raises(ValueError, match=message.replace('[', r'\[').replace(']', r'\]').replace('(', r'\(').replace(')', r'\)')):
+        make()
+
+
+def test_padded_student_vocab_matches_unpadded():
+    h0, w0, th, tw, y = random_inputs(64)
+    w_pad = torch.cat([w0, torch.randn(64, D)])
+    a = chunked_head_loss(h0, w0, y, TeacherHead(th, tw), 0.5, 0.5)
+    b = chunked_head_loss(h0, w_pad, y, TeacherHead(th, tw), 0.5, 0.5, vocab_size=V)
+    torch.testing.assert_close(a.total, b.total)
