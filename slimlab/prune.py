@@ -16,9 +16,9 @@ from .anatomy import Anatomy, get_family, count_params
 
 # %% auto #0
 __all__ = ['Indices', 'PerLayer', 'DEPTH_AXES', 'TARGET_METRICS', 'ModelShape', 'PruningPlan', 'target_shape', 'validate_plan',
-           'sync_config', 'head_rows', 'apply_plan', 'keep_all_plan', 'resolve_size', 'make_plan', 'random_scores',
-           'plan_to_dict', 'plan_from_dict', 'save_plan', 'load_plan', 'save_pruned', 'layer_scores', 'plan_scores',
-           'needed_metrics', 'run_prune']
+           'check_stock_config', 'sync_config', 'head_rows', 'apply_plan', 'keep_all_plan', 'resolve_size', 'make_plan',
+           'random_scores', 'plan_to_dict', 'plan_from_dict', 'save_plan', 'load_plan', 'save_pruned', 'layer_scores',
+           'plan_scores', 'needed_metrics', 'run_prune']
 
 # %% ../nbs/05_pruning.ipynb #ec2db7d1
 @dataclass(frozen=True)
@@ -134,10 +134,23 @@ def validate_plan(plan: PruningPlan, model_or_config) -> ModelShape:
     return target_shape(plan)
 
 # %% ../nbs/05_pruning.ipynb #0a0e7135
+def check_stock_config(config, # a synced config
+                       t: ModelShape, # the shape it describes
+                      ):
+    "Run the config class's own validators, so that a shape the stock class would refuse to load fails before surgery."
+    if not hasattr(config, 'validate'): return
+    try: config.validate()
+    except Exception as e:
+        hint = ''
+        if t.hidden_size % t.num_heads:
+            lo = t.hidden_size//t.num_heads*t.num_heads
+            hint = f"; allowed hidden_size near it: {', '.join(str(h) for h in (lo, lo + t.num_heads) if h)} (multiples of num_heads={t.num_heads})"
+        raise ValueError(f"{type(config).__name__} refuses the pruned shape: {str(e.__cause__ or e).strip().splitlines()[-1].strip().rstrip('.')}{hint}") from None
+
 def sync_config(config, # the source model's config (not modified)
                 plan: PruningPlan, # a validated plan
                ):
-    "A new config describing the model `plan` produces."
+    "A new config describing the model `plan` produces, checked by the config class's own validators."
     a, t = Anatomy(config), target_shape(plan)
     f, new = a.family, copy.deepcopy(config)
     layers = plan.layers if plan.layers is not None else list(range(a.num_layers))
@@ -153,6 +166,7 @@ def sync_config(config, # the source model's config (not modified)
     if f.sparse_layers_by_step:
         new.decoder_sparse_step = 1
         new.mlp_only_layers = [j for j, i in enumerate(layers) if not a.is_moe_layer(i)]
+    check_stock_config(new, t)
     return new
 
 # %% ../nbs/05_pruning.ipynb #8797e6f7
@@ -354,6 +368,7 @@ def make_plan(model_or_config,
         k = resolve_size(shared_expert_size, s.shared_expert_size, 'shared_expert_size', round_to)
         plan.shared_neurons = {i: _top(_need(scores, 'shared_neurons', 'prune shared_expert_size')[i], k) for i in moe}
     validate_plan(plan, model_or_config)
+    sync_config(a.config, plan)  # the stock config class must accept the shape
     return plan
 
 # %% ../nbs/05_pruning.ipynb #92a67e10
@@ -484,6 +499,7 @@ def run_prune(model: str, # model to prune: name, folder or hub id (see `slimlab
         if set_targets: raise ValueError(f"--plan and targets ({', '.join(set_targets)}) exclude each other; give one of them")
         plan = load_plan(plan_file)
         validate_plan(plan, config)
+        sync_config(config, plan)
     else:
         if not set_targets: raise ValueError("nothing to prune: give --plan, or at least one of --drop-layers, --hidden-size, "
                                              "--num-heads, --num-kv-heads, --intermediate-size, --num-experts")
