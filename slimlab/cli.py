@@ -92,8 +92,7 @@ def run_eval(model: str, # model to evaluate: name, folder, run directory or hub
     config = ev.EvalConfig(seq_len=seq_len, tasks=ev.check_tasks([t for arg in tasks for t in arg.split(',') if t]),
                            task_limit=limit, speed_batch_sizes=(1, 8) if teacher and speed else ())
     refs = {name: ev.model_reference(name) for name in ([teacher] if teacher else []) + [model]}
-    tokenizers = {}
-    for name, ref in refs.items(): tokenizers[name] = ev.model_tokenizer(ref, tokenizers.get(teacher))
+    tokenizers = ev.ref_tokenizers(refs, teacher)
     texts = [Path(text_file).read_text()] if text_file else [d['text'] for d in load_lab_corpus('test')]
     ids = token_stream(texts, tokenizers[teacher or model])[:max_tokens]
     source = str(text_file) if text_file else 'the lab corpus test split'

@@ -25,7 +25,8 @@ __all__ = ['TASK_BUILDERS', 'LOCAL_TASKS', 'TASK_FIELDS', 'EVAL_PRESETS', 'Windo
            'build_task_files', 'read_task', 'write_task_configs', 'check_tasks', 'TaskResults', 'run_lm_eval',
            'continuation_logliks', 'score_local_task', 'Speed', 'measure_speed', 'speed_ratios', 'memory_bytes',
            'EvalConfig', 'ModelEval', 'evaluate_models', 'retention_table', 'plot_retention', 'eval_rows',
-           'report_markdown', 'write_report', 'model_reference', 'model_tokenizer', 'retention_report']
+           'report_markdown', 'write_report', 'model_reference', 'model_tokenizer', 'ref_tokenizers',
+           'retention_report']
 
 # %% ../nbs/03_eval.ipynb #c0d8504a
 @dataclass(frozen=True)
@@ -833,6 +834,16 @@ def model_tokenizer(ref, # a name, folder or run directory (from `model_referenc
         return fallback
     return load_tokenizer(ref)
 
+def ref_tokenizers(refs: dict, # label -> model reference (from `model_reference`), the teacher first
+                   teacher: str | None = None, # label of the teacher, whose tokenizer saved folders without one borrow
+                   tokenizer=None, # tokenizer of model objects, and the fallback when there is no teacher
+                  ) -> dict:
+    "The tokenizer of every model reference: its own, the teacher's for a folder without one, `tokenizer` for model objects."
+    out = {}
+    for label, ref in refs.items():
+        out[label] = model_tokenizer(ref, out.get(teacher, tokenizer)) if isinstance(ref, (str, Path)) else tokenizer
+    return out
+
 def retention_report(teacher, # the teacher: a model, or a name/folder/run directory
                      students: dict | list, # label -> student, or a list of names/folders/run directories
                      out: str | Path, # the run directory to create
@@ -854,8 +865,7 @@ def retention_report(teacher, # the teacher: a model, or a name/folder/run direc
     if tokenizer is None and not all(isinstance(r, (str, Path)) for r in refs.values()):
         raise ValueError("tokenizer= is needed when the teacher or a student is a model object")
     models = {k: load_model(r) if isinstance(r, (str, Path)) else r for k, r in refs.items()}
-    tokenizers = {}
-    for k, r in refs.items(): tokenizers[k] = model_tokenizer(r, tokenizers.get(t_name, tokenizer)) if isinstance(r, (str, Path)) else tokenizer
+    tokenizers = ref_tokenizers(refs, t_name, tokenizer)
     if token_ids is None:
         token_ids = token_stream([d['text'] for d in load_lab_corpus('test')], tokenizers[t_name])
         note = note or "Tokens: the lab corpus test split."

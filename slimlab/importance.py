@@ -24,12 +24,11 @@ from .lab import atomic_dir, check_out_dir
 __all__ = ['AGGREGATIONS', 'SUM_KEYS', 'COLLECTORS', 'METRICS', 'Score', 'token_sums', 'sample_sums', 'aggregate', 'Collector',
            'ActivationStats', 'all_norms', 'NormStats', 'attention_layers', 'HeadStats', 'MLPStats',
            'SharedExpertStats', 'BoundaryStats', 'expert_intermediate', 'moe_layers', 'RouterStats', 'ExpertStats',
-           'GradientStats', 'Calibration', 'calibrate', 'check_blocks', 'blocks_removed', 'stock_subset', 'Metric',
-           'register', 'channel', 'head', 'neuron', 'taylor', 'sample_perplexity', 'block_influence',
-           'angular_distance', 'last_n', 'random_layers', 'ppl_drop', 'expert_frequency', 'expert_soft', 'reap',
-           'expert_norm', 'expert_neuron', 'Request', 'check_request', 'check_calibration', 'default_metrics',
-           'Importance', 'compute', 'importance', 'plot_score', 'spearman', 'layers_to_remove', 'write_report',
-           'run_importance']
+           'GradientStats', 'Calibration', 'calibrate', 'check_blocks', 'blocks_removed', 'Metric', 'register',
+           'channel', 'head', 'neuron', 'taylor', 'sample_perplexity', 'block_influence', 'angular_distance', 'last_n',
+           'random_layers', 'ppl_drop', 'expert_frequency', 'expert_soft', 'reap', 'expert_norm', 'expert_neuron',
+           'Request', 'check_request', 'check_calibration', 'default_metrics', 'Importance', 'compute', 'importance',
+           'plot_score', 'spearman', 'layers_to_remove', 'write_report', 'run_importance']
 
 # %% ../nbs/04_importance.ipynb #4fd90fb6
 @dataclass
@@ -438,20 +437,6 @@ def blocks_removed(model: nn.Module, # a causal LM slimlab has an adapter for
         blocks.extend(saved_blocks)
         for f, v in saved_config.items(): setattr(config, f, v)
         for m, idx in zip(mixers, saved_idx): m.layer_idx = idx
-
-# %% ../nbs/04_importance.ipynb #8ad6d4b1
-def stock_subset(model: nn.Module, # a causal LM slimlab has an adapter for
-                 keep: Sequence[int], # indices of the blocks to keep, in order
-                ) -> nn.Module:
-    "A fresh stock model built from a config with only the `keep` blocks, holding their weights (a reference for `blocks_removed`)."
-    from transformers import AutoModelForCausalLM
-    a = Anatomy(model)
-    with blocks_removed(model, [i for i in range(a.num_layers) if i not in keep]):
-        config = a.config.to_dict()
-        state = model.state_dict()
-    sub = AutoModelForCausalLM.from_config(type(a.config).from_dict(config), dtype=next(model.parameters()).dtype)
-    sub.load_state_dict(state)
-    return sub.eval()
 
 # %% ../nbs/04_importance.ipynb #6f3b1bcb
 @dataclass(frozen=True)

@@ -69,8 +69,8 @@ def forward_kl(s_logits: torch.Tensor, # (N, V) student logits
     return _kl(_logp(t_logits, temperature), _logp(s_logits, temperature))*temperature**2
 
 def reverse_kl(s_logits: torch.Tensor, t_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    "KL(student ‖ teacher) per token: (N,)."
-    return _kl(_logp(s_logits, temperature), _logp(t_logits, temperature))*temperature**2
+    "KL(student ‖ teacher) per token: (N,): forward KL with the roles swapped."
+    return forward_kl(t_logits, s_logits, temperature)
 
 def skew_forward_kl(s_logits: torch.Tensor, t_logits: torch.Tensor,
                     alpha: float = 0.1, # the teacher's share of the mixture (0: forward KL, 1: zero)
@@ -82,9 +82,8 @@ def skew_forward_kl(s_logits: torch.Tensor, t_logits: torch.Tensor,
 def skew_reverse_kl(s_logits: torch.Tensor, t_logits: torch.Tensor,
                     alpha: float = 0.1, # the student's share of the mixture (0: reverse KL, 1: zero)
                     temperature: float = 1.0) -> torch.Tensor:
-    "DistiLLM's skew reverse KL, KL(q ‖ (1-α)p + αq) per token: (N,)."
-    lp, lq = _logp(t_logits, temperature), _logp(s_logits, temperature)
-    return _kl(lq, _log_mix(lq, lp, alpha))*temperature**2
+    "DistiLLM's skew reverse KL, KL(q ‖ (1-α)p + αq) per token: (N,): skew KL with the roles swapped."
+    return skew_forward_kl(t_logits, s_logits, alpha, temperature)
 
 def generalized_jsd(s_logits: torch.Tensor, t_logits: torch.Tensor,
                     beta: float = 0.5, # the teacher's share of the mixture m

@@ -14,7 +14,7 @@ from torch import nn
 
 from .anatomy import Anatomy
 from .lab import atomic_dir, check_out_dir
-from .losses import CompositeConfig, CompositeLoss, Divergence, Schedule
+from .losses import CompositeConfig, CompositeLoss, Divergence, Schedule, cosine_schedule
 
 # %% auto #0
 __all__ = ['MTP_INITS', 'MTP_FILE', 'mtp_block_config', 'MTPModule', 'MTPHeads', 'mtp_states', 'mtp_loss', 'save_mtp', 'load_mtp',
@@ -227,7 +227,7 @@ def base_states(model, blocks: torch.Tensor, # (N, T) token blocks
 def _lr_factor(step: int, c: MTPTrainConfig) -> float:
     "Linear warm-up, then cosine decay to 0."
     if step < c.warmup: return (step + 1)/c.warmup
-    return 0.5*(1 + math.cos(math.pi*(step - c.warmup)/max(1, c.steps - c.warmup)))
+    return cosine_schedule((step - c.warmup)/max(1, c.steps - c.warmup), 1.0, 0.0)
 
 def train_mtp(model, heads: MTPHeads,
               blocks: torch.Tensor, # (N, T) training token blocks

@@ -15,7 +15,7 @@ from .lab import atomic_dir, check_out_dir, load_config, load_model, load_tokeni
 from .anatomy import Anatomy, get_family, count_params
 
 # %% auto #0
-__all__ = ['Indices', 'PerLayer', 'DEPTH_AXES', 'TARGET_METRICS', 'ModelShape', 'PruningPlan', 'target_shape', 'validate_plan',
+__all__ = ['Indices', 'PerLayer', 'TARGET_METRICS', 'ModelShape', 'PruningPlan', 'target_shape', 'validate_plan',
            'check_stock_config', 'sync_config', 'head_rows', 'apply_plan', 'keep_all_plan', 'resolve_size', 'make_plan',
            'random_scores', 'plan_to_dict', 'plan_from_dict', 'save_plan', 'load_plan', 'save_pruned', 'layer_scores',
            'plan_scores', 'needed_metrics', 'run_prune']
@@ -425,8 +425,6 @@ def save_pruned(model, # the pruned model
     return out
 
 # %% ../nbs/05_pruning.ipynb #684c2a08
-DEPTH_AXES = (('layer',), ('window_start',))
-
 def layer_scores(score, # a depth score (axis 'layer' or 'window_start')
                  n_drop: int, # blocks the plan removes
                 ) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Importance scoring on tiny scaled models: the pass restores the model, batches accumulate, blocks come out and go back
 exactly, bad input fails before any forward pass, reports round-trip, and `run_importance` writes atomically."""
+from dataclasses import replace
 import json, math
 
 import matplotlib
@@ -10,8 +11,16 @@ import torch
 import slimlab.lab
 from slimlab.anatomy import Anatomy
 from slimlab.importance import (Importance, Request, Score, blocks_removed, default_metrics,
-                                importance, layers_to_remove, plot_score, run_importance, stock_subset)
+                                importance, layers_to_remove, plot_score, run_importance)
+from slimlab.prune import apply_plan, keep_all_plan
 from slimlab.lab import load_model
+
+
+def stock_model(model, keep):
+    "The reference: a stock model holding only the `keep` blocks, cut by the pruning surgery."
+    plan = keep_all_plan(model)
+    return apply_plan(model, replace(plan, layers=list(keep)))
+
 
 SAMPLES = torch.randint(0, 1000, (4, 12), generator=torch.Generator().manual_seed(0))
 
@@ -73,7 +82,7 @@ def test_blocks_removed_equals_a_stock_model_and_restores(name, drop):
     config_before = model.config.to_dict()
     with torch.no_grad():
         full = model(SAMPLES, use_cache=False).logits
-        reference = stock_subset(model, keep)(SAMPLES, use_cache=False).logits
+        reference = stock_model(model, keep)(SAMPLES, use_cache=False).logits
         with blocks_removed(model, drop):
             assert len(Anatomy(model).blocks) == len(keep)
             assert [Anatomy(model).attention(i).layer_idx for i in range(len(keep))] == list(range(len(keep)))
