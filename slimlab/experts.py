@@ -15,16 +15,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .anatomy import Anatomy
-from .lab import atomic_dir, check_out_dir, load_config, load_model, load_tokenizer, resolve_model
+from .importance import moe_layers
+from .lab import atomic_dir, check_out_dir, check_real_weights, load_config, load_model, load_tokenizer
 from .prune import apply_plan, keep_all_plan
 
 # %% auto #0
 __all__ = ['MOE_TARGETS', 'SHARED_EXPERT_TYPES', 'ROUTERS', 'Groups', 'STRATEGIES', 'SIMILARITIES', 'EXPERT_METRICS',
            'check_moefy', 'moe_config', 'mlp_inputs', 'neuron_activations', 'active_pattern', 'balanced_kmeans',
-           'NeuronSplit', 'split_neurons', 'expert_mass', 'fit_router', 'MoefyConfig', 'moefy', 'moe_blocks',
-           'check_compression', 'expert_outputs', 'expert_similarity', 'drop_groups', 'assign_to_bases',
-           'cluster_groups', 'partial_groups', 'check_groups', 'group_weights', 'merge_experts', 'expert_groups',
-           'compress_experts', 'save_moe', 'run_moefy', 'run_merge']
+           'NeuronSplit', 'split_neurons', 'expert_mass', 'fit_router', 'MoefyConfig', 'moefy', 'check_compression',
+           'expert_outputs', 'expert_similarity', 'drop_groups', 'assign_to_bases', 'cluster_groups', 'partial_groups',
+           'check_groups', 'group_weights', 'merge_experts', 'expert_groups', 'compress_experts', 'save_moe',
+           'run_moefy', 'run_merge']
 
 # %% ../nbs/06_experts.ipynb #457a057a
 MOE_TARGETS = {'llama': ('qwen2_moe', 'mixtral'), 'qwen3': ('qwen3_moe',)} # dense model type -> MoE types that express it exactly
@@ -257,11 +258,6 @@ Groups = dict[int, list[list[int]]] # per MoE block: groups of old expert ids, t
 STRATEGIES = ('drop', 'merge', 'partial') # expert compression strategies
 SIMILARITIES = ('router', 'weights', 'output') # what expert similarity compares
 
-def moe_blocks(model_or_config) -> list[int]:
-    "Indices of the blocks with routed experts."
-    a = Anatomy(model_or_config)
-    return [i for i in range(a.num_layers) if a.is_moe_layer(i)]
-
 def check_compression(model_or_config, # the MoE model (or its config)
                       num_experts: int, # experts per block after compression
                       strategy: str = 'partial', # see `STRATEGIES`
@@ -353,7 +349,8 @@ def partial_groups(similarity: torch.Tensor, # (E, E) expert similarity
 def check_groups(groups: Groups, # per MoE block, groups of expert ids (base first)
                  model_or_config) -> int:
     "Groups must cover each MoE block's experts at most once, with the same count everywhere; return that count."
-    a, blocks = Anatomy(model_or_config), moe_blocks(model_or_config)
+    a = Anatomy(model_or_config)
+    blocks = moe_layers(a)
     if sorted(groups) != blocks: raise ValueError(f"groups must list exactly the MoE blocks {blocks}; got {sorted(groups)}")
     counts = {len(g) for g in groups.values()}
     if len(counts) != 1: raise ValueError(f"groups keep different expert counts per block {sorted(counts)}; a stock config needs one")
@@ -398,7 +395,8 @@ def _set_norm_topk(model, value: bool):
     if not hasattr(model.config, 'norm_topk_prob'):
         raise ValueError(f"norm_topk_prob is not a setting of {model.config.model_type}; its routers always renormalise")
     model.config.norm_topk_prob = value
-    for i in moe_blocks(model): Anatomy(model).router(i).norm_topk_prob = value
+    anatomy = Anatomy(model)
+    for i in moe_layers(anatomy): anatomy.router(i).norm_topk_prob = value
 
 # %% ../nbs/06_experts.ipynb #dfff77de
 def expert_groups(model, # an MoE causal LM
@@ -414,7 +412,7 @@ def expert_groups(model, # an MoE causal LM
     if similarity == 'output' and strategy != 'drop' and inputs is None:
         raise ValueError("similarity='output' needs the block inputs (see `mlp_inputs`)")
     groups = {}
-    for i in moe_blocks(model):
+    for i in moe_layers(Anatomy(model)):
         if strategy == 'drop': groups[i] = drop_groups(importance[i], num_experts); continue
         sim = expert_similarity(model, i, similarity, inputs[i] if inputs else None)
         groups[i] = (cluster_groups(sim, importance[i], num_experts) if strategy == 'merge'
@@ -450,10 +448,6 @@ def save_moe(model, # the MoE to save
         if record is not None: (tmp/record_name).write_text(json.dumps(record, indent=1))
     return out
 
-def _real_weights(model: str):
-    if resolve_model(model).kind == 'full_size':
-        raise ValueError(f"model {model!r} is a shape-only (meta device) model without weights; this needs real or scaled weights")
-
 def run_moefy(model: str, # dense model: name, folder or hub id (see `slimlab.lab.resolve_model`)
               out: str | Path, # output folder
               config: MoefyConfig = MoefyConfig(), # how to split and route
@@ -467,7 +461,7 @@ def run_moefy(model: str, # dense model: name, folder or hub id (see `slimlab.la
     "Check, load, calibrate, MoEfy and save a dense model."
     from slimlab.data import calibration_samples
     out = check_out_dir(out, overwrite)
-    _real_weights(model)
+    check_real_weights(model, 'MoEfication')
     config.check(load_config(model))
     dense, tokenizer = load_model(model), load_tokenizer(model)
     moe = moefy(dense, calibration_samples(tokenizer, samples, seq_len, seed), config, progress=progress)
@@ -498,7 +492,7 @@ def run_merge(model: str, # MoE model: name, folder or hub id
     from slimlab.data import calibration_samples
     from slimlab.importance import importance
     out = check_out_dir(out, overwrite)
-    _real_weights(model)
+    check_real_weights(model, 'expert merging')
     if metric not in EXPERT_METRICS: raise ValueError(f"metric={metric!r}; allowed: {', '.join(EXPERT_METRICS)}")
     check_compression(load_config(model), num_experts, strategy, preserve, similarity)
     source, tokenizer = load_model(model), load_tokenizer(model)

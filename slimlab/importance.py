@@ -859,11 +859,10 @@ def run_importance(model: str, # model name, folder or hub id (see `slimlab.lab.
                    progress: bool = True, # show tqdm bars
                   ) -> Importance:
     "Validate everything, calibrate on the lab corpus, score, and write the report to `out` atomically."
-    from slimlab.lab import load_config, load_model, load_tokenizer, resolve_model
+    from slimlab.lab import check_real_weights, load_config, load_model, load_tokenizer
     from slimlab.data import calibration_samples
     out = check_out_dir(out, overwrite, 'out')
-    if resolve_model(model).kind == 'full_size':
-        raise ValueError(f"model {model!r} is a shape-only (meta device) model with no weights; importance needs a real or scaled model")
+    check_real_weights(model, 'importance')
     a = Anatomy(load_config(model))
     if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"batch_size={batch_size!r} must be an integer >= 1")
     requests = check_calibration(a, samples, seq_len, default_metrics(a) if metrics is None else metrics)

@@ -16,8 +16,8 @@ import torch
 __all__ = ['BUNDLED_MODELS', 'SIZES', 'LAB_VOCAB_SIZE', 'FAMILIES', 'FULL_SIZE', 'WEIGHT_FILES', 'seed_everything',
            'available_devices', 'get_device', 'cache_dir', 'lab_data_dir', 'check_out_dir', 'atomic_dir',
            'BundledModel', 'bundled_gguf_path', 'convert_gguf', 'bundled_model_dir', 'scaled_names', 'scaled_config',
-           'full_size_config', 'ModelSource', 'resolve_model', 'check_weights', 'load_model', 'load_config',
-           'load_tokenizer', 'chat']
+           'full_size_config', 'ModelSource', 'resolve_model', 'check_weights', 'check_real_weights', 'load_model',
+           'load_config', 'load_tokenizer', 'chat']
 
 # %% ../nbs/00_lab.ipynb #0cd018ca
 def seed_everything(seed: int = 0, # seed for `random`, NumPy and PyTorch (all devices)
@@ -268,6 +268,14 @@ def check_weights(folder: Path # a local model folder
     "Refuse a model folder without weight files, before transformers tries to load it."
     if not any((folder/f).exists() for f in WEIGHT_FILES):
         raise FileNotFoundError(f"model folder {folder} has no weights; expected one of {', '.join(WEIGHT_FILES)}")
+
+def check_real_weights(name_or_path: str | Path, # see `resolve_model`
+                       job: str, # what needs the weights, for the message ('pruning', ...)
+                      ):
+    "Refuse a full-size (shape-only, meta device) model for a job that needs real or scaled weights."
+    if resolve_model(name_or_path).kind == 'full_size':
+        raise ValueError(f"model {str(name_or_path)!r} is a shape-only (meta device) model without weights; "
+                         f"{job} needs real or scaled weights")
 
 def load_model(name_or_path: str | Path, # see `resolve_model`
                dtype: torch.dtype = torch.float32, # weights' dtype

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .lab import atomic_dir, check_out_dir, load_config, load_model, load_tokenizer, resolve_model
+from .lab import atomic_dir, check_out_dir, load_config, load_model, load_tokenizer, check_real_weights
 from .anatomy import Anatomy, get_family, count_params
 
 # %% auto #0
@@ -489,8 +489,7 @@ def run_prune(model: str, # model to prune: name, folder or hub id (see `slimlab
     from slimlab.importance import check_calibration, importance
     from slimlab.data import calibration_samples
     out = check_out_dir(out, overwrite)
-    if resolve_model(model).kind == 'full_size':
-        raise ValueError(f"model {model!r} is a shape-only (meta device) model without weights; pruning needs real or scaled weights")
+    check_real_weights(model, 'pruning')
     config = load_config(model)
     set_targets = {k: v for k, v in targets.items() if v not in (None, 0)}
     if plan_file is not None:
