@@ -15,10 +15,10 @@ from .lab import atomic_dir, check_out_dir, load_config, load_model, load_tokeni
 from .anatomy import Anatomy, get_family, count_params
 
 # %% auto #0
-__all__ = ['Indices', 'PerLayer', 'TARGET_METRICS', 'ModelShape', 'PruningPlan', 'target_shape', 'validate_plan',
-           'check_stock_config', 'sync_config', 'head_rows', 'apply_plan', 'keep_all_plan', 'resolve_size', 'make_plan',
-           'random_scores', 'plan_to_dict', 'plan_from_dict', 'save_plan', 'load_plan', 'save_pruned', 'layer_scores',
-           'plan_scores', 'needed_metrics', 'run_prune']
+__all__ = ['Indices', 'PerLayer', 'EXPERT_ALIGN', 'TARGET_METRICS', 'ModelShape', 'PruningPlan', 'target_shape', 'validate_plan',
+           'check_expert_alignment', 'check_stock_config', 'sync_config', 'head_rows', 'apply_plan', 'keep_all_plan',
+           'resolve_size', 'resolve_width', 'make_plan', 'random_scores', 'plan_to_dict', 'plan_from_dict', 'save_plan',
+           'load_plan', 'save_pruned', 'layer_scores', 'plan_scores', 'needed_metrics', 'run_prune']
 
 # %% ../nbs/05_pruning.ipynb #ec2db7d1
 @dataclass(frozen=True)
@@ -131,7 +131,25 @@ def validate_plan(plan: PruningPlan, model_or_config) -> ModelShape:
                 raise ValueError(f"plan.heads[{i}] keeps unequal numbers of query heads per KV group; GQA needs the same number in each")
     if plan.top_k is not None and not 1 <= plan.top_k <= _count(plan.experts, s.num_experts):
         raise ValueError(f"plan.top_k={plan.top_k} must be between 1 and the kept experts ({_count(plan.experts, s.num_experts)})")
-    return target_shape(plan)
+    t = target_shape(plan)
+    if moe:
+        check_expert_alignment(f"plan.channels keeps hidden_size={t.hidden_size}", t.hidden_size, s.hidden_size)
+        check_expert_alignment(f"plan.expert_neurons keep expert_size={t.expert_size}", t.expert_size, s.expert_size)
+    return t
+
+# %% ../nbs/05_pruning.ipynb #7acd4974
+EXPERT_ALIGN = 8 # cut hidden and expert widths of an MoE are multiples of this: 16-byte rows in bfloat16
+
+def check_expert_alignment(what: str, # the field and the width it asks for, for errors
+                           size: int, # a hidden or expert width of an MoE model
+                           full: int, # the source width (always allowed)
+                          ):
+    "Raise unless `size` is the source width or a multiple of `EXPERT_ALIGN`, naming the nearest allowed widths."
+    if size == full or size % EXPERT_ALIGN == 0: return
+    below = size//EXPERT_ALIGN*EXPERT_ALIGN
+    near = [str(n) for n in (below, below + EXPERT_ALIGN) if 0 < n < full] or [str(full)]
+    raise ValueError(f"{what}: on an MoE model, cut hidden and expert widths must be multiples of {EXPERT_ALIGN} (the grouped "
+                     f"expert matmul needs 16-byte rows in bfloat16); allowed near it: {', '.join(near)}")
 
 # %% ../nbs/05_pruning.ipynb #0a0e7135
 def check_stock_config(config, # a synced config
@@ -303,6 +321,18 @@ def resolve_size(value: int | float | None, # absolute size, ratio in (0, 1), or
     if not 1 <= size <= full: raise ValueError(f"{name}={value}: allowed sizes are 1..{full} or a ratio in (0, 1)")
     return max(round_to, size//round_to*round_to) if round_to > 1 and size >= round_to else size
 
+def resolve_width(value: int | float | None, # absolute size, ratio in (0, 1), or None (keep all)
+                  full: int, # the source width
+                  name: str, # field name, for errors
+                  round_to: int = 1, # round down to a multiple of this
+                  grouped: bool = False, # a width of packed experts (hidden or expert width of an MoE)
+                 ) -> int:
+    "`resolve_size` for a width; a `grouped` one is rounded to a multiple of `EXPERT_ALIGN` too when `round_to` > 1, else checked."
+    if not grouped: return resolve_size(value, full, name, round_to)
+    size = resolve_size(value, full, name, math.lcm(round_to, EXPERT_ALIGN) if round_to > 1 else 1)
+    check_expert_alignment(f"{name}={value}" if value == size else f"{name}={value} ({size})", size, full)
+    return size
+
 def _top(scores: torch.Tensor, k: int) -> list[int]:
     "Indices of the `k` highest scores, in ascending index order."
     return sorted(torch.topk(scores.float(), k).indices.tolist())
@@ -323,7 +353,7 @@ def make_plan(model_or_config,
               expert_size: int | float | None = None, # kept neurons per expert
               shared_expert_size: int | float | None = None, # kept neurons of the shared expert
               top_k: int | None = None, # experts per token after pruning
-              round_to: int = 1, # round widths down to a multiple of this
+              round_to: int = 1, # round widths down to a multiple of this (and of `EXPERT_ALIGN` for MoE widths)
              ) -> PruningPlan:
     "A plan keeping the top-scoring indices on each axis, with uniform counts per layer."
     a, s = Anatomy(model_or_config), ModelShape.of(model_or_config)
@@ -332,8 +362,11 @@ def make_plan(model_or_config,
     if not (isinstance(drop_layers, int) or 0 <= drop_layers < 1): raise ValueError(f"drop_layers={drop_layers}: a ratio must be in [0, 1)")
     if not 0 <= n_drop < s.num_layers: raise ValueError(f"drop_layers={drop_layers}: allowed 0..{s.num_layers - 1} blocks (at least one must remain)")
     if n_drop: plan.layers = _top(_need(scores, 'layers', 'drop layers'), s.num_layers - n_drop)
+    dense = [i for i in range(s.num_layers) if not a.is_moe_layer(i)]
+    moe = [i for i in range(s.num_layers) if a.is_moe_layer(i)]
     if hidden_size is not None:
-        plan.channels = _top(_need(scores, 'channels', 'prune hidden_size'), resolve_size(hidden_size, s.hidden_size, 'hidden_size', round_to))
+        k = resolve_width(hidden_size, s.hidden_size, 'hidden_size', round_to, grouped=bool(moe))
+        plan.channels = _top(_need(scores, 'channels', 'prune hidden_size'), k)
     full = [i for i in range(s.num_layers) if a.layer_type(i) != 'linear_attention']
     if num_heads is not None or num_kv_heads is not None:
         kv = resolve_size(num_kv_heads, s.num_kv_heads, 'num_kv_heads')
@@ -349,8 +382,6 @@ def make_plan(model_or_config,
             groups = _top(by_group.sum(1), kv)
             plan.kv_heads[i] = groups
             plan.heads[i] = sorted(g*hpg + h for g in groups for h in _top(by_group[g], nh//kv))
-    dense = [i for i in range(s.num_layers) if not a.is_moe_layer(i)]
-    moe = [i for i in range(s.num_layers) if a.is_moe_layer(i)]
     if intermediate_size is not None and dense:
         k = resolve_size(intermediate_size, s.intermediate_size, 'intermediate_size', round_to)
         plan.neurons = {i: _top(_need(scores, 'neurons', 'prune intermediate_size')[i], k) for i in dense}
@@ -360,7 +391,7 @@ def make_plan(model_or_config,
         k = resolve_size(num_experts, s.num_experts, 'num_experts')
         plan.experts = {i: _top(_need(scores, 'experts', 'prune experts')[i], k) for i in moe}
     if expert_size is not None:
-        k = resolve_size(expert_size, s.expert_size, 'expert_size', round_to)
+        k = resolve_width(expert_size, s.expert_size, 'expert_size', round_to, grouped=True)
         en = _need(scores, 'expert_neurons', 'prune expert_size')
         kept = plan.experts or {i: list(range(s.num_experts)) for i in moe}
         plan.expert_neurons = {i: [_top(en[i, e], k) for e in kept[i]] for i in moe}

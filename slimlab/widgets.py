@@ -18,17 +18,19 @@ from matplotlib.figure import Figure
 
 from . import plots
 from .anatomy import Anatomy, count_params, flops_per_token, kv_cache_bytes_per_token
+from .distill import lr_schedule
 from .evaluate import token_nll
-from .importance import Importance, Score
+from .experts import SIMILARITIES, Groups, check_compression, expert_similarity, merge_experts, partial_groups
+from .importance import Importance, Score, moe_layers
 from .losses import SCHEDULES, CompositeConfig, Schedule
-from .prune import ModelShape, PruningPlan, apply_plan, make_plan, plan_scores, plan_to_dict, save_plan, sync_config
+from .prune import EXPERT_ALIGN, ModelShape, PruningPlan, apply_plan, make_plan, plan_scores, plan_to_dict, save_plan, sync_config
 
 # %% auto #0
-__all__ = ['NO_WIDGETS', 'PICTURES', 'PICTURE_MARGINS', 'LR_PARAMS', 'STEP_FIELDS', 'SPLITS', 'widget_frontend', 'View',
-           'Preview', 'hidden_step', 'Axis', 'explorer_axes', 'plan_targets', 'score_axis', 'metric_options',
-           'kept_mask', 'preserved_experts', 'draw_layers', 'draw_heads', 'draw_channels', 'draw_neurons',
-           'draw_experts', 'PruningExplorer', 'default_lr_fn', 'weight_series', 'lr_series', 'ScheduleViewer',
-           'check_record', 'MetricsLog', 'metric_series', 'RunViewer']
+__all__ = ['NO_WIDGETS', 'PICTURES', 'PICTURE_MARGINS', 'STEP_FIELDS', 'SPLITS', 'widget_frontend', 'View', 'Preview',
+           'hidden_step', 'Axis', 'explorer_axes', 'plan_targets', 'score_axis', 'metric_options', 'kept_mask',
+           'merge_targets', 'draw_layers', 'draw_heads', 'draw_channels', 'draw_neurons', 'draw_experts',
+           'PruningExplorer', 'weight_series', 'lr_series', 'ScheduleViewer', 'check_record', 'MetricsLog',
+           'metric_series', 'RunViewer']
 
 # %% ../nbs/11_widgets.ipynb #98b25bad
 NO_WIDGETS = ("interactive widgets need a Jupyter kernel (JupyterLab, Notebook, VS Code) with ipywidgets; "
@@ -127,7 +129,7 @@ def explorer_axes(config, # the source model's config
     "The sliders a model needs, by name: only the axes it has."
     s = ModelShape.of(config)
     h = hidden_step(config, num_heads or s.num_heads)
-    if s.num_experts and s.hidden_size % math.lcm(h, width_step) == 0: h = math.lcm(h, width_step)  # aligned expert rows
+    if s.num_experts and s.hidden_size % math.lcm(h, EXPERT_ALIGN) == 0: h = math.lcm(h, EXPERT_ALIGN)  # the expert kernel's rows
     axes = [Axis('drop_layers', 'layers to drop', 0, s.num_layers - 1, 1, 0, 'layers'),
             Axis('hidden_size', 'hidden size', h, s.hidden_size//h*h, h, s.hidden_size, 'channels'),
             Axis('num_kv_heads', 'KV groups', 1, s.num_kv_heads, 1, s.num_kv_heads, 'heads')]
@@ -135,9 +137,9 @@ def explorer_axes(config, # the source model's config
     if per_group > 1: axes.append(Axis('heads_per_group', 'query heads per group', 1, per_group, 1, per_group, 'heads'))
     if s.intermediate_size: axes.append(_width_axis('intermediate_size', 'MLP width', s.intermediate_size, width_step, 'neurons'))
     if s.num_experts:
-        axes += [Axis('num_experts', 'experts', 1, s.num_experts, 1, s.num_experts, 'experts'),
+        axes += [Axis('num_experts', 'experts', s.top_k, s.num_experts, 1, s.num_experts, 'experts'),  # merging keeps >= top-k
                  Axis('preserve', 'kept intact (share)', 0.0, 1.0, 0.05, 1.0),
-                 _width_axis('expert_size', 'expert width', s.expert_size, width_step, 'expert_neurons')]
+                 _width_axis('expert_size', 'expert width', s.expert_size, math.lcm(width_step, EXPERT_ALIGN), 'expert_neurons')]
         if s.shared_expert_size:
             axes.append(_width_axis('shared_expert_size', 'shared expert width', s.shared_expert_size, width_step, 'shared_neurons'))
     return {a.name: a for a in axes}
@@ -180,18 +182,15 @@ def kept_mask(shape: tuple[int, int], # (rows, columns) of the picture
         mask[row, cols] = True
     return mask
 
-def preserved_experts(scores: torch.Tensor, # (layers, experts) expert scores
-                      kept: dict[int, list[int]], # kept experts of each MoE layer (`plan.experts`)
-                      share: float, # share of the kept experts that stay intact, in [0, 1]
-                     ) -> dict[int, list[int]]:
-    "The kept experts that partial-preservation merging leaves intact: the top `share` of each layer's kept experts by score."
-    if not 0 <= share <= 1: raise ValueError(f"preserve share={share} must be in [0, 1]")
-    out = {}
-    for layer, experts in kept.items():
-        n = round(share*len(experts))
-        ranked = sorted(experts, key=lambda e: -float(scores[layer, e]))
-        out[layer] = sorted(ranked[:n])
-    return out
+def merge_targets(groups: Groups, # per MoE block, groups of expert ids with the base first (`slimlab.experts.expert_groups`)
+                  shape: tuple[int, int], # (layers, experts) of the picture
+                 ) -> np.ndarray:
+    "Where each expert ends up: itself when kept, its base when merged into one, -1 when dropped (blocks not in `groups` keep all)."
+    target = np.tile(np.arange(shape[1]), (shape[0], 1))
+    for layer, block in groups.items():
+        target[layer] = -1
+        for group in block: target[layer, group] = group[0]
+    return target
 
 # %% ../nbs/11_widgets.ipynb #df79bc9d
 def _depth_values(score: Score, num_layers: int) -> np.ndarray:
@@ -226,12 +225,22 @@ def draw_neurons(ax, score: Score, plan: PruningPlan, label: str, field: str = '
     plots.score_grid(v, kept_mask(tuple(v.shape), getattr(plan, field)), ax=ax, col_label='neuron',
                      title=f"{'MLP' if field == 'neurons' else 'shared expert'} neurons — {label}")
 
-def draw_experts(ax, score: Score, plan: PruningPlan, label: str, preserve: float = 1.0):
-    "The experts each MoE block keeps, over an expert score; white dots on those that merging would keep intact."
+def draw_experts(ax, score: Score, plan: PruningPlan, label: str, groups: Groups | None = None):
+    "The experts each MoE block keeps, over an expert score; with a merge's `groups`, a white dot on each expert kept intact, a black dot on each merge base, and →b on each expert merged into base b."
     v = score.values.float()
-    kept = plan.experts or {i: list(range(v.shape[1])) for i in range(v.shape[0]) if not v[i].isnan().all()}
-    plots.expert_usage(v, kept_mask(tuple(v.shape), kept), kept_mask(tuple(v.shape), preserved_experts(v, kept, preserve)) &
-                       kept_mask(tuple(v.shape), kept), ax=ax, title=f"experts — {label}")
+    if groups is None:
+        plots.expert_usage(v, kept_mask(tuple(v.shape), plan.experts), ax=ax, title=f"experts — {label}")
+        return
+    target, experts = merge_targets(groups, tuple(v.shape)), np.arange(v.shape[1])
+    moe = np.zeros(v.shape, dtype=bool)
+    moe[list(groups)] = True
+    absorbed = (target[:, :, None] == experts).sum(1)  # experts ending up in each (itself included)
+    plots.expert_usage(v, target == experts, moe & (absorbed == 1), ax=ax, title=f"experts — {label}")
+    rows, cols = np.nonzero(moe & (absorbed > 1))
+    ax.scatter(cols, rows, s=9, color='black', edgecolors='white', linewidths=0.4)
+    for row, col in zip(*np.nonzero((target >= 0) & (target != experts))):
+        ax.text(col, row, f"→{target[row, col]}", ha='center', va='center', fontsize=5, color='white')
+    ax.set_xlabel('expert (○ intact, ● base, →b merged into b)', fontsize=7)
 
 PICTURES = { # picture -> (`plan_scores` axis of its score, draw function, figure size in inches)
     'layers': ('layers', draw_layers, (7.2, 1.25)),
@@ -251,9 +260,15 @@ def _check_probe_ids(ids) -> torch.Tensor | None:
         raise ValueError(f"probe_ids must be a (N, T) tensor of token ids with T >= 2; got {tuple(ids.shape)} {ids.dtype}")
     return ids.long()
 
-def _plan_key(plan: PruningPlan) -> str:
-    "A plan as a string, for caching."
-    return json.dumps(plan_to_dict(plan), sort_keys=True)
+def _model_key(plan: PruningPlan, groups: Groups | None) -> str:
+    "A plan and its expert merge as a string, for caching."
+    return json.dumps([plan_to_dict(plan), groups], sort_keys=True)
+
+def _base_scores(groups: Groups, shape: tuple[int, int]) -> torch.Tensor:
+    "Expert scores under which `make_plan` keeps exactly the bases of a merge: 1 for a base, 0 for the rest."
+    scores = torch.zeros(shape)
+    for layer, block in groups.items(): scores[layer, [group[0] for group in block]] = 1
+    return scores
 
 def _frozen(x):
     "Lists and dicts as nested tuples (hashable, comparable)."
@@ -289,10 +304,16 @@ class PruningExplorer(View):
                  context: int = 2048, # token position at which FLOPs per token are counted
                  plan_path: str | Path = 'plan.yaml', # where "Save plan" writes
                  dpi: int = 72, # resolution of the pictures
+                 similarity: str = 'router', # how expert merging compares experts (`slimlab.experts.SIMILARITIES`)
+                 block_inputs: dict[int, torch.Tensor] | None = None, # MoE block inputs (`slimlab.experts.mlp_inputs`), for similarity='output'
                 ):
         Anatomy(model)  # an unsupported architecture fails here, with the list of supported ones
         if not isinstance(report, Importance): raise ValueError(f"report must be an Importance report, got {type(report).__name__}")
+        if similarity not in SIMILARITIES: raise ValueError(f"similarity={similarity!r}; allowed: {', '.join(SIMILARITIES)}")
+        if similarity == 'output' and block_inputs is None:
+            raise ValueError("similarity='output' needs block_inputs (see `slimlab.experts.mlp_inputs`)")
         self.model, self.report, self.context, self.dpi, self.width_step = model, report, context, dpi, width_step
+        self.similarity, self.block_inputs = similarity, block_inputs
         self.plan_path = Path(plan_path)
         self.probe_ids = _check_probe_ids(probe_ids)
         self.axes = explorer_axes(model.config, width_step)
@@ -301,7 +322,9 @@ class PruningExplorer(View):
         self.preview: Preview | None = None # of the current plan (None while the controls ask for an impossible model)
         self.error: str | None = None # why the controls ask for an impossible model
         self._plan: PruningPlan | None = None
-        self._ppl: dict[str, float] = {} # plan key -> held-out perplexity
+        self.groups: Groups | None = None # the expert merge of the current controls (None while the expert count is whole)
+        self._similarities: dict[int, torch.Tensor] | None = None # per MoE block, (E, E) expert similarity, computed once
+        self._ppl: dict[str, float] = {} # model key -> held-out perplexity
         self._drawn: dict[str, tuple] = {} # picture -> key of what it shows
         self._quiet = False # set while the explorer moves its own sliders
         self._build()
@@ -414,19 +437,36 @@ class PruningExplorer(View):
         if self._plan is None: raise ValueError(self.error)
         return self._plan
 
-    def _make_plan(self) -> PruningPlan:
+    def _expert_similarities(self) -> dict[int, torch.Tensor]:
+        "The similarity of every MoE block's experts (computed at the first cut of the expert count, then reused)."
+        if self._similarities is None:
+            self._similarities = {i: expert_similarity(self.model, i, self.similarity, self.block_inputs[i] if self.block_inputs else None)
+                                  for i in moe_layers(Anatomy(self.model))}
+        return self._similarities
+
+    def _expert_groups(self, values: dict) -> Groups | None:
+        "The experts chapter's partial-preservation merge for the slider values (None while the expert count is whole)."
+        if 'experts' not in self.menus or values['num_experts'] == self.axes['num_experts'].full: return None  # no expert score: `make_plan` says so
+        n, preserve = values['num_experts'], values['preserve']
+        check_compression(self.model, n, 'partial', preserve, self.similarity)
+        importance = self.report[self.metrics['experts']].values
+        return {i: partial_groups(sim, importance[i], n, preserve) for i, sim in self._expert_similarities().items()}
+
+    def _make_plan(self) -> tuple[PruningPlan, Groups | None]:
+        "The plan and the expert merge of the controls; the plan keeps exactly the merge's bases."
         values = self.values
-        targets = plan_targets(values, self.axes)
         scores = plan_scores(self.report, values['drop_layers'], **self.metrics)
-        return make_plan(self.model.config, scores, **targets)
+        groups = self._expert_groups(values)
+        if groups is not None: scores['experts'] = _base_scores(groups, tuple(scores['experts'].shape))
+        return make_plan(self.model.config, scores, **plan_targets(values, self.axes)), groups
 
     def update(self, *_):
-        "Recompute plan, numbers and the pictures that changed (every control calls this)."
+        "Recompute plan, expert merge, numbers and the pictures that changed (every control calls this)."
         try:
-            self._plan = self._make_plan()
+            self._plan, self.groups = self._make_plan()
             self.preview, self.error = Preview.of(sync_config(self.model.config, self._plan), self.model.dtype, self.context), None
         except ValueError as e:
-            self._plan, self.preview, self.error = None, None, str(e)
+            self._plan, self.groups, self.preview, self.error = None, None, None, str(e)
         self.numbers.value = self._numbers_html()
         self.quality.value = self._quality_text()
         if self._plan is not None: self._draw()
@@ -452,17 +492,23 @@ class PruningExplorer(View):
                  f"heads {s.num_heads}/{s.num_kv_heads} KV → {t.num_heads}/{t.num_kv_heads} KV"]
         if s.intermediate_size: parts.append(f"MLP {s.intermediate_size}→{t.intermediate_size}")
         if s.num_experts:
-            n, intact = t.num_experts, round(self.values['preserve']*t.num_experts)
-            merged = f" ({intact} intact, {n - intact} merge bases for the {s.num_experts - n} removed)" if n < s.num_experts else ''
-            parts.append(f"experts {s.num_experts}→{n}{merged}, width {s.expert_size}→{t.expert_size}")
+            parts.append(f"experts {s.num_experts}→{t.num_experts}{self._merge_text()}, width {s.expert_size}→{t.expert_size}")
             if s.shared_expert_size: parts.append(f"shared expert {s.shared_expert_size}→{t.shared_expert_size}")
         return ' · '.join(parts)
+
+    def _merge_text(self) -> str:
+        "What partial preservation does with the experts (empty while their count is whole)."
+        if self.groups is None: return ''
+        n, removed = self.preview.shape.num_experts, self.source.shape.num_experts - self.preview.shape.num_experts
+        intact = round(self.values['preserve']*n)  # the rule of `partial_groups`
+        if intact == n: return f" (the {removed} removed are dropped)"
+        return f" ({intact} intact, {n - intact} merge bases for the {removed} removed)"
 
     def summary(self) -> str:
         "The current numbers as text."
         if self.error: return f"PruningExplorer: no model — {self.error}"
         s, p = self.source, self.preview
-        key = _plan_key(self._plan) if self._ppl else None
+        key = _model_key(self._plan, self.groups) if self._ppl else None
         ppl = f"; held-out ppl {self._ppl['source']:.2f} → {self._ppl[key]:.2f}" if key in self._ppl and 'source' in self._ppl else ''
         return (f"PruningExplorer: {s.params:,} → {p.params:,} parameters ({100*p.params/s.params:.1f}%), "
                 f"{_mb(p.bytes)}, ×{s.flops/p.flops:.2f} FLOPs speed-up; {self._shape_text()}{ppl}")
@@ -472,8 +518,8 @@ class PruningExplorer(View):
         "What a picture shows now (a comparable key) and how to draw it."
         axis, draw, _ = PICTURES[name]
         label, plan = self.metrics[axis], self._plan
-        extra = dict(preserve=self.values['preserve']) if name == 'experts' else {}
-        key = (label, _frozen(getattr(plan, name)), tuple(extra.items()))
+        extra = dict(groups=self.groups) if name == 'experts' else {}
+        key = (label, _frozen(getattr(plan, name)), _frozen(extra))
         return key, lambda ax: draw(ax, self.report[label], plan, label, **extra)
 
     def _draw(self):
@@ -514,16 +560,23 @@ class PruningExplorer(View):
 
     def _quality_text(self) -> str:
         if self.probe_ids is None: return "<i>quality probe off: give probe_ids</i>"
-        key = _plan_key(self._plan) if self._ppl and self._plan is not None else None
+        key = _model_key(self._plan, self.groups) if self._ppl and self._plan is not None else None
         if 'source' not in self._ppl or key not in self._ppl: return "<i>probe quality to measure held-out perplexity</i>"
         n, t = self.probe_ids.shape
         p0, p = self._ppl['source'], self._ppl[key]
         return (f"held-out ppl on {n}×{t} tokens: source {p0:.2f} → <b class='slimlab-ppl'>{p:.2f}</b> (×{p/p0:.2f})")
 
+    def cut_model(self):
+        "The model the controls describe, built in memory: experts merged as `slimlab.experts.merge_experts` does (when their count is cut), then the plan's other cuts."
+        plan, groups = self.plan, self.groups
+        if groups is None: return apply_plan(self.model, plan)
+        merged = merge_experts(self.model, groups, self.report[self.metrics['experts']].values)
+        return apply_plan(merged, replace(plan, source=ModelShape.of(merged), experts=None))
+
     def probe(self) -> float:
-        "Held-out perplexity of the current plan's model on `probe_ids`, pruned in memory (cached per plan); also measures the source once."
+        "Held-out perplexity of the current controls' model on `probe_ids`, cut in memory (cached per plan and merge); also measures the source once."
         if self.probe_ids is None: raise ValueError("probe_ids=None: give the explorer held-out token ids (N, T) to probe quality")
-        plan, key = self.plan, _plan_key(self.plan)
+        key = _model_key(self.plan, self.groups)
         todo = ['source'] if 'source' not in self._ppl else []
         if key not in self._ppl: todo.append(key)
         self.progress.value, self.progress.max = 0, max(1, len(todo)*len(self.probe_ids) + 1)
@@ -534,7 +587,7 @@ class PruningExplorer(View):
                 if k == 'source':
                     with _eval_mode(self.model): self._ppl[k] = self._perplexity(self.model, tick)
                     continue
-                pruned = apply_plan(self.model, plan)
+                pruned = self.cut_model()
                 tick()
                 self._ppl[k] = self._perplexity(pruned, tick)
                 del pruned
@@ -547,24 +600,18 @@ class PruningExplorer(View):
     def save(self, path: str | Path | None = None, # plan file (default: the path in the widget)
              overwrite: bool = False, # replace an existing file
             ) -> Path:
-        "Write the current plan as YAML, for `slimlab prune MODEL --plan FILE --out DIR`."
+        "Write the current plan as YAML, for `slimlab prune MODEL --plan FILE --out DIR` (a plan prunes; an expert merge is not part of it)."
         path = Path(path if path is not None else self.path.value)
         if path.exists() and not overwrite: raise FileExistsError(f"plan file {path} exists; tick overwrite or choose another path")
         return save_plan(self.plan, path)
 
     def _save_clicked(self):
         path = self.save(overwrite=self.overwrite.value)
-        self.saved.value = f"plan written to <code>{path}</code>: apply it with <code>slimlab prune MODEL --plan {path} --out DIR</code>"
+        merges = self.groups is not None and any(len(group) > 1 for block in self.groups.values() for group in block)
+        self.saved.value = (f"plan written to <code>{path}</code>: apply it with <code>slimlab prune MODEL --plan {path} --out DIR</code>"
+                            + (" (it prunes the experts; <code>slimlab merge</code> merges them)" if merges else ''))
 
 # %% ../nbs/11_widgets.ipynb #d2c79f64
-LR_PARAMS = ('total_steps', 'peak', 'floor', 'warmup_steps') # keyword arguments of a learning-rate function after `step`
-
-def default_lr_fn() -> Callable | None:
-    "`slimlab.distill.lr_schedule(step, total_steps, peak, floor, warmup_steps)` when the distillation module is installed, else None."
-    try: from slimlab.distill import lr_schedule
-    except ImportError: return None
-    return lr_schedule
-
 def weight_series(config: CompositeConfig, # the λ and β schedules
                   points: int = 101, # progress values from 0 to 1
                  ) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
@@ -602,14 +649,14 @@ class ScheduleViewer(View):
     "λ and β of the composite loss and the learning rate over a run, with sliders for their parameters."
     def __init__(self,
                  config: CompositeConfig = CompositeConfig(), # the starting λ and β (its other fields are handed back unchanged)
-                 lr_fn: Callable | None = None, # lr(step, total_steps, peak, floor, warmup_steps) (default: `default_lr_fn()`)
+                 lr_fn: Callable = lr_schedule, # lr(step, total_steps, peak, floor, warmup_steps) (default: the training loop's)
                  total_steps: int = 1000, # steps of the run
                  peak: float = 3e-4, # learning rate after warm-up
                  floor: float = 3e-5, # learning rate at the end
                  warmup_steps: int = 100, # steps of linear warm-up
                  dpi: int = 72, # resolution of the picture
                 ):
-        self.base, self.lr_fn, self.dpi = config, lr_fn or default_lr_fn(), dpi
+        self.base, self.lr_fn, self.dpi = config, lr_fn, dpi
         self.schedules = {name: _schedule_controls(getattr(config, name)) for name in ('lam', 'beta')}
         box = dict(style={'description_width': '90px'}, layout=W.Layout(width='330px'))
         self.lr_controls = dict(
@@ -623,7 +670,7 @@ class ScheduleViewer(View):
             c.observe(self.update, 'value')
         self.message, self.image = W.HTML(), W.Image(format='png')
         columns = [W.VBox([W.HTML(f"<b>{title}</b>"), *self.schedules[name].values()]) for name, title in (('lam', 'λ'), ('beta', 'β'))]
-        if self.lr_fn is not None: columns.append(W.VBox([W.HTML('<b>learning rate</b>'), *self.lr_controls.values()]))
+        columns.append(W.VBox([W.HTML('<b>learning rate</b>'), *self.lr_controls.values()]))
         self.ui = W.VBox([W.HBox(columns), self.message, self.image])
         self.update()
 
@@ -639,7 +686,7 @@ class ScheduleViewer(View):
     @property
     def lr_kwargs(self) -> dict:
         "The learning-rate parameters the sliders describe."
-        return {k: self.lr_controls[k].value for k in LR_PARAMS}
+        return {k: c.value for k, c in self.lr_controls.items()}
 
     def update(self, *_):
         "Redraw from the sliders (every control calls this)."
@@ -647,29 +694,26 @@ class ScheduleViewer(View):
         except ValueError as e:
             self.message.value = f"<span style='color:#c0392b'>{e}</span>"
             return
-        self.message.value = '' if self.lr_fn is not None else ('<i>no learning-rate schedule: slimlab.distill is not installed '
-                                                                'here; pass lr_fn=</i>')
+        self.message.value = ''
         self.image.value = png
 
     def figure(self) -> Figure:
-        "λ and β, the term weights, and the learning rate (when there is an `lr_fn`)."
+        "λ and β, the term weights, and the learning rate."
         panels = weight_series(self.config)
-        fig, axs = plots.new_figure((10.5 if self.lr_fn else 7, 2.8), ncols=3 if self.lr_fn else 2)
+        fig, axs = plots.new_figure((10.5, 2.8), ncols=3)
         for ax, (title, series) in zip(axs, panels.items()):
             plots.curves(series, ax=ax, xlabel='training progress', title=title)
             ax.set_ylim(-0.02, 1.02)
-        if self.lr_fn is not None:
-            plots.curves({'lr': lr_series(self.lr_fn, **self.lr_kwargs)}, ax=axs[2], title='learning rate')
+        plots.curves({'lr': lr_series(self.lr_fn, **self.lr_kwargs)}, ax=axs[2], title='learning rate')
         return fig
 
     def summary(self) -> str:
         "The schedules as text."
         c = self.config
-        text = ', '.join(f"{n} {s.kind} {s.start:.2f}→{s.end:.2f}" for n, s in (('λ', c.lam), ('β', c.beta)))
-        if self.lr_fn is not None:
-            k = self.lr_kwargs
-            text += f"; lr {k['peak']:.1e} → {k['floor']:.1e}, warm-up {k['warmup_steps']} of {k['total_steps']} steps"
-        return f"ScheduleViewer: {text}"
+        schedules = ', '.join(f"{n} {s.kind} {s.start:.2f}→{s.end:.2f}" for n, s in (('λ', c.lam), ('β', c.beta)))
+        k = self.lr_kwargs
+        return (f"ScheduleViewer: {schedules}; lr {k['peak']:.1e} → {k['floor']:.1e}, "
+                f"warm-up {k['warmup_steps']} of {k['total_steps']} steps")
 
 # %% ../nbs/11_widgets.ipynb #41dc74a7
 STEP_FIELDS = ('step', 'tokens') # positions of a metrics line; either can be the x axis

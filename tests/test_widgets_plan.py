@@ -4,14 +4,19 @@ The explorer computes its numbers from configs alone; here the command-line tool
 weights in another process, and the stock folder it writes must have exactly the parameter count the explorer showed,
 and safetensors files of the size it showed (the weights at the model's dtype, plus a small header). A dense and an
 MoE family are covered; the explorer must leave the model it was given unchanged.
+
+On an MoE whose expert count is cut, the explorer's expert merge must be the experts chapter's: the groups of
+`expert_groups` and the model of `compress_experts` (measured by the quality probe), for every similarity measure.
 """
-import subprocess, sys
+import math, subprocess, sys
 from pathlib import Path
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from slimlab.evaluate import token_nll
+from slimlab.experts import compress_experts, mlp_inputs
 from slimlab.importance import importance
 from slimlab.lab import load_model
 from slimlab.prune import load_plan
@@ -48,3 +53,42 @@ def test_saved_plan_prunes_to_the_size_shown(name, tmp_path):
     assert 0 <= disk - shown.bytes < 64*1024, f"safetensors {disk} bytes, explorer showed {shown.bytes}"
     assert load_plan(out/'slimlab_plan.yaml') == explorer.plan
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), 'the explorer changed the model'
+
+
+def held_out_ppl(model, ids: torch.Tensor) -> float:
+    "Perplexity over the rows of `ids`, each scored on its own (as the probe scores them)."
+    return math.exp(torch.cat([token_nll(model, row, seq_len=len(row), progress=False) for row in ids]).double().mean().item())
+
+
+@pytest.mark.parametrize('similarity', ['router', 'weights', 'output'])
+def test_expert_merge_is_the_experts_chapter_merge(similarity):
+    model = load_model('qwen3_moe-tiny')
+    g = torch.Generator().manual_seed(0)
+    calibration, probe_ids = torch.randint(0, 1000, (4, 32), generator=g), torch.randint(0, 1000, (2, 16), generator=g)
+    report = importance(model, calibration, ['reap', 'expert_neuron'], progress=False)
+    inputs = mlp_inputs(model, calibration, progress=False) if similarity == 'output' else None
+    explorer = PruningExplorer(model, report, probe_ids=probe_ids, similarity=similarity, block_inputs=inputs)
+    ppl = {}
+    for preserve in (0.0, 0.5, 1.0):
+        explorer.set(num_experts=4, preserve=preserve)
+        merged, groups = compress_experts(model, 4, report['reap'].values, 'partial', preserve, similarity, inputs)
+        assert explorer.groups == groups
+        assert explorer.plan.experts == {i: [group[0] for group in block] for i, block in groups.items()}
+        ppl[preserve] = explorer.probe()
+        assert ppl[preserve] == pytest.approx(held_out_ppl(merged, probe_ids), rel=1e-5)
+    assert all(len(group) == 1 for block in explorer.groups.values() for group in block), 'share 1 drops the removed experts'
+    explorer.set(preserve=0.0)
+    assert all(sorted(e for group in block for e in group) == list(range(8)) for block in explorer.groups.values()), \
+        'share 0 merges every removed expert into a base'
+    assert ppl[0.0] != ppl[1.0]
+    explorer.set(num_experts=8)
+    assert explorer.groups is None and explorer.plan.experts is None
+
+
+def test_expert_merge_settings_are_checked_first():
+    model = load_model('qwen3_moe-tiny')
+    report = importance(model, torch.randint(0, 1000, (2, 16)), ['reap'], progress=False)
+    with pytest.raises(ValueError, match="similarity='cosine'; allowed: router, weights, output"):
+        PruningExplorer(model, report, similarity='cosine')
+    with pytest.raises(ValueError, match="similarity='output' needs block_inputs"):
+        PruningExplorer(model, report, similarity='output')
