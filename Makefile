@@ -21,7 +21,7 @@ $(STAMP): settings.ini setup.py tools/package.json tools/package-lock.json
 
 setup: $(STAMP)
 
-# --- the main job ---
+# --- the main job: the default lab recipe (minitron-depth) on the bundled SmolLM2, then its report's path and key numbers ---
 demo: setup
 	$(VENV)/bin/slimlab demo
 

@@ -20,6 +20,7 @@ def test_import_slimlab_is_light():
 def test_help_lists_commands():
     r = run('--help')
     assert r.returncode == 0 and 'info' in r.stdout and 'demo' in r.stdout
+    assert all(f"    {c} " in r.stdout for c in ('run', 'report', 'tour')), r.stdout
 
 
 @pytest.mark.parametrize('name', ['smollm2-135m', 'qwen3_next-tiny', 'mixtral-small', 'llama-3.1-8b', 'qwen3-next-80b-a3b'])

@@ -1,0 +1,93 @@
+"Progressive pruning: schedule invariants, and a run killed (SIGKILL) in stage 2 that resumes to the uninterrupted result."
+import json, os, signal, subprocess, sys, textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from slimlab.lab import scaled_config
+from slimlab.prune import ModelShape
+from slimlab.schedules import SCHEDULES, Stage, check_schedule, final_shape, make_schedule, relative_targets
+
+ROOT = Path(__file__).resolve().parent.parent
+
+FINALS = {
+    'llama-tiny': dict(drop_layers=2, hidden_size=48, num_heads=2, num_kv_heads=2, intermediate_size=0.5),
+    'qwen2_moe-tiny': dict(drop_layers=2, hidden_size=48, num_experts=4, expert_size=24, shared_expert_size=48, top_k=1),
+    'qwen3_moe-small': dict(drop_layers=4, num_heads=4, num_kv_heads=2, num_experts=10, expert_size=96, top_k=3),
+}
+
+@pytest.mark.parametrize('model', list(FINALS))
+@pytest.mark.parametrize('name', SCHEDULES)
+@pytest.mark.parametrize('stages', [1, 2, 3, 4])
+def test_make_schedule_invariants(model, name, stages):
+    cfg, final = scaled_config(model), FINALS[model]
+    sched = make_schedule(cfg, final, name, stages, total_tokens=10_000)
+    shapes = check_schedule(cfg, sched, final)
+    assert shapes[-1] == final_shape(cfg, final)
+    assert len(sched) == (1 if name == 'one-shot' else stages)
+    assert sum(s.tokens for s in sched) == 10_000 and all(s.tokens > 0 for s in sched)
+    chain = [ModelShape.of(cfg), *shapes]
+    for before, after in zip(chain, chain[1:]):
+        assert before != after
+        assert after.num_heads // after.num_kv_heads <= before.num_heads // before.num_kv_heads
+        assert relative_targets(before, after)  # something is cut
+
+
+def test_schedule_json_roundtrip():
+    cfg = scaled_config('llama-tiny')
+    sched = make_schedule(cfg, FINALS['llama-tiny'], 'joint', 2, total_tokens=1000)
+    again = [Stage(**d) for d in json.loads(json.dumps([s.__dict__ for s in sched]))]
+    assert again == sched and check_schedule(cfg, again) == check_schedule(cfg, sched)
+
+
+WORKER = textwrap.dedent('''
+    import os, signal, sys, torch
+    from dataclasses import replace
+    from pathlib import Path
+    torch.set_num_threads(1)
+    import slimlab.distill as D
+    from slimlab.lab import load_model, load_tokenizer
+    from slimlab.data import calibration_samples
+    from slimlab.schedules import make_schedule, run_schedule
+    run_dir, kill = Path(sys.argv[1]), sys.argv[2] == 'kill'
+    tok = load_tokenizer('llama-tiny')
+    blocks, stream = D.lab_data(tok, seq_len=64, eval_tokens=512)
+    model = load_model('llama-tiny', seed=0)
+    config = D.DistillConfig(max_tokens=1, micro_batch_size=2, seq_len=64, lr=2e-3, lr_floor=2e-4, warmup_steps=1, log_every=1,
+                             eval_every=2, save_every=2, loss=replace(D.minitron_loss(), chunk=128))
+    final = dict(drop_layers=2, intermediate_size=96)
+    sched = make_schedule(model, final, 'depth-first', 2, total_tokens=8*128)
+    real_save = D.save_checkpoint
+    def save_then_die(accelerator, run_dir_, state, keep_last):
+        path = real_save(accelerator, run_dir_, state, keep_last)
+        if kill and Path(run_dir_).name == 'stage-2' and state['step'] == 2: os.kill(os.getpid(), signal.SIGKILL)
+        return path
+    D.save_checkpoint = save_then_die
+    run_schedule(model, sched, run_dir, blocks, config, model, calibration_samples(tok, 4, 64, 0), eval_data=stream, final=final,
+                 resume=len(sys.argv) > 3, progress=False, log=None)
+''')
+
+def _run(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, '-c', WORKER, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_killed_in_stage_2_resumes_exactly(tmp_path):
+    from safetensors.torch import load_file
+    from slimlab.distill import complete_checkpoints, finished_run, read_metrics
+    straight = _run(tmp_path/'straight', 'run')
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    killed = _run(tmp_path/'killed', 'kill')
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    k = tmp_path/'killed'
+    assert finished_run(k/'stage-1') and not finished_run(k/'stage-2') and not (k/'model').exists()
+    assert [p.name for p in complete_checkpoints(k/'stage-2')] == ['step-00000002']
+    assert not json.loads((k/'schedule.json').read_text())['done']
+    resumed = _run(k, 'run', 'resume')
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = load_file(tmp_path/'straight'/'model'/'model.safetensors'), load_file(k/'model'/'model.safetensors')
+    assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
+    for stage in ('stage-1', 'stage-2'):
+        assert ([r['loss'] for r in read_metrics(tmp_path/'straight'/stage)] == [r['loss'] for r in read_metrics(k/stage)])
+    done = json.loads((k/'schedule.json').read_text())
+    assert done['done'] and [r['ppl'] for r in done['records']] == [r['ppl'] for r in json.loads((tmp_path/'straight'/'schedule.json').read_text())['records']]
