@@ -138,13 +138,17 @@ def topk_logits(t_logits: torch.Tensor, # (..., V) teacher logits
     values, indices = t_logits.topk(k, dim=-1)
     return TeacherTopK(indices, values)
 
+def _check_sparse(divergence: Divergence):
+    "Refuse a divergence that needs the teacher's probabilities outside its top-k."
+    if divergence.kind not in SPARSE_KD_LOSSES:
+        raise ValueError(f"divergence {divergence.kind!r} cannot be computed from a teacher's top-k; allowed: {', '.join(SPARSE_KD_LOSSES)}")
+
 def sparse_divergence(s_logits: torch.Tensor, # (N, V) student logits
                       teacher: TeacherTopK, # (N, k) the teacher's top-k
                       divergence: Divergence = Divergence(), # forward_kl or skew_forward_kl
                      ) -> torch.Tensor:
     "The divergence from the teacher's top-k, renormalised, to the student's full distribution, per token: (N,)."
-    if divergence.kind not in SPARSE_KD_LOSSES:
-        raise ValueError(f"divergence {divergence.kind!r} cannot be computed from a teacher's top-k; allowed: {', '.join(SPARSE_KD_LOSSES)}")
+    _check_sparse(divergence)
     T = divergence.temperature
     lp = _logp(teacher.values, T)  # (N, k), renormalised over the top-k
     lq = _logp(s_logits, T).gather(-1, teacher.indices)  # (N, k)
@@ -208,7 +212,7 @@ class HeadLoss(NamedTuple):
     "One head's weighted loss and its terms (means over the positions with a target)."
     total: torch.Tensor # w_lm·lm + w_kd·kd, differentiable
     lm: torch.Tensor # cross-entropy, detached
-    kd: torch.Tensor # distillation divergence, detached (0 without a teacher)
+    kd: torch.Tensor # distillation divergence, detached (0 without a teacher or when its weight is 0)
     tokens: int # positions with a target
 
 def _check_weights(lm_weight: float, kd_weight: float, teacher):
@@ -236,7 +240,7 @@ def head_loss(logits: torch.Tensor, # (N, V_s) student logits
     n = mask.sum().clamp_min(1)
     lm = lm_loss(logits, labels).sum()/n
     kd = torch.zeros((), device=logits.device)
-    if teacher is not None:
+    if kd_weight > 0:
         kd = (_kd_terms(logits, teacher[:, :V] if dense else teacher, divergence)*mask).sum()/n
     return HeadLoss(lm_weight*lm + kd_weight*kd, lm.detach(), kd.detach(), int(mask.sum()))
 
@@ -259,12 +263,95 @@ class _ChunkSpec:
     chunk: int
     need_grad: bool
 
-def _teacher_chunk(teacher, rows: slice, vocab: int):
-    "The teacher's logits (or top-k) for a chunk of tokens."
-    if isinstance(teacher, TeacherTopK): return TeacherTopK(teacher.indices[rows], teacher.values[rows])
-    with torch.no_grad():
-        bias = None if teacher.bias is None else teacher.bias[:vocab]
-        return F.linear(teacher.hidden[rows], teacher.weight[:vocab], bias)
+def _log_softmax_(logits: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    "Log-probabilities at a temperature, written over `logits` (float32, owned by the caller), and the probabilities."
+    if temperature != 1: logits.div_(temperature)
+    logits.sub_(logits.amax(-1, keepdim=True))
+    probs = logits.exp()
+    total = probs.sum(-1, keepdim=True)
+    return logits.sub_(total.log()), probs.div_(total)
+
+def _teacher_chunk(teacher, rows: slice, vocab: int, temperature: float):
+    "(log p, p, vocabulary positions) of the teacher on a chunk of tokens: all columns (positions None), or its top-k renormalised."
+    if isinstance(teacher, TeacherTopK):
+        return (*_log_softmax_(teacher.values[rows].to(torch.float32, copy=True), temperature), teacher.indices[rows])
+    bias = None if teacher.bias is None else teacher.bias[:vocab]
+    return (*_log_softmax_(F.linear(teacher.hidden[rows], teacher.weight[:vocab], bias).float(), temperature), None)
+
+def _forward_kl_pull(lp, p, lq, q, divergence):
+    "KL(p ‖ q) per row and its pull p; overwrites `lp`."
+    return lp.sub_(lq).mul_(p).sum(-1), p
+
+def _reverse_kl_pull(lp, p, lq, q, divergence):
+    "KL(q ‖ p) per row and its pull q·(log p − log q); overwrites `lp`."
+    pull = lp.sub_(lq).mul_(q)
+    return -pull.sum(-1), pull
+
+def _skew_forward_kl_pull(lp, p, lq, q, divergence):
+    "KL(p ‖ m), m = αp + (1-α)q, per row and its pull (1-α)·p·q/m."
+    lm = _log_mix(lp, lq, divergence.alpha)
+    pull = (lp + lq - lm).add_(_log(1 - divergence.alpha)).exp_()
+    return lm.neg_().add_(lp).mul_(p).sum(-1), pull
+
+def _skew_reverse_kl_pull(lp, p, lq, q, divergence):
+    "KL(q ‖ m), m = (1-α)p + αq, per row and its pull q·(log m − log q) + α·q²/m."
+    lm = _log_mix(lq, lp, divergence.alpha)
+    pull = (2*lq - lm).add_(_log(divergence.alpha)).exp_()
+    toward_m = lm.sub_(lq).mul_(q)
+    return -toward_m.sum(-1), pull.add_(toward_m)
+
+def _jsd_pull(lp, p, lq, q, divergence):
+    "β·KL(p ‖ m) + (1-β)·KL(q ‖ m), m = βp + (1-β)q, per row and its pull (1-β)·q·(log m − log q)."
+    beta = divergence.beta
+    lm = _log_mix(lp, lq, beta)
+    value = beta*(p*(lp - lm)).sum(-1) + (1 - beta)*(q*(lq - lm)).sum(-1)
+    return value, lm.sub_(lq).mul_(q).mul_(1 - beta)
+
+_PULLS = {'forward_kl': _forward_kl_pull, 'reverse_kl': _reverse_kl_pull, 'skew_forward_kl': _skew_forward_kl_pull,
+          'skew_reverse_kl': _skew_reverse_kl_pull, 'generalized_jsd': _jsd_pull} # divergence kind -> (values, pull)
+
+class _GradTerm(NamedTuple):
+    "One term coef·(q·Σpull − pull) of the gradient with respect to a chunk's logits."
+    q: torch.Tensor # (c, V) the student's probabilities the term is computed from
+    pull: torch.Tensor # (c, V), or (c, k) at `index`
+    index: torch.Tensor | None # (c, k) vocabulary positions of a sparse pull
+    coef: torch.Tensor # (c,) weight of each row
+
+def _logit_grad(terms: list[_GradTerm]) -> torch.Tensor:
+    "Σ coef·(q·Σpull − pull) over the terms, written over the first term's q (terms that share it scale it in one pass)."
+    grad = terms[0].q
+    grad.mul_(sum(t.coef*t.pull.sum(-1) for t in terms if t.q is grad)[:, None])
+    for t in terms:
+        if t.q is not grad: grad.addcmul_(t.q, (t.coef*t.pull.sum(-1))[:, None])
+        if t.index is None: grad.addcmul_(t.pull, t.coef[:, None], value=-1)
+        else: grad.scatter_add_(-1, t.index, t.pull*-t.coef[:, None])
+    return grad
+
+def _chunk_loss(z: torch.Tensor, # (c, V) float32 student logits, overwritten
+                labels: torch.Tensor, # (c,) targets
+                teacher, # `_teacher_chunk`'s (log p, p, positions), or None when the divergence is off
+                spec: _ChunkSpec,
+                row_weight: torch.Tensor, # (c,) 1/n on positions with a target, 0 elsewhere
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    "Summed cross-entropy and divergence of a chunk, and the gradient of their weighted mean with respect to z (None when not needed)."
+    T, mask, targets = spec.divergence.temperature, labels != IGNORE_INDEX, labels.clamp_min(0)[:, None]
+    lm_grad = spec.need_grad and spec.lm_weight > 0
+    if teacher is None or T == 1:  # one distribution serves both terms
+        lq, q = _log_softmax_(z, 1.0)
+        ce, q_ce = -lq.gather(-1, targets).squeeze(-1), q
+    else:
+        ce = z.logsumexp(-1) - z.gather(-1, targets).squeeze(-1)
+        q_ce = z.softmax(-1) if lm_grad else None
+        lq, q = _log_softmax_(z, T)
+    terms = [_GradTerm(q_ce, torch.ones_like(targets, dtype=z.dtype), targets, spec.lm_weight*row_weight)] if lm_grad else []
+    kd = ce.new_zeros(())
+    if teacher is not None:
+        lp, p, index = teacher
+        lq_seen, q_seen = (lq, q) if index is None else (lq.gather(-1, index), q.gather(-1, index))  # where the teacher has p
+        values, pull = _PULLS[spec.divergence.kind](lp, p, lq_seen, q_seen, spec.divergence)
+        kd = values[mask].sum()*T**2
+        if spec.need_grad: terms.append(_GradTerm(q, pull, index, spec.kd_weight*T*row_weight))
+    return ce[mask].sum(), kd, _logit_grad(terms) if terms else None
 
 class _ChunkedHeadLoss(torch.autograd.Function):
     "Weighted CE + KD over chunks of tokens; gradients of the hidden states and head computed in the forward pass."
@@ -274,23 +361,20 @@ class _ChunkedHeadLoss(torch.autograd.Function):
         b = None if bias is None else bias[:spec.vocab]
         mask = spec.labels != IGNORE_INDEX
         n = mask.sum().clamp_min(1)
+        row_weight = mask.float()/n
         lm_sum = hidden.new_zeros((), dtype=torch.float32); kd_sum = torch.zeros_like(lm_sum)
         grad_h = torch.zeros_like(hidden) if spec.need_grad and ctx.needs_input_grad[0] else None
         grad_w = torch.zeros_like(weight) if spec.need_grad and ctx.needs_input_grad[1] else None
         grad_b = torch.zeros_like(bias) if spec.need_grad and bias is not None and ctx.needs_input_grad[2] else None
         for start in range(0, hidden.shape[0], spec.chunk):
             rows = slice(start, start + spec.chunk)
-            with torch.enable_grad():
-                z = F.linear(hidden[rows].detach(), W.detach(), None if b is None else b.detach()).float().requires_grad_(spec.need_grad)
-                lm = lm_loss(z, spec.labels[rows]).sum()
-                kd = (_kd_terms(z, _teacher_chunk(spec.teacher, rows, spec.vocab), spec.divergence)*mask[rows]).sum() \
-                     if spec.teacher is not None else torch.zeros_like(lm)
-                if spec.need_grad:
-                    gz, = torch.autograd.grad((spec.lm_weight*lm + spec.kd_weight*kd)/n, z)  # (c, V)
-                    gz = gz.to(W.dtype)
-            lm_sum += lm.detach(); kd_sum += kd.detach()
+            teacher = _teacher_chunk(spec.teacher, rows, spec.vocab, spec.divergence.temperature) if spec.kd_weight > 0 else None
+            lm, kd, gz = _chunk_loss(F.linear(hidden[rows], W, b).float(), spec.labels[rows], teacher, spec, row_weight[rows])
+            lm_sum += lm; kd_sum += kd
+            if gz is None: continue
+            gz = gz.to(W.dtype)
             if grad_h is not None: grad_h[rows] = gz @ W
-            if grad_w is not None: grad_w[:spec.vocab] += gz.T @ hidden[rows].detach()
+            if grad_w is not None: grad_w[:spec.vocab].addmm_(gz.T, hidden[rows])
             if grad_b is not None: grad_b[:spec.vocab] += gz.sum(0)
         ctx.grads = (grad_h, grad_w, grad_b)
         lm_mean, kd_mean = lm_sum/n, kd_sum/n
@@ -299,9 +383,8 @@ class _ChunkedHeadLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_total, g_lm, g_kd):
-        scaled = [None if gr is None else gr*g_total.to(gr.dtype) for gr in ctx.grads]
-        ctx.grads = None
-        return (*scaled, None)
+        grads, ctx.grads = ctx.grads, None
+        return (*[None if g is None else g.mul_(g_total.to(g.dtype)) for g in grads], None)
 
 def chunked_head_loss(hidden: torch.Tensor, # (N, d) the student's final hidden states (after the final norm)
                       weight: torch.Tensor, # (V_s, d) the student's output layer weight
@@ -316,6 +399,7 @@ def chunked_head_loss(hidden: torch.Tensor, # (N, d) the student's final hidden 
                      ) -> HeadLoss:
     "`head_loss` from hidden states and the output layer, never holding more than `chunk` tokens of full-vocabulary logits."
     _check_weights(lm_weight, kd_weight, teacher)
+    if isinstance(teacher, TeacherTopK): _check_sparse(divergence)
     if chunk < 1: raise ValueError(f"chunk={chunk} must be at least 1")
     t_width = teacher.weight.shape[0] if isinstance(teacher, TeacherHead) else None
     if hidden.shape[0] != labels.shape[0]: raise ValueError(f"hidden states have {hidden.shape[0]} rows but labels {labels.shape[0]}")

@@ -7,9 +7,9 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from slimlab.lab import load_model
-from slimlab.losses import (KD_LOSSES, IGNORE_INDEX, CompositeConfig, CompositeLoss, Divergence, FeatureDistiller, Schedule,
-                            TeacherHead, block_outputs, chunked_head_loss, head_loss, layer_map_from_plan, load_topk,
-                            save_topk, shift_labels, sparse_divergence, teacher_topk)
+from slimlab.losses import (KD_LOSSES, IGNORE_INDEX, SPARSE_KD_LOSSES, CompositeConfig, CompositeLoss, Divergence, FeatureDistiller,
+                            Schedule, TeacherHead, block_outputs, chunked_head_loss, head_loss, layer_map_from_plan, load_topk,
+                            save_topk, shift_labels, sparse_divergence, teacher_topk, topk_logits)
 from slimlab.prune import ModelShape, PruningPlan, apply_plan
 
 V, D = 49152, 64
@@ -36,6 +36,74 @@ def test_chunked_equals_plain_at_smollm2_vocab(kind):
         res.total.backward()
         results.append((res.total, res.lm, res.kd, h.grad, w.grad))
     for a, b in zip(*results): torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+WEIGHTS = [(0.3, 0.7), (0.0, 1.0), (1.0, 0.0), (0.0, 0.0), (1.0, 1.0)]  # (lm_weight, kd_weight)
+
+
+def chunked_and_plain(divergence, lm_weight, kd_weight, topk=None, n=45, v=1000, chunk=16, labels=None):
+    "Loss terms and gradients of hidden states, weight and bias: chunked, then the plain autograd reference on full logits."
+    g = torch.Generator().manual_seed(1)
+    h0, w0, b0 = torch.randn(n, D, generator=g), torch.randn(v, D, generator=g)/D**0.5, torch.randn(v, generator=g)
+    th, tw = torch.randn(n, D, generator=g), 3*torch.randn(v, D, generator=g)/D**0.5
+    y = torch.randint(0, v, (n,), generator=g) if labels is None else labels
+    y[::5] = IGNORE_INDEX
+    out = []
+    for chunked in (True, False):
+        h, w, b = (x.clone().requires_grad_() for x in (h0, w0, b0))
+        t_logits = th @ tw.T
+        teacher = t_logits if topk is None else topk_logits(t_logits, topk)
+        if chunked:
+            res = chunked_head_loss(h, w, y, TeacherHead(th, tw) if topk is None else teacher, lm_weight, kd_weight, divergence,
+                                    bias=b, chunk=chunk)
+        else: res = head_loss(F.linear(h, w, b), y, teacher, lm_weight, kd_weight, divergence)
+        (1.7*res.total).backward()
+        out.append([res.total, res.lm, res.kd, h.grad, w.grad, b.grad])
+    return out
+
+
+@pytest.mark.parametrize('temperature', [1.0, 2.5])
+@pytest.mark.parametrize('weights', WEIGHTS)
+@pytest.mark.parametrize('kind', KD_LOSSES)
+def test_fused_gradient_of_every_divergence_equals_autograd(kind, weights, temperature):
+    div = Divergence(kind, temperature=temperature, alpha=0.3, beta=0.3)
+    for a, b in zip(*chunked_and_plain(div, *weights)): torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('temperature', [1.0, 2.5])
+@pytest.mark.parametrize('weights', WEIGHTS)
+@pytest.mark.parametrize('kind', SPARSE_KD_LOSSES)
+def test_fused_gradient_from_a_topk_teacher_equals_autograd(kind, weights, temperature):
+    div = Divergence(kind, temperature=temperature, alpha=0.3)
+    for a, b in zip(*chunked_and_plain(div, *weights, topk=20)): torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('share', [0.0, 1.0])
+@pytest.mark.parametrize('kind', ['skew_forward_kl', 'skew_reverse_kl', 'generalized_jsd'])
+def test_fused_gradient_at_mixture_endpoints(kind, share):
+    div = Divergence(kind, temperature=1.5, alpha=share, beta=share)
+    for a, b in zip(*chunked_and_plain(div, 0.2, 0.8)): torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_zero_kd_weight_never_touches_the_teacher():
+    h, w, th, tw, y = random_inputs(64)
+    poisoned = TeacherHead(torch.full_like(th, float('nan')), tw)
+    h1, h2 = h.clone().requires_grad_(), h.clone().requires_grad_()
+    res = chunked_head_loss(h1, w, y, poisoned, 1.0, 0.0, chunk=16)
+    ref = chunked_head_loss(h2, w, y, None, 1.0, 0.0, chunk=16)
+    res.total.backward(); ref.total.backward()
+    assert res.kd == 0 and torch.isfinite(h1.grad).all()
+    torch.testing.assert_close((res.total, res.lm, h1.grad), (ref.total, ref.lm, h2.grad), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('kind', KD_LOSSES)
+def test_zero_lm_weight_gradient_ignores_the_labels(kind):
+    "With λ = 1 the labels only select positions: other targets at the same positions leave the gradients bit for bit equal."
+    y = torch.randint(0, 1000, (45,), generator=torch.Generator().manual_seed(2))
+    first, _ = chunked_and_plain(Divergence(kind, temperature=2.0), 0.0, 1.0, labels=y.clone())
+    second, _ = chunked_and_plain(Divergence(kind, temperature=2.0), 0.0, 1.0, labels=(y + 1) % 1000)
+    assert first[1] != second[1]  # the cross-entropy is still reported
+    for a, b in zip(first[3:], second[3:]): assert torch.equal(a, b)
 
 
 class LargestTensor(TorchDispatchMode):
@@ -107,6 +175,8 @@ def test_topk_cache_round_trip_and_sparse_loss(tmp_path):
     (lambda: chunked_head_loss(torch.randn(4, D), torch.randn(V + 64, D), torch.zeros(4, dtype=torch.long),
                                TeacherHead(torch.randn(4, D), torch.randn(V, D)), 0.5, 0.5, vocab_size=V + 1), 'differ by more than padding'),
     (lambda: chunked_head_loss(torch.randn(4, D), torch.randn(V, D), torch.zeros(5, dtype=torch.long)), 'hidden states have 4 rows but labels 5'),
+    (lambda: chunked_head_loss(torch.randn(4, D), torch.randn(V, D), torch.zeros(4, dtype=torch.long), topk_logits(torch.randn(4, V), 8),
+                               0.0, 1.0, Divergence('reverse_kl')), "'reverse_kl' cannot be computed from a teacher's top-k"),
 ])
 def test_bad_input_fails_clearly(make, message):
     with pytest.raises(ValueError, match=message.replace('[', r'\[').replace(']', r'\]').replace('(', r'\(').replace(')', r'\)')):
