@@ -288,7 +288,7 @@ def plot_trajectories(paths: dict[str, list[dict]], # schedule name -> `trajecto
     return axes
 
 @styled(figsize=(7, 3.4))
-def plot_schedule_runs(results: dict[str, ScheduleResult], # schedule name -> result of `run_schedule` (with eval_data)
+def plot_schedule_runs(results: dict, # schedule name -> `ScheduleResult` of `run_schedule` (with eval_data)
                        reference: float | None = None, # held-out ppl of the teacher (dashed line)
                        ax=None, # matplotlib axes (default: a new pyplot figure)
                        logy: bool = True,
