@@ -19,7 +19,7 @@ from .prune import ModelShape, make_plan, random_scores, sync_config
 from .experts import ROUTERS, MoefyConfig, moe_config, moefy, save_moe
 from .losses import FEATURE_DISTANCES, CompositeConfig, Divergence, Schedule
 from .distill import DistillConfig, correct_teacher, lab_data
-from .schedules import (SCHEDULE_FILE, SCHEDULES, TARGETS, ScheduleResult, Stage, StageRecord, check_schedule, final_shape,
+from .schedules import (SCHEDULE_FILE, SCHEDULES, TARGETS, ScheduleResult, Stage, StageRecord, check_schedule, check_training, final_shape,
                                make_schedule, run_schedule)
 from .evaluate import EvalConfig, check_tasks, evaluate_models, perplexity, write_report
 
@@ -28,11 +28,11 @@ __all__ = ['DEFAULT_RECIPE', 'RECIPE_FILE', 'SUMMARY_FILE', 'RUN_PARTS', 'Teache
            'StageSpec', 'PruneSpec', 'WeightSpec', 'DivergenceSpec', 'LossSpec', 'DistillSpec', 'DataSpec',
            'ReportSpec', 'Recipe', 'schema_rows', 'check_keys', 'from_dict', 'set_key', 'parse_set', 'recipes_dir',
            'bundled_recipes', 'read_recipe_file', 'resolve_data', 'loss_config', 'distill_config', 'eval_config',
-           'check_recipe', 'check_schedule_support', 'load_recipe', 'recipe_to_yaml', 'teacher_config', 'source_config',
-           'recipe_stages', 'stage_config', 'PlanRow', 'RecipePlan', 'human', 'meta_params', 'check_budgets',
-           'plan_recipe', 'changed_keys', 'check_run_dir', 'clear_run', 'write_recipe', 'read_run_recipe',
-           'recipe_data', 'prepare_teacher', 'RecipeRun', 'run_recipe', 'recovery_curve', 'plot_recovery',
-           'summary_lines', 'recipe_report', 'show_report']
+           'check_recipe', 'load_recipe', 'recipe_to_yaml', 'teacher_config', 'source_config', 'recipe_stages',
+           'stage_config', 'PlanRow', 'RecipePlan', 'human', 'meta_params', 'check_budgets', 'plan_recipe',
+           'changed_keys', 'check_run_dir', 'clear_run', 'write_recipe', 'read_run_recipe', 'recipe_data',
+           'prepare_teacher', 'RecipeRun', 'run_recipe', 'recovery_curve', 'plot_recovery', 'summary_lines',
+           'recipe_report', 'show_report']
 
 # %% ../nbs/12_recipes.ipynb #65d77271
 @dataclass
@@ -375,18 +375,6 @@ def check_recipe(recipe: Recipe) -> Recipe:
     if recipe.report.max_tokens is not None: _at_least(recipe.report.max_tokens, 2, 'report.max_tokens')
     return recipe
 
-def check_schedule_support(recipe: Recipe) -> Recipe:
-    "Refuse, before any work, loss terms the stage runner does not train: it passes no MTP heads and no feature distiller to distillation."
-    l = recipe.loss
-    if l.mtp_depth:
-        raise ValueError(f"loss.mtp_depth={l.mtp_depth}: slimlab.schedules.run_schedule does not train MTP heads; for a run here, pass "
-                         "--set loss.mtp_depth=0 --set 'loss.beta={kind: constant, start: 0}' (--dry-run plans the recipe as written)")
-    if l.feature_weight or l.dynamics_weight:
-        raise ValueError(f"loss.feature_weight={l.feature_weight}, loss.dynamics_weight={l.dynamics_weight}: slimlab.schedules.run_schedule "
-                         "passes no feature distiller to distillation; for a run here, pass --set loss.feature_weight=0 --set "
-                         "loss.dynamics_weight=0 (--dry-run plans the recipe as written)")
-    return recipe
-
 def load_recipe(path: str | Path, # a recipe YAML file, or a bundled recipe's name
                 scale: str | None = None, # a key of its `scales:` section (None: 'lab', else the first)
                 sets: list[str] = (), # 'key=value' overrides applied after the scale
@@ -515,8 +503,10 @@ def plan_recipe(recipe: Recipe, # a checked recipe (see `load_recipe`)
     if recipe.moefy: rows.append(_row('moefied', source))
     _prefixed('prune', lambda: final_shape(source, recipe.prune.final), sep='.')
     stages = recipe_stages(recipe, source)
-    _prefixed('prune.stages', lambda: check_schedule(source, stages, recipe.prune.final))
+    shapes = _prefixed('prune.stages', lambda: check_schedule(source, stages, recipe.prune.final))
     configs = [stage_config(source, s.targets) for s in stages]
+    _prefixed('loss', lambda: check_training(source, source, shapes, configs, distill_config(recipe), recipe.loss.mtp_depth,
+                                             recipe.loss.feature_distance))
     check_budgets(recipe, stages)
     rows += [_row(f"stage {i + 1}", c, s.tokens) for i, (s, c) in enumerate(zip(stages, configs))]
     if meta and (built := meta_params(configs[-1])) != rows[-1].total:
@@ -638,7 +628,6 @@ def run_recipe(recipe: str | Path | Recipe, # a recipe file, a bundled recipe's 
     if dry_run:
         for line in plan.lines(): log(line)
         return plan
-    check_schedule_support(recipe)
     run_dir = check_run_dir(out or Path('runs')/f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}", recipe, resume, overwrite)
     state = PartialState(cpu=not torch.cuda.is_available())
     say = log if state.is_main_process else (lambda *a: None)
@@ -666,6 +655,7 @@ def run_recipe(recipe: str | Path | Recipe, # a recipe file, a bundled recipe's 
     stages = recipe_stages(recipe, teacher.config)
     calibration = calibration_samples(tokenizer, recipe.prune.samples, recipe.prune.seq_len, seed=recipe.distill.seed)
     result = run_schedule(teacher, stages, run_dir/'schedule', train, config, teacher, calibration, eval_data=held_out, tokenizer=tokenizer,
+                          mtp_depth=recipe.loss.mtp_depth, feature_distance=recipe.loss.feature_distance,
                           layer_metric=recipe.prune.layer_metric, expert_metric=recipe.prune.expert_metric, final=dict(recipe.prune.final),
                           seed=recipe.distill.seed, resume=(run_dir/'schedule').exists(), progress=progress, log=say)
     summary = recipe_report(run_dir, overwrite=True, log=say) if state.is_main_process else {}

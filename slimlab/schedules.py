@@ -13,13 +13,15 @@ import torch
 from .anatomy import Anatomy, count_params
 from .prune import (ModelShape, PruningPlan, apply_plan, make_plan, needed_metrics, plan_from_dict, plan_scores,
                            plan_to_dict, random_scores, sync_config, target_shape)
-from .distill import DONE_FILE, DistillConfig, distill, finished_run, read_metrics
+from .distill import DONE_FILE, DistillConfig, _peak, distill, finished_run, read_metrics
+from .losses import FEATURE_DISTANCES, FeatureDistiller, layer_map_from_plan
+from .mtp import MTPHeads, load_mtp, mtp_block_config, prune_mtp
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'TARGETS', 'SHAPE_FIELDS', 'SCHEDULE_FILE', 'PLAN_FILE', 'Stage', 'describe', 'relative_targets',
-           'final_shape', 'check_schedule', 'stage_fractions', 'split_tokens', 'make_schedule', 'trajectory',
-           'plot_trajectories', 'plot_schedule_runs', 'StageRecord', 'ScheduleResult', 'check_schedule_dir',
-           'stage_requests', 'run_schedule']
+__all__ = ['SCHEDULES', 'TARGETS', 'SHAPE_FIELDS', 'SCHEDULE_FILE', 'PLAN_FILE', 'NO_EXTRAS', 'Stage', 'describe',
+           'relative_targets', 'final_shape', 'check_schedule', 'stage_fractions', 'split_tokens', 'make_schedule',
+           'trajectory', 'plot_trajectories', 'plot_schedule_runs', 'StageRecord', 'ScheduleResult', 'compose_maps',
+           'feature_maps', 'check_schedule_dir', 'stage_requests', 'check_training', 'run_schedule']
 
 # %% ../nbs/10_progressive.ipynb #685daa19
 SCHEDULES = ('one-shot', 'depth-first', 'width-first', 'joint') # the named schedules of `make_schedule`
@@ -357,9 +359,30 @@ class ScheduleResult:
                      for r in record.metrics(split)]
         return rows
 
+# %% ../nbs/10_progressive.ipynb #fe250d36
+def compose_maps(maps: list[dict[int, int]], # one index map per cut, first cut first: index after the cut → index before it
+                ) -> dict[int, int]:
+    "Chain the index maps of successive cuts: index in the last model → index in the first."
+    if not maps: raise ValueError("maps is empty; give one index map per cut")
+    out = dict(maps[-1])
+    for earlier in reversed(maps[:-1]):
+        if missing := sorted(set(out.values()) - set(earlier)):
+            raise ValueError(f"a later cut keeps indices {missing} that the cut before it does not produce (it has {len(earlier)})")
+        out = {j: earlier[i] for j, i in out.items()}
+    return out
+
+def feature_maps(plans: list[PruningPlan], # the plans of the cuts so far, first cut first
+                ) -> tuple[dict[int, int], list[int] | None]:
+    "After successive cuts: student block → teacher block, and the teacher channel of each student channel (None while the width is the teacher's)."
+    layer_map = compose_maps([layer_map_from_plan(p) for p in plans])
+    channels = compose_maps([dict(enumerate(p.channels if p.channels is not None else range(p.source.hidden_size))) for p in plans])
+    width = target_shape(plans[-1]).hidden_size
+    return layer_map, None if width == plans[0].source.hidden_size else [channels[j] for j in range(width)]
+
 # %% ../nbs/10_progressive.ipynb #77c30461
 SCHEDULE_FILE = 'schedule.json' # in the run directory: the stages, their shapes, sizes and results
 PLAN_FILE = 'plan.json' # in each stage folder: the plan of its cut, made on the model before it
+NO_EXTRAS = dict(mtp_depth=0, features=None) # schedule.json's `training` of a run that trains only the student
 
 def _write_json(path: Path, data: dict):
     "Write JSON atomically (a temporary file, then a rename)."
@@ -373,6 +396,7 @@ def check_schedule_dir(run_dir: str | Path, # the run directory
                        stages: list[Stage], # the schedule of this call
                        resume: bool, # continue a run there
                        overwrite: bool, # replace a run there
+                       training: dict | None = None, # what trains beside the student (`mtp_depth`, `features`): a resumed run must have the same
                       ) -> Path:
     "Refuse, before any work, a run directory that holds results unless the call resumes (the same stages) or replaces them."
     run_dir = Path(run_dir)
@@ -385,9 +409,12 @@ def check_schedule_dir(run_dir: str | Path, # the run directory
     if holds and resume:
         if not (run_dir/SCHEDULE_FILE).exists():
             raise FileExistsError(f"run_dir {run_dir} holds files but no progressive run (no {SCHEDULE_FILE}); choose another run_dir")
-        saved = json.loads((run_dir/SCHEDULE_FILE).read_text())['stages']
-        if saved != [asdict(s) for s in stages]:
+        saved = json.loads((run_dir/SCHEDULE_FILE).read_text())
+        if saved['stages'] != [asdict(s) for s in stages]:
             raise ValueError(f"resume=True, but the stages differ from the run's {SCHEDULE_FILE}; resume with the same stages or start a new run")
+        if training is not None and (before := saved.get('training', NO_EXTRAS)) != training:
+            raise ValueError(f"resume=True, but the run trained {before} beside the student and this call asks for {training}; "
+                             "resume with the same mtp_depth and feature terms or start a new run")
     return run_dir
 
 def _clear(run_dir: Path):
@@ -438,6 +465,55 @@ def _load_stage_model(model_dir: Path, like):
     from transformers import AutoModelForCausalLM
     return AutoModelForCausalLM.from_pretrained(model_dir, dtype=like.dtype).to(like.device).eval()
 
+def check_training(model, # the source model
+                   teacher, # the teacher of every stage
+                   shapes: list[ModelShape], # the shape after each stage (`check_schedule`)
+                   configs: list, # the config after each stage
+                   config: DistillConfig, # the stages' distillation settings
+                   mtp_depth: int, # MTP modules trained beside the student (0: none)
+                   feature_distance: str, # distance of the feature terms
+                  ) -> dict:
+    "Refuse, before any work, MTP heads or feature terms the schedule cannot train; what trains beside the student (for schedule.json)."
+    if isinstance(mtp_depth, bool) or not isinstance(mtp_depth, int) or mtp_depth < 0:
+        raise ValueError(f"mtp_depth={mtp_depth!r} must be an integer >= 0 (MTP modules trained with the student; 0: none)")
+    if feature_distance not in FEATURE_DISTANCES:
+        raise ValueError(f"feature_distance={feature_distance!r} is unknown; allowed: {', '.join(FEATURE_DISTANCES)}")
+    loss, n = config.loss, len(shapes)
+    if mtp_depth:
+        if _peak(loss.beta) == 0:
+            raise ValueError(f"mtp_depth={mtp_depth} trains MTP heads, but config.loss.beta is 0 throughout; give the MTP terms a weight "
+                             "(e.g. slimlab.losses.SLIMQWEN_BETA) or pass mtp_depth=0")
+        if mtp_depth >= config.seq_len:
+            raise ValueError(f"mtp_depth={mtp_depth} needs training sequences longer than {mtp_depth} tokens; config.seq_len is {config.seq_len}")
+        kind = lambda c: 'MoE' if Anatomy(mtp_block_config(c)).is_moe_layer(0) else 'dense'
+        for k, c in enumerate(configs, 1):
+            if kind(c) != kind(model):
+                raise ValueError(f"stage {k} of {n}: the MTP block is {kind(model)} like the source's last block, but the student's last block "
+                                 f"is {kind(c)} after this stage; MTP heads cannot follow that cut (pass mtp_depth=0)")
+    features = bool(loss.feature_weight or loss.dynamics_weight)
+    if features:
+        src, t = ModelShape.of(model), ModelShape.of(teacher)
+        if (t.num_layers, t.hidden_size) != (src.num_layers, src.hidden_size):
+            raise ValueError(f"config.loss weighs feature terms, which map the student's blocks and channels to the source model's; the teacher "
+                             f"must have its {src.num_layers} blocks of width {src.hidden_size}, not {t.num_layers} of width {t.hidden_size}")
+        if loss.dynamics_weight and (few := next((k for k, s in enumerate(shapes, 1) if s.num_layers < 2), None)):
+            raise ValueError(f"stage {few} of {n}: config.loss.dynamics_weight > 0 compares changes from one block to the next, "
+                             f"which needs at least 2 blocks; the student has {shapes[few - 1].num_layers}")
+    return dict(mtp_depth=mtp_depth, features=feature_distance if features else None)
+
+def _source_mtp(model, depth: int, seed: int) -> MTPHeads:
+    "MTP heads for the source model, their random projections drawn from `seed` (a rerun makes the same heads)."
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MTPHeads(model, depth)
+
+def _stage_features(plans: list[PruningPlan], config: DistillConfig, kind: str, student) -> FeatureDistiller | None:
+    "The feature distiller of a stage (student after `plans` → source model), or None when the loss does not weigh feature terms."
+    if not (config.loss.feature_weight or config.loss.dynamics_weight): return None
+    layer_map, channels = feature_maps(plans)
+    return FeatureDistiller(target_shape(plans[-1]).hidden_size, plans[0].source.hidden_size, layer_map, kind,
+                            channels).to(Anatomy(student).embed.weight.dtype)
+
 def run_schedule(model, # the source model (never modified)
                  stages: list[Stage], # the schedule (`make_schedule`)
                  run_dir: str | Path, # schedule.json, stage-1/ ... stage-n/ (each a distillation run with plan.json), model/
@@ -447,6 +523,8 @@ def run_schedule(model, # the source model (never modified)
                  calibration: torch.Tensor, # (N, T) calibration token ids for the importance before each cut
                  eval_data: torch.Tensor | None = None, # held-out token stream: perplexity after each cut and during healing
                  tokenizer=None, # saved with every stage's student
+                 mtp_depth: int = 0, # MTP modules made for the source, cut with the student and trained in every stage (needs config.loss.beta > 0)
+                 feature_distance: str = 'mse', # 'mse' or 'cosine': distance of the feature terms, trained when config.loss weighs them
                  layer_metric: str = 'block_influence', # depth score (window metrics get each cut's window)
                  expert_metric: str = 'expert_frequency', # expert score
                  final: dict | None = None, # the final architecture the last stage must reach (checked first)
@@ -471,6 +549,7 @@ def run_schedule(model, # the source model (never modified)
         before = sync_config(before, make_plan(before, random_scores(before), **relative_targets(shape_before, shape)))
         shape_before = shape
     params = [sum(count_params(c).values()) for c in [*configs[1:], before]]
+    training = check_training(model, teacher, shapes, [*configs[1:], before], config, mtp_depth, feature_distance)
     calibration = torch.as_tensor(calibration)
     if calibration.ndim != 2: raise ValueError(f"calibration must be (N, T) token ids; got shape {tuple(calibration.shape)}")
     stage_configs = []
@@ -482,11 +561,11 @@ def run_schedule(model, # the source model (never modified)
                               stage_requests(relative_targets(prev, shape), layer_metric, expert_metric) or ['channel'])
         except ValueError as e: raise ValueError(f"stage {k} of {len(stages)}: {e}") from None
         stage_configs.append(c)
-    run_dir = check_schedule_dir(run_dir, stages, resume, overwrite)
+    run_dir = check_schedule_dir(run_dir, stages, resume, overwrite, training)
     state = PartialState()
     main = state.is_main_process
     doc = dict(source=asdict(source), source_params=sum(count_params(model).values()), stages=[asdict(s) for s in stages],
-               shapes=[asdict(s) for s in shapes], params=params, final=final, records=[], done=False)
+               shapes=[asdict(s) for s in shapes], params=params, final=final, training=training, records=[], done=False)
     if main:
         if overwrite: _clear(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -501,6 +580,8 @@ def run_schedule(model, # the source model (never modified)
         done += 1
     records = [_record(k, stages[k - 1], shapes[k - 1], params[k - 1], _stage_dir(run_dir, k)) for k in range(1, done + 1)]
     current = _load_stage_model(_stage_dir(run_dir, done)/'model', model) if done else model
+    plans = [plan_from_dict(json.loads((_stage_dir(run_dir, k)/PLAN_FILE).read_text())) for k in range(1, done + 1)]
+    heads = None if not mtp_depth else load_mtp(current, _stage_dir(run_dir, done)/'model') if done else _source_mtp(model, mtp_depth, seed)
     if done: say(f"resumed after stage {done} of {len(stages)}: {describe(shapes[done - 1])}")
     for k in range(done + 1, len(stages) + 1):
         stage, shape, sd = stages[k - 1], shapes[k - 1], _stage_dir(run_dir, k)
@@ -520,11 +601,15 @@ def run_schedule(model, # the source model (never modified)
         student = apply_plan(current, plan)
         if target_shape(plan) != shape: raise RuntimeError(f"stage {k}: the plan gives {describe(target_shape(plan))}, not {describe(shape)}")
         if current is not model: del current
+        plans.append(plan)
+        mtp = prune_mtp(heads, plan, student) if heads is not None else None
         say(f"stage {k} of {len(stages)}: cut to {describe(shape)} ({params[k - 1]/1e6:.1f}M parameters), distil {stage.tokens:,} tokens")
         distill(student, sd, train_data, stage_configs[k - 1], teacher=teacher, eval_data=eval_data, tokenizer=tokenizer,
+                features=_stage_features(plans, config, feature_distance, student), mtp=mtp,
                 resume=resume and (sd/'config.json').exists(), overwrite=not (resume and (sd/'config.json').exists()),
                 progress=progress, log=log)
         current = student.eval()
+        if mtp is not None: heads = load_mtp(current, sd/'model')  # the trained heads, as the next stage and a resumed run see them
         records.append(_record(k, stage, shape, params[k - 1], sd))
         if main: _write_json(run_dir/SCHEDULE_FILE, doc | dict(records=[r.to_dict() for r in records]))
     if main:
@@ -532,7 +617,7 @@ def run_schedule(model, # the source model (never modified)
         with atomic_dir(run_dir/'model') as tmp:
             _link_tree(_stage_dir(run_dir, len(stages))/'model', tmp, skip=(DONE_FILE,))
             (tmp/'slimlab_schedule.json').write_text(json.dumps(dict(stages=[asdict(s) for s in stages],
-                                                                    shape=asdict(shapes[-1]), tokens=sum(r.tokens for r in records)), indent=1))
+                                                                    shape=asdict(shapes[-1]), tokens=sum(r.tokens for r in records), **training), indent=1))
         _write_json(run_dir/SCHEDULE_FILE, doc | dict(records=[r.to_dict() for r in records], done=True))
     state.wait_for_everyone()
     result = ScheduleResult(run_dir, run_dir/'model', records, source, doc['source_params'])

@@ -119,3 +119,35 @@ def test_run_module_entry_point():
     r = subprocess.run([sys.executable, '-m', 'slimlab.cli', 'run', 'minitron-depth', '--dry-run'], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert 'stage 1    20 layers' in r.stdout and 'teacher correction: 4.1K tokens' in r.stdout
+
+
+SMOKE = ['distill.max_tokens=128', 'distill.micro_batch_size=2', 'distill.seq_len=32', 'distill.warmup_steps=1', 'distill.lr=1e-4',
+         'distill.lr_floor=1e-5', 'distill.eval_every=0', 'distill.save_every=0', 'prune.samples=4', 'prune.seq_len=64',
+         'data.eval_tokens=64', 'report.seq_len=64', 'report.max_tokens=128']  # one optimizer step of 64 tokens per stage
+
+
+@pytest.mark.parametrize('recipe, sets, term', [
+    ('slimqwen-lab', ['moefy.samples=4', 'moefy.seq_len=64'], 'mtp_lm'),  # MoEfied SmolLM2, two stages, MTP heads
+    ('recovery-lab', [], 'dynamics'),  # one-shot block removal, skew KL and FDD
+])
+def test_bundled_recipe_smoke_run(tmp_path, recipe, sets, term):
+    "The bundled recipe as written (its loss terms included), on the real SmolLM2 with a smoke budget: it runs, and its student loads."
+    from transformers import AutoModelForCausalLM
+    from slimlab.distill import read_metrics
+    from slimlab.mtp import load_mtp
+    from slimlab.recipes import load_recipe
+    out = tmp_path/recipe
+    r = slimlab('run', recipe, '--out', out, '--no-progress', *[a for s in SMOKE + sets for a in ('--set', s)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'test perplexity (127 tokens)' in r.stdout
+    spec = load_recipe(recipe)
+    stages = sorted(p.name for p in (out/'schedule').glob('stage-*'))
+    assert len(stages) == (spec.prune.stages if spec.prune.schedule != 'one-shot' else 1)
+    for stage in stages:  # every stage trained the recipe's extra term
+        rows = read_metrics(out/'schedule'/stage, 'train')
+        assert rows and all(row[term] > 0 for row in rows)
+    student = AutoModelForCausalLM.from_pretrained(out/'schedule'/'model')  # a stock folder
+    assert student.config.num_hidden_layers == 30 - spec.prune.final['drop_layers']
+    if spec.loss.mtp_depth:
+        heads = load_mtp(student, out/'schedule'/'model')
+        assert (heads.depth, heads.config.hidden_size) == (spec.loss.mtp_depth, spec.prune.final['hidden_size'])
