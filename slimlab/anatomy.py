@@ -305,22 +305,28 @@ def anatomy_table(model_or_config) -> str:
 
 # %% ../nbs/01_anatomy.ipynb #32ac531c
 def plot_param_shares(models: dict, # label -> model or config
-                      ax=None):
+                      ax=None, # matplotlib axes (default: a new pyplot figure)
+                      title: str = '', # a title above the bars
+                     ):
     "Horizontal stacked bars: share of parameters per component for each model."
-    import matplotlib.pyplot as plt, seaborn as sns
+    from slimlab.plots import PALETTE, pyplot_figure, style
     counts = {label: count_params(m) for label, m in models.items()}
     used = [c for c in COMPONENTS if any(n[c] for n in counts.values())]
-    colors = dict(zip(used, sns.color_palette('colorblind', len(used))))
-    if ax is None: _, ax = plt.subplots(figsize=(9, 0.9 + 0.7*len(models)))
-    for row, (label, n) in enumerate(counts.items()):
-        total, left = sum(n.values()), 0.0
-        for c in used:
-            share = 100*n[c]/total
-            ax.barh(row, share, left=left, color=colors[c], label=c if row == 0 else None)
-            if share > 6: ax.text(left + share/2, row, f"{share:.0f}%", ha='center', va='center', fontsize=9)
-            left += share
-    ax.set_yticks(range(len(counts)), [f"{l}\n{sum(n.values())/1e6:,.0f}M" for l, n in counts.items()])
-    ax.set_xlim(0, 100); ax.invert_yaxis(); ax.xaxis.set_label_position('top'); ax.xaxis.tick_top(); ax.set_xlabel('share of parameters (%)')
-    ax.legend(ncol=4, loc='upper center', bbox_to_anchor=(0.5, -0.12), frameon=False)
-    sns.despine(ax=ax, left=True)
+    colors = {c: PALETTE[k % len(PALETTE)] for k, c in enumerate(used)}
+    if ax is None: ax = pyplot_figure((9, 0.9 + 0.7*len(models)))[1]
+    with style():
+        for row, (label, n) in enumerate(counts.items()):
+            total, left = sum(n.values()), 0.0
+            for c in used:
+                share = 100*n[c]/total
+                ax.barh(row, share, left=left, color=colors[c], label=c if row == 0 else None)
+                if share > 6: ax.text(left + share/2, row, f"{share:.0f}%", ha='center', va='center', fontsize=8)
+                left += share
+        ax.set_yticks(range(len(counts)), [f"{l}\n{sum(n.values())/1e6:,.0f}M" for l, n in counts.items()])
+        ax.set_xlim(0, 100); ax.invert_yaxis(); ax.xaxis.set_label_position('top'); ax.xaxis.tick_top()
+        ax.set(xlabel='share of parameters (%)', title=title)
+        ax.grid(axis='y', visible=False)
+        ax.spines[['left', 'bottom']].set_visible(False); ax.spines['top'].set_visible(True)
+        ax.tick_params(axis='y', length=0)
+        ax.legend(ncol=5, loc='upper center', bbox_to_anchor=(0.5, -0.02))
     return ax

@@ -726,22 +726,18 @@ def retention_table(evals: list[ModelEval] # from `evaluate_models` with a teach
         table[e.name] = row
     return table
 
+def _retention_figsize(table: dict[str, dict[str, float]]) -> tuple[float, float]:
+    "Inches for the retention bars of `table`: wider with more metrics."
+    return (max(6, 0.8*len(next(iter(table.values()), {})) + 2), 3.6)
+
 def plot_retention(table: dict[str, dict[str, float]], # from `retention_table`
-                   ax=None):
-    "Grouped bars: each metric of each student as % of the teacher, with the teacher's 100% line."
-    import matplotlib.pyplot as plt, seaborn as sns
-    metrics = list(next(iter(table.values())))
-    if ax is None: _, ax = plt.subplots(figsize=(max(6, 0.8*len(metrics) + 2), 3.6))
-    width = 0.8/len(table)
-    for k, (name, row) in enumerate(table.items()):
-        xs = [i + (k - (len(table) - 1)/2)*width for i in range(len(metrics))]
-        bars = ax.bar(xs, [row[m] for m in metrics], width, label=name, color=sns.color_palette('colorblind')[k % 10])
-        ax.bar_label(bars, fmt='%.0f', fontsize=8, padding=1)
-    ax.axhline(100, color='gray', lw=1, ls='--')
-    ax.set_xticks(range(len(metrics)), metrics, rotation=30, ha='right')
-    ax.set_ylabel('% of teacher'); ax.legend(frameon=False, fontsize=9)
-    sns.despine(ax=ax)
-    return ax
+                   ax=None, # matplotlib axes (default: a new pyplot figure)
+                   title: str = '',
+                  ):
+    "Grouped bars: each metric of each student as % of the teacher, with the teacher's 100% line (`slimlab.plots.retention_bars`)."
+    from slimlab.plots import pyplot_figure, retention_bars
+    if ax is None: ax = pyplot_figure(_retention_figsize(table))[1]
+    return retention_bars(table, ax=ax, title=title)
 
 # %% ../nbs/03_eval.ipynb #d060dd6c
 def _fmt(x, digits: int = 3) -> str:
@@ -802,7 +798,7 @@ def write_report(evals: list[ModelEval], # from `evaluate_models` with a teacher
                  overwrite: bool = False, # allow replacing a directory that holds results
                 ) -> Path:
     "Write report.md, report.csv and retention.png into a new run directory, all at once."
-    import matplotlib.pyplot as plt
+    from slimlab.plots import new_figure
     out = check_out_dir(out, overwrite)
     text, table, rows = report_markdown(evals, config, note), retention_table(evals), eval_rows(evals)
     with atomic_dir(out) as tmp:
@@ -810,8 +806,9 @@ def write_report(evals: list[ModelEval], # from `evaluate_models` with a teacher
         with open(tmp/'report.csv', 'w', newline='') as f:
             writer = csv.DictWriter(f, list(dict.fromkeys(k for r in rows for k in r)))
             writer.writeheader(); writer.writerows(rows)
-        ax = plot_retention(table)
-        ax.figure.savefig(tmp/'retention.png', dpi=120, bbox_inches='tight'); plt.close(ax.figure)
+        fig, ax = new_figure(_retention_figsize(table))  # not managed by pyplot: freed with the function
+        plot_retention(table, ax=ax)
+        fig.savefig(tmp/'retention.png', dpi=120)
     return out
 
 # %% ../nbs/03_eval.ipynb #80d1c12c

@@ -757,26 +757,22 @@ def _figsize(score: Score) -> tuple[float, float]:
     return (9.0, min(9.0, 1.4 + 0.2*v.shape[0]))
 
 def plot_score(score: Score, # the scores to draw
-               ax=None, # matplotlib axes (default: a new figure)
+               ax=None, # matplotlib axes (default: a new pyplot figure)
                title: str | None = None, # title (default: the metric's name)
                highlight: Iterable[int] = (), # 1-D scores: positions drawn in a second colour
               ):
-    "Bars for one-axis scores, a heatmap otherwise (rows: the first axis; three-axis scores put the last two side by side)."
-    import matplotlib.pyplot as plt, seaborn as sns
-    if ax is None: _, ax = plt.subplots(figsize=_figsize(score))
-    v, palette = score.values.float(), sns.color_palette('colorblind')
-    if v.ndim == 1:
-        marked = set(highlight)
-        ax.bar(range(len(v)), v.nan_to_num(0).numpy(), color=[palette[3] if i in marked else palette[0] for i in range(len(v))])
-        ax.set(xlabel=score.axes[0], ylabel='importance', xlim=(-0.6, len(v) - 0.4))
-        sns.despine(ax=ax)
-    else:
-        flat = v.flatten(1) # (rows, columns)
-        sns.heatmap(flat.numpy(), ax=ax, cmap='viridis', robust=True, cbar_kws={'label': 'importance'},
-                    xticklabels=max(1, flat.shape[1] // 24), yticklabels=max(1, flat.shape[0] // 16))
-        ax.set(ylabel=score.axes[0], xlabel=' × '.join(score.axes[1:]))
-        if v.ndim == 3: ax.vlines(range(v.shape[2], flat.shape[1], v.shape[2]), 0, flat.shape[0], colors='white', lw=1.5)
-    ax.set_title(title or score.meta.get('metric', ''))
+    "Bars for one-axis scores, a `slimlab.plots.score_grid` heatmap otherwise (rows: the first axis; three-axis scores put the last two side by side)."
+    from slimlab.plots import PALETTE, pyplot_figure, score_grid, style
+    if ax is None: ax = pyplot_figure(_figsize(score))[1]
+    v, title = score.values.float(), title or score.meta.get('metric', '')
+    if v.ndim > 1:
+        return score_grid(v.flatten(1), ax=ax, title=title, row_label=score.axes[0], col_label=' × '.join(score.axes[1:]),
+                          groups=v.shape[2] if v.ndim == 3 else None)
+    marked = set(highlight)
+    with style():
+        ax.bar(range(len(v)), v.nan_to_num(0).numpy(), color=[PALETTE[3] if i in marked else PALETTE[0] for i in range(len(v))])
+        ax.set(xlabel=score.axes[0], ylabel='importance', xlim=(-0.6, len(v) - 0.4), title=title)
+        ax.grid(axis='x', visible=False)
     return ax
 
 # %% ../nbs/04_importance.ipynb #f9005a3e
@@ -838,13 +834,13 @@ def write_report(report: Importance, # the report
                  overwrite: bool = False, # allow replacing a folder that holds results
                 ) -> Path:
     "Save a report with one PNG per score into `out`, atomically: a temporary sibling folder, then a rename."
-    from matplotlib.figure import Figure
+    from slimlab.plots import new_figure
     out = check_out_dir(out, overwrite, 'out')
     with atomic_dir(out) as tmp:
         report.save(tmp)
         for label, score in report.scores.items():
-            fig = Figure(figsize=_figsize(score), layout='constrained')
-            plot_score(score, ax=fig.subplots(), title=label)
+            fig, ax = new_figure(_figsize(score))  # not managed by pyplot: freed with the loop
+            plot_score(score, ax=ax, title=label)
             fig.savefig(tmp/f"{_filename(label)}.png", dpi=110)
     return out
 

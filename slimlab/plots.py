@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_plots.ipynb #38a070b9
 from __future__ import annotations
-import functools, gc, io
+import functools, gc, io, itertools
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -12,8 +12,9 @@ import matplotlib as mpl
 from matplotlib.figure import Figure
 
 # %% auto #0
-__all__ = ['PALETTE', 'CMAP', 'CUT', 'ABSENT', 'STYLE', 'use_style', 'style', 'styled', 'to_png', 'new_figure', 'render_png',
-           'row_ranks', 'score_grid', 'layer_strip', 'expert_usage', 'ppl_vs_ratio', 'retention_bars', 'curves']
+__all__ = ['PALETTE', 'CMAP', 'CUT', 'ABSENT', 'STYLE', 'use_style', 'style', 'pyplot_figure', 'styled', 'to_png', 'new_figure',
+           'render_png', 'row_ranks', 'score_grid', 'layer_strip', 'expert_usage', 'ppl_vs_ratio', 'retention_bars',
+           'curves']
 
 # %% ../nbs/11_plots.ipynb #574ce530
 PALETTE = ('#0173b2', '#de8f05', '#029e73', '#d55e00', '#cc78bc', '#ca9161', '#fbafe4', '#949494', '#ece133',
@@ -25,7 +26,7 @@ STYLE = { # matplotlib rcParams of every slimlab figure
     'axes.prop_cycle': mpl.cycler(color=PALETTE), 'axes.spines.top': False, 'axes.spines.right': False,
     'axes.grid': True, 'grid.alpha': 0.3, 'grid.linewidth': 0.6, 'axes.titlesize': 10, 'axes.titlelocation': 'left',
     'axes.labelsize': 9, 'xtick.labelsize': 8, 'ytick.labelsize': 8, 'legend.fontsize': 8, 'legend.frameon': False,
-    'font.size': 9,
+    'font.size': 9, 'axes.axisbelow': True,
 }
 
 def use_style():
@@ -36,14 +37,20 @@ def style():
     "A context manager that applies slimlab's style to the figures drawn inside it."
     return mpl.rc_context(STYLE)
 
+def pyplot_figure(figsize: tuple[float, float] = (6.4, 3.2), # inches
+                  **subplots, # `Figure.subplots` arguments (nrows, ncols, width_ratios, ...)
+                 ):
+    "A pyplot figure with styled axes (a notebook shows it as usual) and its axes: `(fig, ax)`."
+    import matplotlib.pyplot as plt
+    fig = plt.figure(figsize=figsize, layout='constrained')  # outside the style: a notebook backend set up by a first figure must stay set up
+    with style(): return fig, fig.subplots(**subplots)  # axes take their spines, grid and colour cycle from the style when made
+
 def styled(figsize: tuple[float, float]):
     "Decorator of plotting functions: draw inside `style()`, on `ax` or on a new pyplot figure of `figsize` inches."
     def decorator(fn):
         @functools.wraps(fn)
         def wrapper(*args, ax=None, **kwargs):
-            if ax is None:  # made outside the style context: a notebook backend set up by this first figure must stay set up
-                import matplotlib.pyplot as plt
-                ax = plt.subplots(figsize=figsize, layout='constrained')[1]
+            if ax is None: ax = pyplot_figure(figsize)[1]
             with style(): return fn(*args, ax=ax, **kwargs)
         return wrapper
     return decorator
@@ -191,6 +198,13 @@ def expert_usage(values, # (layers, experts) usage or importance; NaN in dense l
     return ax
 
 # %% ../nbs/11_plots.ipynb #a7c66078
+def _log_scale(ax, which: str):
+    "Put the 'x' or 'y' axis of `ax` on a log scale labelled with plain numbers (40, not 4×10¹)."
+    getattr(ax, f'set_{which}scale')('log')
+    axis = getattr(ax, f'{which}axis')
+    axis.set_major_formatter(mpl.ticker.LogFormatter())
+    axis.set_minor_formatter(mpl.ticker.LogFormatter(labelOnlyBase=False))
+
 @styled(figsize=(6.4, 3.4))
 def ppl_vs_ratio(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], # label -> (kept %, perplexity)
                  reference: float | None = None, # perplexity of the unpruned model (dashed line)
@@ -199,13 +213,20 @@ def ppl_vs_ratio(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], 
                  ylabel: str = 'held-out perplexity',
                  logy: bool = True, # log scale for the perplexity
                  title: str = '',
+                 intervals: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None, # label -> (low, high) bounds of each perplexity, drawn as error bars
                 ):
     "Perplexity against the share kept, one curve per pruning axis; x runs from everything kept to the least."
+    intervals = intervals or {}
+    if unknown := set(intervals) - set(curves): raise ValueError(f"intervals has curves {sorted(unknown)} that curves lacks")
     for label, (x, y) in curves.items():
         if len(x) != len(y): raise ValueError(f"curve {label!r}: {len(x)} ratios but {len(y)} perplexities")
-        ax.plot(x, y, marker='o', ms=4, label=label)
+        line, = ax.plot(x, y, marker='o', ms=4, label=label)
+        if label in intervals:
+            lo, hi = intervals[label]
+            if not len(lo) == len(hi) == len(y): raise ValueError(f"intervals[{label!r}]: {len(lo)} low and {len(hi)} high bounds for {len(y)} perplexities")
+            ax.errorbar(x, y, yerr=[np.subtract(y, lo), np.subtract(hi, y)], fmt='none', ecolor=line.get_color(), capsize=2, lw=1)
     if reference is not None: ax.axhline(reference, color='gray', ls='--', lw=1, label=f'unpruned ({reference:.3g})')
-    if logy: ax.set_yscale('log')
+    if logy: _log_scale(ax, 'y')
     if not ax.xaxis_inverted(): ax.invert_xaxis()
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend()
@@ -243,12 +264,19 @@ def curves(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], # labe
            logy: bool = False,
            title: str = '',
            marker: str | None = None, # a marker on every point (for sparse series such as evaluations)
+           logx: bool = False,
+           references: Mapping[str, float] | None = None, # label -> y of a grey horizontal reference line (dashed, then dotted, dash-dotted)
+           colors: Mapping[str, str] | None = None, # label -> colour, to keep a run's colour across panels (default: the palette in order)
           ):
-    "Named curves on shared axes (loss terms, evaluation metrics, schedules)."
+    "Named curves on shared axes (loss terms, evaluation metrics, schedules), with optional reference levels."
+    references, colors = references or {}, colors or {}
     for label, (x, y) in series.items():
         if len(x) != len(y): raise ValueError(f"series {label!r}: {len(x)} x values but {len(y)} y values")
-        ax.plot(x, y, label=label, lw=1.4, marker=marker, ms=3)
-    if logy: ax.set_yscale('log')
+        ax.plot(x, y, label=label, lw=1.4, marker=marker, ms=3, color=colors.get(label))
+    for (label, y), ls in zip(references.items(), itertools.cycle(('--', ':', '-.'))):
+        ax.axhline(y, color='gray', ls=ls, lw=1, label=label)
+    if logy: _log_scale(ax, 'y')
+    if logx: _log_scale(ax, 'x')
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    if len(series) > 1: ax.legend()
+    if len(series) + len(references) > 1: ax.legend()
     return ax

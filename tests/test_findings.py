@@ -1,0 +1,86 @@
+"""Every bundled experiment runs at smoke scale on the bundled SmolLM2 (what CI can afford), its students are stock folders,
+and its results feed the findings table; a killed experiment resumes arm by arm."""
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+
+import pytest
+
+from slimlab.findings import (VERDICTS, bundled_experiments, finding_rows, findings_markdown, read_experiment, run_experiment,
+                              save_results)
+
+
+@pytest.mark.parametrize('name', bundled_experiments())
+def test_bundled_experiment_at_smoke_scale(name, tmp_path):
+    from transformers import AutoModelForCausalLM
+    exp = read_experiment(name)
+    res = run_experiment(name, tmp_path/name, scale='smoke', progress=False, log=None)
+    assert list(res['arms']) == list(exp.arms) and res['scale'] == 'smoke'
+    assert [(c['better'], c['worse']) for c in res['claims']] == [(c.better, c.worse) for c in exp.claims]
+    assert all(c['verdict'] in VERDICTS for c in res['claims'])
+    for arm, r in res['arms'].items():
+        assert r['distill_tokens'] == res['tokens'] == 256  # equal budgets
+        assert r['params'] < res['teacher']['params'] and r['curve']
+        AutoModelForCausalLM.from_pretrained(tmp_path/name/arm/'schedule'/'model')  # a stock folder
+    saved = save_results(res, tmp_path/'results'/name)
+    assert (saved/'claims.png').stat().st_size > 0
+    rows = finding_rows([exp], tmp_path/'results')  # smoke results are not findings
+    assert [r['verdict'] for r in rows] == ['not run yet']*len(exp.claims)
+
+
+def test_findings_table_of_the_bundled_experiments():
+    rows = finding_rows()
+    assert {r['experiment'] for r in rows} == set(bundled_experiments())
+    assert all(r['verdict'] in VERDICTS + ('not run yet',) for r in rows)
+    assert findings_markdown(rows).count('\n') == len(rows) + 1
+
+
+@pytest.fixture
+def tiny_experiment(tmp_path):
+    "Two arms of a tiny random Llama recipe (the chapter's tiny experiment), with teacher correction so each arm has two phases."
+    import yaml
+    from slimlab.lab import load_model, load_tokenizer
+    load_model('llama-tiny').save_pretrained(tmp_path/'teacher'); load_tokenizer('llama-tiny').save_pretrained(tmp_path/'teacher')
+    recipe = dict(name='tiny', teacher=str(tmp_path/'teacher'), correction=dict(tokens=256),
+                  prune=dict(final=dict(drop_layers=2), samples=4, seq_len=32), loss=dict(chunk=128),
+                  distill=dict(max_tokens=2048, micro_batch_size=2, seq_len=32, warmup_steps=1, eval_every=0, save_every=4),
+                  data=dict(eval_tokens=128), report=dict(seq_len=32, max_tokens=256))
+    (tmp_path/'tiny.yaml').write_text(yaml.safe_dump(recipe))
+    exp = dict(name='tiny-depth', finding='f', source='s', recipe=str(tmp_path/'tiny.yaml'),
+               arms={'first': {'overrides': {'prune.layer_metric': 'block_influence'}}, 'second': {'overrides': {'prune.layer_metric': 'last_n'}}},
+               claims=[{'better': 'first', 'worse': 'second'}], tasks=['slimlab_cloze'], task_limit=2)
+    (tmp_path/'tiny-depth.yaml').write_text(yaml.safe_dump(exp))
+    return tmp_path/'tiny-depth.yaml'
+
+
+EXPERIMENT = """
+from slimlab.findings import run_experiment
+run_experiment({path!r}, {out!r}, resume={resume}, progress=False)
+"""
+
+
+def test_killed_experiment_resumes_arm_by_arm(tiny_experiment, tmp_path):
+    "SIGKILL while the second arm distils; resume leaves the finished first arm untouched and completes the second."
+    out = tmp_path/'exp'
+    env = {**os.environ, 'HF_HUB_OFFLINE': '1'}
+    script = lambda resume: [sys.executable, '-c', EXPERIMENT.format(path=str(tiny_experiment), out=str(out), resume=resume)]
+    p = subprocess.Popen(script(False), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_done, second_ckpt = out/'first'/'report'/'summary.json', out/'second'/'schedule'/'stage-1'/'checkpoints'
+    deadline = time.time() + 600
+    while not (second_ckpt.is_dir() and any(second_ckpt.iterdir())) and time.time() < deadline and p.poll() is None: time.sleep(0.2)
+    assert first_done.exists() and p.poll() is None, 'the experiment did not reach the second arm\'s distillation in time'
+    p.send_signal(signal.SIGKILL); p.wait()
+    assert not (out/'results.json').exists() and not (out/'second'/'schedule'/'model').exists()
+    stamp = first_done.stat().st_mtime_ns
+    r = subprocess.run(script(True), env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert first_done.stat().st_mtime_ns == stamp  # the finished arm was not run again
+    res = json.loads((out/'results.json').read_text())
+    assert set(res['arms']) == {'first', 'second'} and res['arms']['second']['distill_tokens'] == 2048
+
+
+def test_home_page_shows_the_current_findings():
+    "The docs home page (and README) keep the findings table as an output: it must be the table of the committed results."
+    nb = json.loads((Path(__file__).parent.parent/'nbs'/'index.ipynb').read_text())
+    cell = next(c for c in nb['cells'] if c['cell_type'] == 'code' and 'findings_markdown' in ''.join(c['source']))
+    shown = ''.join(next(o for o in cell['outputs'] if 'data' in o)['data']['text/markdown'])
+    assert shown == findings_markdown(finding_rows()), 're-run nbs/index.ipynb (and make readme) after committing results'
