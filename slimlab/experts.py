@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .anatomy import Anatomy
 from .importance import moe_layers
 from .lab import atomic_dir, check_out_dir, check_real_weights, load_config, load_model, load_tokenizer
-from .prune import apply_plan, keep_all_plan
+from .prune import EXPERT_ALIGN, apply_plan, keep_all_plan
 
 # %% auto #0
 __all__ = ['MOE_TARGETS', 'SHARED_EXPERT_TYPES', 'ROUTERS', 'Groups', 'STRATEGIES', 'SIMILARITIES', 'EXPERT_METRICS',
@@ -57,10 +57,11 @@ def check_moefy(config, # the dense model's config
                          f"{model_type} has none")
     if not 0 <= shared_size < size: raise ValueError(f"shared_size={shared_size} must be in 0..{size - 1} (intermediate_size {size})")
     routed = size - shared_size
-    if routed % num_experts:
+    if routed % (num_experts * EXPERT_ALIGN):
+        allowed = [d for d in _divisors(routed) if routed // d % EXPERT_ALIGN == 0]
         raise ValueError(f"the neurons cannot be split into balanced experts: {routed} routed neurons (intermediate_size {size} "
-                         f"- shared_size {shared_size}) do not divide into num_experts={num_experts}; "
-                         f"allowed num_experts: {_divisors(routed)[:12]}")
+                         f"- shared_size {shared_size}) do not divide into num_experts={num_experts} experts of a multiple of "
+                         f"{EXPERT_ALIGN} neurons (the grouped expert matmul); allowed num_experts: {allowed[:12]}")
     return routed // num_experts
 
 # %% ../nbs/06_experts.ipynb #ceb99308
