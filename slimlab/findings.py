@@ -8,12 +8,11 @@ import csv, json, shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import yaml
-
 from .lab import lab_data_dir, load_model, load_tokenizer
 from .data import load_lab_corpus, token_stream
 from .evaluate import EvalConfig, check_tasks, compare_nll, evaluate_models
-from .recipes import RECIPE_FILE, SUMMARY_FILE, Recipe, _suggest, from_dict, load_recipe, plan_recipe, recovery_curve, run_recipe
+from .recipes import (RECIPE_FILE, SUMMARY_FILE, Recipe, _suggest, from_dict, load_recipe, plan_recipe, read_bundled_yaml,
+                             recovery_curve, run_recipe)
 from . import plots
 
 # %% auto #0
@@ -68,13 +67,7 @@ def bundled_experiments() -> list[str]:
 def read_experiment(path: str | Path # an experiment YAML file, or a bundled experiment's name
                    ) -> Experiment:
     "Parse an experiment file (its recipes are not read yet)."
-    path = Path(path)
-    if not path.exists() and path.suffix == '' and (bundled := experiments_dir()/f"{path}.yaml").exists(): path = bundled
-    if not path.is_file():
-        raise FileNotFoundError(f"experiment {str(path)!r} does not exist; give a YAML file or a bundled experiment: "
-                                f"{', '.join(bundled_experiments())}")
-    data = yaml.safe_load(path.read_text())
-    if not isinstance(data, dict): raise ValueError(f"experiment {path} must be a mapping of keys")
+    _, data = read_bundled_yaml(path, experiments_dir(), 'experiment')
     arms = data.get('arms')
     if not isinstance(arms, dict) or len(arms) < 2: raise ValueError(f"arms must map at least two labels to arms; got {arms!r:.80}")
     exp = from_dict(Experiment, data | dict(arms={}))

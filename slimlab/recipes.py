@@ -27,12 +27,12 @@ from .evaluate import EvalConfig, check_tasks, evaluate_models, perplexity, writ
 __all__ = ['DEFAULT_RECIPE', 'RECIPE_FILE', 'SUMMARY_FILE', 'RUN_PARTS', 'TeacherSpec', 'MoefySpec', 'CorrectionSpec',
            'StageSpec', 'PruneSpec', 'WeightSpec', 'DivergenceSpec', 'LossSpec', 'DistillSpec', 'DataSpec',
            'ReportSpec', 'Recipe', 'schema_rows', 'check_keys', 'from_dict', 'set_key', 'parse_set', 'recipes_dir',
-           'bundled_recipes', 'read_recipe_file', 'resolve_data', 'loss_config', 'distill_config', 'eval_config',
-           'check_recipe', 'load_recipe', 'recipe_to_yaml', 'teacher_config', 'source_config', 'recipe_stages',
-           'stage_config', 'PlanRow', 'RecipePlan', 'human', 'meta_params', 'check_budgets', 'plan_recipe',
-           'changed_keys', 'check_run_dir', 'clear_run', 'write_recipe', 'read_run_recipe', 'recipe_data',
-           'prepare_teacher', 'RecipeRun', 'run_recipe', 'recovery_curve', 'plot_recovery', 'summary_lines',
-           'recipe_report', 'show_report']
+           'bundled_recipes', 'read_bundled_yaml', 'read_recipe_file', 'resolve_data', 'loss_config', 'distill_config',
+           'eval_config', 'check_recipe', 'load_recipe', 'recipe_to_yaml', 'teacher_config', 'source_config',
+           'recipe_stages', 'stage_config', 'PlanRow', 'RecipePlan', 'human', 'meta_params', 'check_budgets',
+           'plan_recipe', 'changed_keys', 'check_run_dir', 'clear_run', 'write_recipe', 'read_run_recipe',
+           'recipe_data', 'prepare_teacher', 'RecipeRun', 'run_recipe', 'recovery_curve', 'plot_recovery',
+           'summary_lines', 'recipe_report', 'show_report']
 
 # %% ../nbs/12_recipes.ipynb #65d77271
 @dataclass
@@ -276,17 +276,25 @@ def bundled_recipes() -> list[str]:
     "Names of the bundled recipes."
     return sorted(p.stem for p in recipes_dir().glob('*.yaml'))
 
+def read_bundled_yaml(path: str | Path, # a YAML file, or the name of a bundled one in `folder`
+                      folder: Path, # where the bundled files are
+                      kind: str, # what the file holds, for messages ('recipe', 'experiment')
+                     ) -> tuple[Path, dict]:
+    "The path and plain data of a YAML mapping given as a path or as the name of a bundled file."
+    path = Path(path)
+    if not path.exists() and path.suffix == '' and (bundled := folder/f"{path}.yaml").exists(): path = bundled
+    if not path.is_file():
+        names = sorted(p.stem for p in folder.glob('*.yaml'))
+        raise FileNotFoundError(f"{kind} {str(path)!r} does not exist; give a YAML file or a bundled {kind}: {', '.join(names)}")
+    try: data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e: raise ValueError(f"{kind} {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict): raise ValueError(f"{kind} {path} must be a mapping of keys; got {type(data).__name__}")
+    return path, data
+
 def read_recipe_file(path: str | Path # a recipe YAML file, or the name of a bundled one ('minitron-depth')
                     ) -> tuple[Path, dict]:
     "The path and plain data of a recipe file."
-    path = Path(path)
-    if not path.exists() and path.suffix == '' and (bundled := recipes_dir()/f"{path}.yaml").exists(): path = bundled
-    if not path.is_file():
-        raise FileNotFoundError(f"recipe {str(path)!r} does not exist; give a YAML file or a bundled recipe: {', '.join(bundled_recipes())}")
-    try: data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e: raise ValueError(f"recipe {path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(data, dict): raise ValueError(f"recipe {path} must be a mapping of keys; got {type(data).__name__}")
-    return path, data
+    return read_bundled_yaml(path, recipes_dir(), 'recipe')
 
 def resolve_data(data: dict, # a recipe's plain data, possibly with a `scales:` section
                  scale: str | None = None, # a key of `scales` (None: 'lab' if the recipe has it, else its first scale)
