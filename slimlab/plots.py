@@ -199,10 +199,10 @@ def expert_usage(values, # (layers, experts) usage or importance; NaN in dense l
 
 # %% ../nbs/11_plots.ipynb #a7c66078
 def _log_scale(ax, which: str):
-    "Put the 'x' or 'y' axis of `ax` on a log scale labelled with plain numbers (40, not 4×10¹)."
+    "Put the 'x' or 'y' axis of `ax` on a log scale labelled with plain numbers (40 and 100,000, not 4×10¹ or 1e+05)."
     getattr(ax, f'set_{which}scale')('log')
     axis = getattr(ax, f'{which}axis')
-    axis.set_major_formatter(mpl.ticker.LogFormatter())
+    axis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
     axis.set_minor_formatter(mpl.ticker.LogFormatter(labelOnlyBase=False))
 
 @styled(figsize=(6.4, 3.4))
