@@ -47,9 +47,9 @@ def minitron_loss() -> CompositeConfig:
 
 def lm_only(loss: CompositeConfig # a composite loss configuration
            ) -> CompositeConfig:
-    "The same settings with the language-model loss alone: λ = 0, β = 0, no feature terms (no teacher needed)."
+    "The same settings with the language-model loss alone: λ = 0, β = 0, μ following λ, no feature terms (no teacher needed)."
     return replace(loss, lam=Schedule('constant', 0.0, name='lambda'), beta=Schedule('constant', 0.0, name='beta'),
-                   feature_weight=0.0, dynamics_weight=0.0)
+                   mtp_lam=None, feature_weight=0.0, dynamics_weight=0.0)
 
 # %% ../nbs/09_distill.ipynb #c7c05703
 RESUMABLE_FIELDS = ('log_every', 'eval_every', 'save_every', 'keep_last') # may change when a run resumes: they do not change the weights
@@ -347,6 +347,9 @@ def check_inputs(student, teacher, # the models of the run
         raise ValueError("feature_weight or dynamics_weight > 0 compares with the teacher's hidden states; pass teacher=")
     if mtp is not None and _peak(loss.beta) == 0:
         raise ValueError("mtp heads were given but the loss weighs them with beta = 0 throughout; set loss.beta or drop mtp=")
+    if teacher is None and mtp is not None and loss.mtp_lam is not None and _peak(loss.mtp_lam) > 0:
+        raise ValueError(f"the loss gives the MTP terms distillation a weight up to mtp_lam={_peak(loss.mtp_lam)}, which needs a teacher; "
+                         "pass teacher= or set loss.mtp_lam to 0")
     if mtp is not None: mtp.check_model(student)
     for model in (student, teacher):
         if model is not None: check_positions(model, config.seq_len)

@@ -524,6 +524,7 @@ class CompositeConfig:
     "Weights and settings of the composite loss."
     lam: Schedule = SLIMQWEN_LAMBDA # λ: share of distillation
     beta: Schedule = SLIMQWEN_BETA # β: weight of the MTP terms
+    mtp_lam: Schedule | None = None # μ: share of distillation in the MTP terms (None: μ = λ, SlimQwen's formula)
     divergence: Divergence = Divergence() # the distillation divergence (main and MTP heads)
     feature_weight: float = 0.0 # γ_feat: hidden-state value term (needs a FeatureDistiller)
     dynamics_weight: float = 0.0 # γ_FDD: feature-dynamics term (needs a FeatureDistiller)
@@ -534,6 +535,8 @@ class CompositeConfig:
         for name in ('lam', 'beta'):
             s = getattr(self, name)
             if not isinstance(s, Schedule): raise ValueError(f"{name} must be a Schedule, got {s!r}")
+        if self.mtp_lam is not None and not isinstance(self.mtp_lam, Schedule):
+            raise ValueError(f"mtp_lam must be a Schedule or None (follow lam), got {self.mtp_lam!r}")
         for name in ('feature_weight', 'dynamics_weight'):
             if getattr(self, name) < 0: raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
         if self.chunk < 1: raise ValueError(f"chunk={self.chunk} must be at least 1")
@@ -550,6 +553,7 @@ class LossTerms:
     dynamics: float
     lam: float
     beta: float
+    mtp_lam: float # μ, the MTP terms' share of distillation
     def as_dict(self) -> dict[str, float]:
         "Every field as a float."
         return {k: v.item() if isinstance(v, torch.Tensor) else float(v) for k, v in vars(self).items()}
@@ -557,7 +561,7 @@ class LossTerms:
 def _flat(x: torch.Tensor) -> torch.Tensor: return x.reshape(-1, x.shape[-1])
 
 class CompositeLoss:
-    "L = (1-λ)L_LM + λL_KD + β((1-λ)L_MTP-LM + λL_MTP-KD) + γ_feat·L_feat + γ_FDD·L_FDD, with scheduled λ and β."
+    "L = (1-λ)L_LM + λL_KD + β((1-μ)L_MTP-LM + μL_MTP-KD) + γ_feat·L_feat + γ_FDD·L_FDD, with scheduled λ, β and μ (μ = λ unless `mtp_lam`)."
     def __init__(self, config: CompositeConfig = CompositeConfig(), features: FeatureDistiller | None = None):
         if (config.feature_weight or config.dynamics_weight) and features is None:
             raise ValueError("feature_weight or dynamics_weight > 0 needs a FeatureDistiller (features=)")
@@ -567,23 +571,28 @@ class CompositeLoss:
         "λ and β at a training progress."
         return self.config.lam(progress), self.config.beta(progress)
 
-    def head(self, hidden, weight, labels, teacher_hidden, teacher_weight, lam) -> HeadLoss:
-        "One head's (1-λ)·LM + λ·KD over flattened positions, chunked."
+    def mtp_weight(self, progress: float) -> float:
+        "μ, the MTP terms' share of distillation, at a training progress: `mtp_lam`, or λ when it is None."
+        return (self.config.lam if self.config.mtp_lam is None else self.config.mtp_lam)(progress)
+
+    def head(self, hidden, weight, labels, teacher_hidden, teacher_weight, lam, name: str = 'lambda') -> HeadLoss:
+        "One head's (1-λ)·LM + λ·KD over flattened positions, chunked (`name`: what λ is called in messages)."
         c = self.config
         teacher = TeacherHead(_flat(teacher_hidden), teacher_weight) if teacher_hidden is not None else None
-        if teacher is None and lam > 0: raise ValueError(f"lambda={lam} > 0 needs the teacher's hidden states and output weight")
+        if teacher is None and lam > 0: raise ValueError(f"{name}={lam} > 0 needs the teacher's hidden states and output weight")
         return chunked_head_loss(_flat(hidden), weight, labels.reshape(-1), teacher, 1 - lam, lam, c.divergence,
                                  vocab_size=c.vocab_size, chunk=c.chunk)
 
-    def mtp(self, mtp_hidden: list[torch.Tensor], weight, input_ids, teacher_hidden, teacher_weight, lam,
+    def mtp(self, mtp_hidden: list[torch.Tensor], weight, input_ids, teacher_hidden, teacher_weight, mu,
             attention_mask=None) -> tuple[torch.Tensor, float, float]:
-        "MTP terms, averaged over depths: (the weighted total, MTP-LM, MTP-KD)."
+        "MTP terms (1-μ)·MTP-LM + μ·MTP-KD, averaged over depths: (the weighted total, MTP-LM, MTP-KD)."
         T = input_ids.shape[1]
         totals, lms, kds = [], [], []
         for k, h in enumerate(mtp_hidden, start=1):
             if h.shape[1] != T - k: raise ValueError(f"MTP depth {k} must hold T-{k} = {T - k} positions; got {h.shape[1]}")
             labels = shift_labels(input_ids, k + 1, attention_mask)[:, :T - k]
-            res = self.head(h, weight, labels, None if teacher_hidden is None else teacher_hidden[:, k:], teacher_weight, lam)
+            res = self.head(h, weight, labels, None if teacher_hidden is None else teacher_hidden[:, k:], teacher_weight, mu,
+                            'mtp_lambda' if self.config.mtp_lam is not None else 'lambda')
             totals.append(res.total); lms.append(res.lm); kds.append(res.kd)
         return torch.stack(totals).mean(), torch.stack(lms).mean().item(), torch.stack(kds).mean().item()
 
@@ -600,7 +609,7 @@ class CompositeLoss:
                  teacher_blocks: list[torch.Tensor] | None = None,
                 ) -> LossTerms:
         "The composite loss at a training progress, with every term."
-        lam, beta = self.weights(progress)
+        (lam, beta), mu = self.weights(progress), self.mtp_weight(progress)
         c, zero = self.config, weight.new_zeros((), dtype=torch.float32)
         total, lm, kd = zero, 0.0, 0.0
         if hidden is not None:
@@ -608,7 +617,7 @@ class CompositeLoss:
             total, lm, kd = main.total, main.lm.item(), main.kd.item()
         mtp_lm = mtp_kd = 0.0
         if len(mtp_hidden):
-            mtp_total, mtp_lm, mtp_kd = self.mtp(list(mtp_hidden), weight, input_ids, teacher_hidden, teacher_weight, lam, attention_mask)
+            mtp_total, mtp_lm, mtp_kd = self.mtp(list(mtp_hidden), weight, input_ids, teacher_hidden, teacher_weight, mu, attention_mask)
             total = total + beta*mtp_total
         feature = dynamics = 0.0
         if c.feature_weight or c.dynamics_weight:
@@ -619,4 +628,4 @@ class CompositeLoss:
             if c.dynamics_weight:
                 f = self.features.dynamics_loss(student_blocks, teacher_blocks, attention_mask)
                 total, dynamics = total + c.dynamics_weight*f, f.item()
-        return LossTerms(total, lm, kd, mtp_lm, mtp_kd, feature, dynamics, lam, beta)
+        return LossTerms(total, lm, kd, mtp_lm, mtp_kd, feature, dynamics, lam, beta, mu)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_recipes.ipynb #79a529ed
 from __future__ import annotations
-import copy, difflib, json, math, shutil, time, types, typing, warnings
+import copy, difflib, hashlib, json, math, shutil, time, types, typing, warnings
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
@@ -12,16 +12,18 @@ import torch
 import yaml
 from fastcore.docments import docments
 
-from .lab import load_config, load_model, load_tokenizer
+from .lab import atomic_dir, cache_dir, load_config, load_model, load_tokenizer, resolve_model
 from .anatomy import active_params, actual_params, count_params
 from .data import SPLITS, calibration_samples, lm_dataset, load_lab_corpus, load_text_dataset, token_stream
 from .prune import ModelShape, make_plan, random_scores, sync_config
-from .experts import ROUTERS, MoefyConfig, moe_config, moefy, save_moe
+from .experts import ROUTERS, SIMILARITIES, STRATEGIES, MoefyConfig, moe_config, moefy, save_moe
 from .losses import FEATURE_DISTANCES, CompositeConfig, Divergence, Schedule
 from .distill import DistillConfig, correct_teacher, lab_data
-from .schedules import (SCHEDULE_FILE, SCHEDULES, TARGETS, ScheduleResult, Stage, StageRecord, check_schedule, check_training, final_shape,
+from .schedules import (INITS, SCHEDULE_FILE, SCHEDULES, TARGETS, ScheduleResult, Stage, StageRecord, check_expert_strategy, check_init,
+                               check_schedule, check_training, final_shape, _link_tree,
                                make_schedule, run_schedule)
 from .evaluate import EvalConfig, check_tasks, evaluate_models, perplexity, write_report
+from .plots import curves, new_figure
 
 # %% auto #0
 __all__ = ['DEFAULT_RECIPE', 'RECIPE_FILE', 'SUMMARY_FILE', 'RUN_PARTS', 'TeacherSpec', 'MoefySpec', 'CorrectionSpec',
@@ -31,8 +33,8 @@ __all__ = ['DEFAULT_RECIPE', 'RECIPE_FILE', 'SUMMARY_FILE', 'RUN_PARTS', 'Teache
            'eval_config', 'check_recipe', 'load_recipe', 'recipe_to_yaml', 'teacher_config', 'source_config',
            'recipe_stages', 'stage_config', 'PlanRow', 'RecipePlan', 'human', 'meta_params', 'check_budgets',
            'plan_recipe', 'changed_keys', 'check_run_dir', 'clear_run', 'write_recipe', 'read_run_recipe',
-           'recipe_data', 'prepare_teacher', 'RecipeRun', 'run_recipe', 'recovery_curve', 'plot_recovery',
-           'summary_lines', 'recipe_report', 'show_report']
+           'recipe_data', 'moefy_cache_key', 'prepare_teacher', 'RecipeRun', 'run_recipe', 'recovery_curve',
+           'plot_recovery', 'summary_lines', 'recipe_report', 'show_report']
 
 # %% ../nbs/12_recipes.ipynb #65d77271
 @dataclass
@@ -73,6 +75,10 @@ class PruneSpec:
     token_split: list[float] | None = None # share of the tokens per stage (None: the schedule's split)
     layer_metric: str = 'block_influence' # depth score (e.g. 'angular_distance:n=10' for a contiguous block, 'last_n')
     expert_metric: str = 'expert_frequency' # expert score (e.g. 'reap')
+    expert_strategy: str = 'drop' # at the cut that reduces the experts: 'drop', 'merge' or 'partial' (see the experts chapter)
+    preserve: float = 0.5 # 'partial': share of the kept experts preserved intact
+    expert_similarity: str = 'router' # 'merge' and 'partial': what expert similarity compares ('router', 'weights', 'output')
+    init: str = 'pruned' # the student's start: 'pruned' (the weights the cut leaves) or 'random' (the same architecture re-initialised; one stage)
     samples: int = 32 # calibration samples per stage
     seq_len: int = 256 # tokens per calibration sample
 
@@ -95,9 +101,10 @@ class DivergenceSpec:
 
 @dataclass
 class LossSpec:
-    "The composite loss: L = (1-λ)L_LM + λL_KD + β((1-λ)L_MTP-LM + λL_MTP-KD) + γ_feat·L_feat + γ_FDD·L_FDD."
+    "The composite loss: L = (1-λ)L_LM + λL_KD + β((1-μ)L_MTP-LM + μL_MTP-KD) + γ_feat·L_feat + γ_FDD·L_FDD (μ = λ unless mtp_lam)."
     lam: WeightSpec = field(default_factory=WeightSpec) # λ, the share of distillation (1: logit-only KD)
     beta: WeightSpec = field(default_factory=lambda: WeightSpec(start=0.0)) # β, the weight of the MTP terms
+    mtp_lam: WeightSpec | None = None # μ, the share of distillation in the MTP terms (null: μ = λ)
     divergence: DivergenceSpec = field(default_factory=DivergenceSpec) # KD divergence
     feature_weight: float = 0.0 # γ_feat, hidden-state value term
     dynamics_weight: float = 0.0 # γ_FDD, feature-dynamics term
@@ -329,6 +336,7 @@ def loss_config(spec: LossSpec) -> CompositeConfig:
     weight = lambda w, name: Schedule(w.kind, w.start, w.end, w.steps, name=name)
     return _prefixed('loss', lambda: CompositeConfig(
         lam=weight(spec.lam, 'lambda'), beta=weight(spec.beta, 'beta'),
+        mtp_lam=None if spec.mtp_lam is None else weight(spec.mtp_lam, 'mtp_lambda'),
         divergence=Divergence(spec.divergence.kind, spec.divergence.temperature, spec.divergence.alpha, spec.divergence.beta),
         feature_weight=spec.feature_weight, dynamics_weight=spec.dynamics_weight, chunk=spec.chunk))
 
@@ -366,6 +374,10 @@ def check_recipe(recipe: Recipe) -> Recipe:
         _at_least(p.stages, 1, 'prune.stages')
         if p.token_split is not None and len(p.token_split) != p.stages:
             raise ValueError(f"prune.token_split has {len(p.token_split)} shares for {p.stages} stages; give one per stage")
+    n_stages = 1 if p.schedule == 'one-shot' else len(p.stages) if isinstance(p.stages, list) else p.stages
+    _prefixed('prune', lambda: check_init(p.init, n_stages), sep='.')
+    _in(p.expert_strategy, STRATEGIES, 'prune.expert_strategy'); _in(p.expert_similarity, SIMILARITIES, 'prune.expert_similarity')
+    if not 0 <= p.preserve <= 1: raise ValueError(f"prune.preserve={p.preserve} must be in [0, 1] (the share of the kept experts preserved intact)")
     _at_least(p.samples, 1, 'prune.samples'); _at_least(p.seq_len, 2, 'prune.seq_len')
     if recipe.moefy:
         m = recipe.moefy
@@ -376,6 +388,8 @@ def check_recipe(recipe: Recipe) -> Recipe:
     _at_least(l.mtp_depth, 0, 'loss.mtp_depth')
     if l.mtp_depth and _peak(l.beta) == 0: raise ValueError(f"loss.mtp_depth={l.mtp_depth} trains MTP heads, but loss.beta is 0 throughout; set loss.beta")
     if _peak(l.beta) > 0 and not l.mtp_depth: raise ValueError("loss.beta > 0 weighs MTP terms, but loss.mtp_depth is 0; set loss.mtp_depth or loss.beta.start: 0")
+    if l.mtp_lam is not None and not l.mtp_depth:
+        raise ValueError("loss.mtp_lam splits the MTP terms between MTP-LM and MTP-KD, but loss.mtp_depth is 0; set loss.mtp_depth or remove loss.mtp_lam")
     distill_config(recipe)
     d = recipe.data
     _in(d.eval_split, SPLITS, 'data.eval_split'); _at_least(d.eval_tokens, 2, 'data.eval_tokens')
@@ -513,8 +527,11 @@ def plan_recipe(recipe: Recipe, # a checked recipe (see `load_recipe`)
     stages = recipe_stages(recipe, source)
     shapes = _prefixed('prune.stages', lambda: check_schedule(source, stages, recipe.prune.final))
     configs = [stage_config(source, s.targets) for s in stages]
+    p = recipe.prune
+    _prefixed('prune', lambda: check_expert_strategy(source, configs, p.expert_strategy, p.preserve, p.expert_similarity), sep='.')
     _prefixed('loss', lambda: check_training(source, source, shapes, configs, distill_config(recipe), recipe.loss.mtp_depth,
-                                             recipe.loss.feature_distance))
+                                             recipe.loss.feature_distance, p.init,
+                                             p.expert_strategy, p.preserve, p.expert_similarity))
     check_budgets(recipe, stages)
     rows += [_row(f"stage {i + 1}", c, s.tokens) for i, (s, c) in enumerate(zip(stages, configs))]
     if meta and (built := meta_params(configs[-1])) != rows[-1].total:
@@ -594,8 +611,14 @@ def recipe_data(spec: DataSpec, # the recipe's data section
 
 def _ready(folder: Path) -> bool: return (folder/'config.json').exists()
 
+def moefy_cache_key(recipe: Recipe) -> str | None:
+    "The lab-cache key of a recipe's MoEfied teacher (teacher name, MoEfication settings, seed); None when nothing to cache or the teacher is a folder or hub id, whose weights its name does not pin down."
+    if recipe.moefy is None or resolve_model(recipe.teacher.model).kind not in ('bundled', 'scaled'): return None
+    settings = dict(teacher=recipe.teacher.model, moefy=asdict(recipe.moefy), seed=recipe.distill.seed)
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
 def prepare_teacher(recipe: Recipe, run_dir: Path, tokenizer, state, progress: bool, log):
-    "The teacher the schedule distils from: loaded, MoEfied (saved to run_dir/moefied) if the recipe says so; reused on resume."
+    "The teacher the schedule distils from: loaded, MoEfied (saved to run_dir/moefied) if the recipe says so; reused on resume and from the lab cache."
     teacher = load_model(recipe.teacher.model)
     if recipe.teacher.config is not None and ModelShape.of(teacher) != ModelShape.of(teacher_config(recipe.teacher)):
         raise ValueError(f"teacher.model {recipe.teacher.model} is {ModelShape.of(teacher)}, but teacher.config describes "
@@ -603,11 +626,17 @@ def prepare_teacher(recipe: Recipe, run_dir: Path, tokenizer, state, progress: b
     if recipe.moefy is None: return teacher
     m, out = recipe.moefy, run_dir/'moefied'
     with state.main_process_first():
-        if not _ready(out):
+        key = moefy_cache_key(recipe)
+        cached = None if key is None else cache_dir('moefied')/key  # the same MoE for every run of these settings
+        if not _ready(out) and cached is not None and _ready(cached): log(f"MoEfied teacher: reused from the lab cache ({cached})")
+        elif not _ready(out):
             config = MoefyConfig(m.num_experts, m.top_k, m.shared_size, m.model_type, m.router, seed=recipe.distill.seed)
             log(f"MoEfying the teacher: {m.num_experts} experts, top-{m.top_k}")
             samples = calibration_samples(tokenizer, m.samples, m.seq_len, seed=recipe.distill.seed)
-            save_moe(moefy(teacher, samples, config, progress=progress), out, tokenizer, asdict(config), 'slimlab_moefy.json')
+            save_moe(moefy(teacher, samples, config, progress=progress), cached or out, tokenizer, asdict(config), 'slimlab_moefy.json',
+                     overwrite=cached is not None)
+        if not _ready(out):
+            with atomic_dir(out) as tmp: _link_tree(cached, tmp)  # hard links: no second copy on disk
     return load_model(out)
 
 # %% ../nbs/12_recipes.ipynb #e5a06578
@@ -663,7 +692,9 @@ def run_recipe(recipe: str | Path | Recipe, # a recipe file, a bundled recipe's 
     stages = recipe_stages(recipe, teacher.config)
     calibration = calibration_samples(tokenizer, recipe.prune.samples, recipe.prune.seq_len, seed=recipe.distill.seed)
     result = run_schedule(teacher, stages, run_dir/'schedule', train, config, teacher, calibration, eval_data=held_out, tokenizer=tokenizer,
-                          mtp_depth=recipe.loss.mtp_depth, feature_distance=recipe.loss.feature_distance,
+                          mtp_depth=recipe.loss.mtp_depth, feature_distance=recipe.loss.feature_distance, init=recipe.prune.init,
+                          expert_strategy=recipe.prune.expert_strategy, preserve=recipe.prune.preserve,
+                          expert_similarity=recipe.prune.expert_similarity,
                           layer_metric=recipe.prune.layer_metric, expert_metric=recipe.prune.expert_metric, final=dict(recipe.prune.final),
                           seed=recipe.distill.seed, resume=(run_dir/'schedule').exists(), progress=progress, log=say)
     summary = recipe_report(run_dir, overwrite=True, log=say) if state.is_main_process else {}
@@ -681,18 +712,14 @@ def recovery_curve(schedule_dir: Path # the schedule's run directory (schedule.j
 
 def plot_recovery(curve: list[dict], # from `recovery_curve`
                   teacher_ppl: float, # the teacher's perplexity on the same held-out stream
-                  ax=None):
+                  ax=None, # matplotlib axes (default: a new pyplot figure)
+                  title: str = '', # the axes' title
+                 ):
     "Held-out perplexity over distillation tokens, one colour per stage, the teacher as a dashed line."
-    import matplotlib.pyplot as plt, seaborn as sns
-    if ax is None: _, ax = plt.subplots(figsize=(6.5, 3.4))
-    for k, stage in enumerate(sorted({r['stage'] for r in curve})):
-        pts = [r for r in curve if r['stage'] == stage]
-        ax.plot([r['tokens'] for r in pts], [r['ppl'] for r in pts], 'o-', ms=3, color=sns.color_palette('colorblind')[k % 10],
-                label=f"stage {stage}")
-    ax.axhline(teacher_ppl, color='gray', ls='--', lw=1, label='teacher')
-    ax.set_yscale('log'); ax.set_xlabel('distillation tokens'); ax.set_ylabel('held-out perplexity')
-    ax.legend(frameon=False, fontsize=9); sns.despine(ax=ax)
-    return ax
+    stages = sorted({r['stage'] for r in curve})
+    series = {f"stage {s}": ([r['tokens'] for r in curve if r['stage'] == s], [r['ppl'] for r in curve if r['stage'] == s]) for s in stages}
+    return curves(series, ax=ax, xlabel='distillation tokens', ylabel='held-out perplexity', logy=True, marker='o', title=title,
+                  references={'teacher': teacher_ppl})
 
 # %% ../nbs/12_recipes.ipynb #19e0163c
 def summary_lines(summary: dict) -> list[str]:
@@ -712,7 +739,6 @@ def recipe_report(run_dir: str | Path, # a recipe run with a final student (sche
                   log=print, # where progress lines go
                  ) -> dict:
     "Evaluate the run's teacher, intermediate teachers and student on the test split; write report/ (report.md, report.csv, retention.png, recovery.png, summary.json)."
-    import matplotlib.pyplot as plt
     run_dir = Path(run_dir)
     recipe, out = read_run_recipe(run_dir), run_dir/'report'
     student_dir = run_dir/'schedule'/'model'
@@ -733,9 +759,9 @@ def recipe_report(run_dir: str | Path, # a recipe run with a final student (sche
     last_teacher = models.get('corrected teacher', models.get('moefied teacher', models['teacher']))
     teacher_eval = perplexity(last_teacher, held_out, seq_len=recipe.distill.seq_len, stride=recipe.distill.seq_len, progress=False).value
     if curve:
-        ax = plot_recovery(curve, teacher_eval)
-        ax.set_title(f"{recipe.name}: recovery of held-out perplexity ({recipe.data.eval_split} split)")
-        ax.figure.savefig(out/'recovery.png', dpi=120, bbox_inches='tight'); plt.close(ax.figure)
+        fig, ax = new_figure((6.5, 3.4))  # not a pyplot figure: nothing to close, nothing shown
+        plot_recovery(curve, teacher_eval, ax=ax, title=f"{recipe.name}: recovery of held-out perplexity ({recipe.data.eval_split} split)")
+        fig.savefig(out/'recovery.png', dpi=120, bbox_inches='tight')
         with open(out/'report.md', 'a') as f:
             f.write(f"\n## Recovery during distillation\n\nHeld-out perplexity ({recipe.data.eval_split} split, {len(held_out):,} tokens) "
                     f"after each cut and during distillation; the dashed line is the teacher the student distils from.\n\n![recovery](recovery.png)\n")

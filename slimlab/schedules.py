@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_progressive.ipynb #2b47a57d
 from __future__ import annotations
-import json, math, os, shutil
+import copy, json, math, os, shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -16,12 +16,15 @@ from .prune import (ModelShape, PruningPlan, apply_plan, make_plan, needed_metri
 from .distill import DONE_FILE, DistillConfig, _peak, distill, finished_run, read_metrics
 from .losses import FEATURE_DISTANCES, FeatureDistiller, layer_map_from_plan
 from .mtp import MTPHeads, load_mtp, mtp_block_config, prune_mtp
+from .experts import SIMILARITIES, STRATEGIES, Groups, check_compression, check_groups, expert_groups, group_weights, mlp_inputs
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'TARGETS', 'SHAPE_FIELDS', 'SCHEDULE_FILE', 'PLAN_FILE', 'NO_EXTRAS', 'Stage', 'describe',
-           'relative_targets', 'final_shape', 'check_schedule', 'stage_fractions', 'split_tokens', 'make_schedule',
-           'trajectory', 'plot_trajectories', 'plot_schedule_runs', 'StageRecord', 'ScheduleResult', 'compose_maps',
-           'feature_maps', 'check_schedule_dir', 'stage_requests', 'check_training', 'run_schedule']
+__all__ = ['SCHEDULES', 'TARGETS', 'SHAPE_FIELDS', 'INITS', 'EXPERT_GROUPS_FILE', 'SCHEDULE_FILE', 'PLAN_FILE', 'NO_EXTRAS',
+           'Stage', 'describe', 'relative_targets', 'final_shape', 'check_schedule', 'stage_fractions', 'split_tokens',
+           'make_schedule', 'trajectory', 'plot_trajectories', 'plot_schedule_runs', 'StageRecord', 'ScheduleResult',
+           'compose_maps', 'feature_maps', 'check_init', 'random_init', 'check_expert_strategy', 'base_scores',
+           'fold_experts', 'groups_to_dict', 'groups_from_dict', 'check_schedule_dir', 'stage_requests',
+           'check_training', 'run_schedule']
 
 # %% ../nbs/10_progressive.ipynb #685daa19
 SCHEDULES = ('one-shot', 'depth-first', 'width-first', 'joint') # the named schedules of `make_schedule`
@@ -264,28 +267,28 @@ def trajectory(model_or_config, # the source model or its config
     return rows
 
 # %% ../nbs/10_progressive.ipynb #4fb7907a
-from .plots import PALETTE, style, styled
+from .plots import PALETTE, curves, pyplot_figure, style, styled
 
 def plot_trajectories(paths: dict[str, list[dict]], # schedule name -> `trajectory` rows
                       axes=None, # two matplotlib axes (default: a new pyplot figure)
                       title: str = '', # a title over both panels
                      ):
     "Left: each schedule's path from the source to the final shape, depth kept against width kept; right: parameters after each stage."
-    import matplotlib.pyplot as plt
-    if axes is None: axes = plt.subplots(1, 2, figsize=(9, 3.2), layout='constrained')[1]
+    if axes is None: axes = pyplot_figure((9, 3.2), ncols=2)[1]
     left, right = axes
+    colors = dict(zip(paths, PALETTE))
+    curves({name: ([r['depth'] for r in rows], [r['width'] for r in rows]) for name, rows in paths.items()}, ax=left, marker='o', colors=colors,
+           xlabel='depth kept (% of blocks)', ylabel='width kept (% of one block)', title='shape after each stage')
+    curves({name: ([r['stage'] for r in rows], [r['params']/1e6 for r in rows]) for name, rows in paths.items()}, ax=right, marker='o',
+           colors=colors, xlabel='stage', ylabel='parameters (M)', title='size after each stage')
     with style():
-        for (name, rows), color in zip(paths.items(), PALETTE):
-            left.plot([r['depth'] for r in rows], [r['width'] for r in rows], marker='o', ms=4, color=color, label=name)
+        for name, rows in paths.items():
             for r in rows[1:]: left.annotate(str(r['stage']), (r['depth'], r['width']), textcoords='offset points', xytext=(4, 3),
-                                             fontsize=7, color=color)
-            right.plot([r['stage'] for r in rows], [r['params']/1e6 for r in rows], marker='o', ms=4, color=color, label=name)
+                                             fontsize=7, color=colors[name])
+        if left.get_legend(): left.get_legend().remove()  # one legend, on the right
         if not left.xaxis_inverted(): left.invert_xaxis()
         if not left.yaxis_inverted(): left.invert_yaxis()
-        left.set(xlabel='depth kept (% of blocks)', ylabel='width kept (% of one block)', title='shape after each stage')
-        right.set(xlabel='stage', ylabel='parameters (M)', title='size after each stage')
         right.set_xticks(range(max(len(rows) for rows in paths.values())))
-        right.legend()
         if title: left.figure.suptitle(title, fontsize=10)
     return axes
 
@@ -379,10 +382,93 @@ def feature_maps(plans: list[PruningPlan], # the plans of the cuts so far, first
     width = target_shape(plans[-1]).hidden_size
     return layer_map, None if width == plans[0].source.hidden_size else [channels[j] for j in range(width)]
 
+# %% ../nbs/10_progressive.ipynb #1d29bd66
+INITS = ('pruned', 'random') # how the first stage's student starts: the weights the cut leaves, or the model's own random init
+
+def check_init(init: str, # one of `INITS`
+               stages: int, # stages of the schedule
+              ) -> str:
+    "Refuse an unknown init, and a random init of a schedule with more than one cut."
+    if init not in INITS: raise ValueError(f"init={init!r} is unknown; allowed: {', '.join(INITS)}")
+    if init == 'random' and stages > 1:
+        raise ValueError(f"init='random' starts the student from scratch after one cut; the schedule has {stages} stages, and a later "
+                         "stage would cut a model that never held the teacher's weights (use a one-shot schedule)")
+    return init
+
+def random_init(model, # a causal LM (never modified)
+                seed: int = 0, # seed of the initialisation (the global random state is left as it was)
+               ):
+    "A model of the same config, dtype and device with fresh weights from the model class's own init; tied weights stay tied."
+    from transformers import AutoModelForCausalLM
+    p = next(model.parameters())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = AutoModelForCausalLM.from_config(model.config, dtype=p.dtype)
+    return fresh.to(p.device).eval()
+
+# %% ../nbs/10_progressive.ipynb #9daafba7
+EXPERT_GROUPS_FILE = 'expert_groups.json' # in a stage folder whose cut merges experts: the groups and the importance that weighted them
+
+def check_expert_strategy(model_or_config, # the source model or its config
+                          configs: list, # the config after each stage
+                          strategy: str = 'drop', # `STRATEGIES`
+                          preserve: float = 0.5, # 'partial': share of the kept experts preserved intact, in [0, 1]
+                          similarity: str = 'router', # `SIMILARITIES`
+                         ) -> dict | None:
+    "Refuse an expert strategy the schedule cannot apply; its settings for schedule.json (None: experts are dropped)."
+    if strategy not in STRATEGIES: raise ValueError(f"expert_strategy={strategy!r} is unknown; allowed: {', '.join(STRATEGIES)}")
+    if similarity not in SIMILARITIES: raise ValueError(f"expert_similarity={similarity!r} is unknown; allowed: {', '.join(SIMILARITIES)}")
+    if isinstance(preserve, bool) or not isinstance(preserve, (int, float)) or not 0 <= preserve <= 1:
+        raise ValueError(f"preserve={preserve!r} must be a number in [0, 1] (the share of the kept experts preserved intact)")
+    if strategy == 'drop': return None
+    chain = [_config(model_or_config), *configs]
+    cuts = [k for k in range(1, len(chain)) if ModelShape.of(chain[k]).num_experts != ModelShape.of(chain[k - 1]).num_experts]
+    if not cuts:
+        raise ValueError(f"expert_strategy={strategy!r} compresses experts at the cut that reduces them, but no stage changes num_experts "
+                         f"({ModelShape.of(chain[0]).num_experts}); cut experts in the final shape or use 'drop'")
+    for k in cuts:
+        try: check_compression(chain[k - 1], ModelShape.of(chain[k]).num_experts, strategy, preserve, similarity)
+        except ValueError as e: raise ValueError(f"expert_strategy={strategy!r} at stage {k} of {len(configs)}: {e}") from None
+    return dict(strategy=strategy, preserve=float(preserve) if strategy == 'partial' else None, similarity=similarity)
+
+def base_scores(groups: Groups, # per MoE block, groups of expert ids (base first)
+                importance: torch.Tensor, # (L, E) the expert scores of the cut
+               ) -> torch.Tensor:
+    "Expert scores that make `make_plan` keep exactly each group's base: 1 for a base, 0 for the others."
+    out = torch.zeros_like(importance, dtype=torch.float32)
+    for i, block in groups.items(): out[i, [g[0] for g in block]] = 1.0
+    return out
+
+@torch.no_grad()
+def fold_experts(model, # an MoE causal LM, never modified
+                 groups: Groups, # per MoE block, groups of expert ids (base first)
+                 importance: torch.Tensor, # (L, E) expert importance that weighs each group's average
+                ):
+    "A copy of the model in which each group's base expert (and its router row) holds the importance-weighted average of the group."
+    check_groups(groups, model)
+    folded = copy.deepcopy(model)
+    src, dst = Anatomy(model), Anatomy(folded)
+    for i, block in groups.items():
+        for group in block:
+            if len(group) == 1: continue
+            w = group_weights(importance[i], group).to(src.router(i).weight.dtype)
+            for name in ('gate_up_proj', 'down_proj'):
+                getattr(dst.experts(i), name)[group[0]] = torch.einsum('g,g...->...', w, getattr(src.experts(i), name)[group])
+            dst.router(i).weight[group[0]] = w @ src.router(i).weight[group]
+    return folded
+
+def groups_to_dict(groups: Groups, importance: torch.Tensor, settings: dict) -> dict:
+    "The JSON form of a cut's expert groups, the importance that weighs them and the strategy's settings."
+    return dict(settings, groups={str(i): block for i, block in groups.items()}, importance=importance.float().tolist())
+
+def groups_from_dict(d: dict) -> tuple[Groups, torch.Tensor]:
+    "The groups and importance `groups_to_dict` wrote (float32 values read back exactly)."
+    return {int(i): block for i, block in d['groups'].items()}, torch.tensor(d['importance'], dtype=torch.float32)
+
 # %% ../nbs/10_progressive.ipynb #77c30461
 SCHEDULE_FILE = 'schedule.json' # in the run directory: the stages, their shapes, sizes and results
 PLAN_FILE = 'plan.json' # in each stage folder: the plan of its cut, made on the model before it
-NO_EXTRAS = dict(mtp_depth=0, features=None) # schedule.json's `training` of a run that trains only the student
+NO_EXTRAS = dict(mtp_depth=0, features=None, init='pruned', experts=None) # schedule.json's `training` of a plain run: only the student, pruned weights, experts dropped
 
 def _write_json(path: Path, data: dict):
     "Write JSON atomically (a temporary file, then a rename)."
@@ -396,7 +482,7 @@ def check_schedule_dir(run_dir: str | Path, # the run directory
                        stages: list[Stage], # the schedule of this call
                        resume: bool, # continue a run there
                        overwrite: bool, # replace a run there
-                       training: dict | None = None, # what trains beside the student (`mtp_depth`, `features`): a resumed run must have the same
+                       training: dict | None = None, # the training settings (`mtp_depth`, `features`, `init`, `experts`): a resumed run must have the same
                       ) -> Path:
     "Refuse, before any work, a run directory that holds results unless the call resumes (the same stages) or replaces them."
     run_dir = Path(run_dir)
@@ -412,9 +498,9 @@ def check_schedule_dir(run_dir: str | Path, # the run directory
         saved = json.loads((run_dir/SCHEDULE_FILE).read_text())
         if saved['stages'] != [asdict(s) for s in stages]:
             raise ValueError(f"resume=True, but the stages differ from the run's {SCHEDULE_FILE}; resume with the same stages or start a new run")
-        if training is not None and (before := saved.get('training', NO_EXTRAS)) != training:
+        if training is not None and (before := NO_EXTRAS | saved.get('training', {})) != training:
             raise ValueError(f"resume=True, but the run trained {before} beside the student and this call asks for {training}; "
-                             "resume with the same mtp_depth and feature terms or start a new run")
+                             "resume with the same mtp_depth, feature terms, init and expert strategy or start a new run")
     return run_dir
 
 def _clear(run_dir: Path):
@@ -472,13 +558,19 @@ def check_training(model, # the source model
                    config: DistillConfig, # the stages' distillation settings
                    mtp_depth: int, # MTP modules trained beside the student (0: none)
                    feature_distance: str, # distance of the feature terms
+                   init: str = 'pruned', # how the first stage's student starts (`INITS`)
+                   expert_strategy: str = 'drop', # how the cut that reduces the experts compresses them (`slimlab.experts.STRATEGIES`)
+                   preserve: float = 0.5, # 'partial': share of the kept experts preserved intact
+                   expert_similarity: str = 'router', # 'merge' and 'partial': what expert similarity compares (`SIMILARITIES`)
                   ) -> dict:
-    "Refuse, before any work, MTP heads or feature terms the schedule cannot train; what trains beside the student (for schedule.json)."
+    "Refuse, before any work, an init, expert strategy, MTP heads or feature terms the schedule cannot train; the training settings (for schedule.json)."
     if isinstance(mtp_depth, bool) or not isinstance(mtp_depth, int) or mtp_depth < 0:
         raise ValueError(f"mtp_depth={mtp_depth!r} must be an integer >= 0 (MTP modules trained with the student; 0: none)")
     if feature_distance not in FEATURE_DISTANCES:
         raise ValueError(f"feature_distance={feature_distance!r} is unknown; allowed: {', '.join(FEATURE_DISTANCES)}")
     loss, n = config.loss, len(shapes)
+    check_init(init, n)
+    experts = check_expert_strategy(model, configs, expert_strategy, preserve, expert_similarity)
     if mtp_depth:
         if _peak(loss.beta) == 0:
             raise ValueError(f"mtp_depth={mtp_depth} trains MTP heads, but config.loss.beta is 0 throughout; give the MTP terms a weight "
@@ -499,13 +591,13 @@ def check_training(model, # the source model
         if loss.dynamics_weight and (few := next((k for k, s in enumerate(shapes, 1) if s.num_layers < 2), None)):
             raise ValueError(f"stage {few} of {n}: config.loss.dynamics_weight > 0 compares changes from one block to the next, "
                              f"which needs at least 2 blocks; the student has {shapes[few - 1].num_layers}")
-    return dict(mtp_depth=mtp_depth, features=feature_distance if features else None)
+    return dict(mtp_depth=mtp_depth, features=feature_distance if features else None, init=init, experts=experts)
 
-def _source_mtp(model, depth: int, seed: int) -> MTPHeads:
-    "MTP heads for the source model, their random projections drawn from `seed` (a rerun makes the same heads)."
+def _source_mtp(model, depth: int, seed: int, init: str = 'last_block') -> MTPHeads:
+    "MTP heads for `model`, their random weights drawn from `seed` (a rerun makes the same heads)."
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return MTPHeads(model, depth)
+        return MTPHeads(model, depth, init=init)
 
 def _stage_features(plans: list[PruningPlan], config: DistillConfig, kind: str, student) -> FeatureDistiller | None:
     "The feature distiller of a stage (student after `plans` → source model), or None when the loss does not weigh feature terms."
@@ -525,6 +617,10 @@ def run_schedule(model, # the source model (never modified)
                  tokenizer=None, # saved with every stage's student
                  mtp_depth: int = 0, # MTP modules made for the source, cut with the student and trained in every stage (needs config.loss.beta > 0)
                  feature_distance: str = 'mse', # 'mse' or 'cosine': distance of the feature terms, trained when config.loss weighs them
+                 init: str = 'pruned', # 'pruned': the student keeps the weights the cut leaves; 'random': re-initialised after the cut (one stage only)
+                 expert_strategy: str = 'drop', # at the cut that reduces the experts: 'drop', 'merge' or 'partial' (see the experts chapter)
+                 preserve: float = 0.5, # 'partial': share of the kept experts preserved intact
+                 expert_similarity: str = 'router', # 'merge' and 'partial': what expert similarity compares
                  layer_metric: str = 'block_influence', # depth score (window metrics get each cut's window)
                  expert_metric: str = 'expert_frequency', # expert score
                  final: dict | None = None, # the final architecture the last stage must reach (checked first)
@@ -549,7 +645,8 @@ def run_schedule(model, # the source model (never modified)
         before = sync_config(before, make_plan(before, random_scores(before), **relative_targets(shape_before, shape)))
         shape_before = shape
     params = [sum(count_params(c).values()) for c in [*configs[1:], before]]
-    training = check_training(model, teacher, shapes, [*configs[1:], before], config, mtp_depth, feature_distance)
+    training = check_training(model, teacher, shapes, [*configs[1:], before], config, mtp_depth, feature_distance, init,
+                              expert_strategy, preserve, expert_similarity)
     calibration = torch.as_tensor(calibration)
     if calibration.ndim != 2: raise ValueError(f"calibration must be (N, T) token ids; got shape {tuple(calibration.shape)}")
     stage_configs = []
@@ -592,17 +689,30 @@ def run_schedule(model, # the source model (never modified)
                 report = importance(current, calibration, requests, batch_size, seed, progress) if requests else None
                 scores = plan_scores(report, rel.get('drop_layers', 0), layers=_layer_request(layer_metric, rel.get('drop_layers', 0)),
                                      experts=expert_metric) if report else {}
+                merging = training['experts'] is not None and 'num_experts' in rel
+                if merging:  # the plan keeps the groups' bases; their weights become the groups' averages below
+                    inputs = mlp_inputs(current, calibration, batch_size, progress) if expert_similarity == 'output' else None
+                    expert_scores = scores['experts']
+                    groups = expert_groups(current, rel['num_experts'], expert_scores, expert_strategy, preserve, expert_similarity, inputs)
+                    scores = scores | dict(experts=base_scores(groups, expert_scores))
                 plan = make_plan(current, scores, **rel)
                 if sd.exists(): shutil.rmtree(sd)  # a stage folder without its plan holds no usable run
                 sd.mkdir(parents=True)
+                if merging: _write_json(sd/EXPERT_GROUPS_FILE, groups_to_dict(groups, expert_scores, training['experts']))
                 _write_json(sd/PLAN_FILE, plan_to_dict(plan))
             state.wait_for_everyone()
         plan = plan_from_dict(json.loads((sd/PLAN_FILE).read_text()))
-        student = apply_plan(current, plan)
+        groups_file = sd/EXPERT_GROUPS_FILE  # written by a cut that merges experts
+        folded = fold_experts(current, *groups_from_dict(json.loads(groups_file.read_text()))) if groups_file.exists() else current
+        student = apply_plan(folded, plan)
+        del folded
         if target_shape(plan) != shape: raise RuntimeError(f"stage {k}: the plan gives {describe(target_shape(plan))}, not {describe(shape)}")
         if current is not model: del current
         plans.append(plan)
-        mtp = prune_mtp(heads, plan, student) if heads is not None else None
+        if init == 'random' and k == 1:  # the same architecture from scratch: nothing of the source is kept
+            student = random_init(student, seed)
+            mtp = _source_mtp(student, mtp_depth, seed, 'random') if heads is not None else None
+        else: mtp = prune_mtp(heads, plan, student) if heads is not None else None
         say(f"stage {k} of {len(stages)}: cut to {describe(shape)} ({params[k - 1]/1e6:.1f}M parameters), distil {stage.tokens:,} tokens")
         distill(student, sd, train_data, stage_configs[k - 1], teacher=teacher, eval_data=eval_data, tokenizer=tokenizer,
                 features=_stage_features(plans, config, feature_distance, student), mtp=mtp,
