@@ -4,23 +4,30 @@
 
 # %% ../nbs/14_findings.ipynb #a2521725
 from __future__ import annotations
-import csv, json, shutil
+import csv, itertools, json, shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .lab import lab_data_dir, load_model, load_tokenizer
 from .data import load_lab_corpus, token_stream
-from .evaluate import EvalConfig, check_tasks, compare_nll, evaluate_models
+from .evaluate import EvalConfig, block_bootstrap, check_tasks, compare_nll, evaluate_models
+from .mtp import acceptance, load_mtp, speculative_decode
 from .recipes import (RECIPE_FILE, SUMMARY_FILE, Recipe, _suggest, from_dict, load_recipe, plan_recipe, read_bundled_yaml,
                              recovery_curve, run_recipe)
 from . import plots
+import torch
+from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['EXPERIMENT_KEYS', 'VERDICTS', 'MIN_BLOCKS', 'RESULTS_FILE', 'VERDICT_COLORS', 'Arm', 'Claim', 'Experiment',
+__all__ = ['CLAIM_METRICS', 'RANKING_EXPECTATIONS', 'EXPERIMENT_KEYS', 'RANKING_ARMS', 'VERDICTS', 'MIN_BLOCKS', 'MIN_PROMPTS',
+           'RESULTS_FILE', 'VERDICT_COLORS', 'Arm', 'Claim', 'AcceptanceSpec', 'RankingClaim', 'Experiment',
            'experiments_dir', 'results_dir', 'bundled_experiments', 'read_experiment', 'set_args', 'at_scale',
-           'arm_sets', 'arm_recipe_path', 'arm_recipes', 'verdict', 'claim_record', 'evaluate_arms',
-           'check_experiment_dir', 'run_experiment', 'claim_lines', 'arm_rows', 'save_results', 'load_results',
-           'plot_arms', 'plot_claims', 'plot_recovery_curves', 'finding_rows', 'findings_markdown']
+           'arm_sets', 'arm_recipe_path', 'check_acceptance', 'check_ranking', 'arm_recipes', 'verdict',
+           'acceptance_prompts', 'measure_acceptance', 'acceptance_record', 'rank', 'spearman', 'spearman_critical',
+           'ranking_record', 'claim_record', 'evaluate_arms', 'check_experiment_dir', 'run_experiment', 'claim_line',
+           'ranking_line', 'claim_lines', 'arm_rows', 'ranking_rows', 'save_results', 'load_results', 'plot_arms',
+           'plot_claims', 'plot_recovery_curves', 'plot_acceptance', 'plot_ranking', 'result_figures', 'plot_results',
+           'finding_rows', 'lab_numbers', 'findings_markdown']
 
 # %% ../nbs/14_findings.ipynb #4535cbe9
 @dataclass
@@ -29,12 +36,31 @@ class Arm:
     recipe: str | None = None # a bundled recipe's name or a recipe file (None: the experiment's `recipe`)
     overrides: dict = field(default_factory=dict) # dotted recipe key -> value, applied after the experiment's scale
 
+CLAIM_METRICS = ('loss', 'acceptance') # what a claim compares
+
 @dataclass
 class Claim:
-    "A source's finding as a comparison: arm `better` ends with a lower held-out loss than arm `worse`."
+    "A source's finding as a comparison: arm `better` beats arm `worse` on `metric`."
     better: str # the arm the source finds better
     worse: str # the arm it finds worse
     paper: str = '' # the source's numbers for this comparison
+    metric: str = 'loss' # 'loss': lower held-out loss; 'acceptance': higher 1-token acceptance of the MTP drafts (needs `acceptance`)
+
+@dataclass
+class AcceptanceSpec:
+    "Speculative decoding with every arm's MTP heads on the same test prompts (see `slimlab.mtp.speculative_decode`)."
+    prompts: int = 16 # test prompts, decoded by every arm
+    prompt_len: int = 64 # tokens per prompt (consecutive windows of the test split)
+    new_tokens: int = 48 # tokens decoded per prompt
+    draft_len: int = 4 # drafts proposed per round (rates are reported for 1..draft_len accepted in a row)
+
+RANKING_EXPECTATIONS = ('predicts', 'does-not-predict') # what a ranking claim can say
+
+@dataclass
+class RankingClaim:
+    "A source's finding about candidates of one size: does their one-shot ranking predict their ranking after recovery?"
+    expect: str # 'predicts' or 'does-not-predict': what the source says
+    paper: str = '' # the source's words or numbers
 
 @dataclass
 class Experiment:
@@ -43,13 +69,15 @@ class Experiment:
     finding: str # the finding, one sentence
     source: str # where it comes from (paper and section)
     arms: dict # label -> `Arm` (at least two)
-    claims: list[Claim] # the comparisons that decide the finding
+    claims: list[Claim] # the comparisons that decide the finding (may be empty when `ranking` is given)
     recipe: str | None = None # the recipe every arm starts from (unless the arm names its own)
     scales: dict = field(default_factory=lambda: {'lab': {}}) # scale -> {dotted recipe key: value} for every arm
     tasks: list[str] = field(default_factory=lambda: ['slimlab_cloze', 'slimlab_continuation']) # local tasks of every model
     task_limit: int | None = 200 # first examples of each task (None: all)
     speed: bool = False # also measure decoding throughput (batch 1 and 8)
     note: str = '' # the scale difference to the source, and anything else a reader must know
+    acceptance: AcceptanceSpec | None = None # also decode test prompts with every arm's MTP heads and record their acceptance
+    ranking: RankingClaim | None = None # also rank the arms (candidates of one size) one-shot and after recovery
 
 # %% ../nbs/14_findings.ipynb #c04f81f9
 def experiments_dir() -> Path:
@@ -80,7 +108,7 @@ def set_args(overrides: dict # dotted recipe key -> value
     "Overrides as `key=value` arguments of `run_recipe(sets=...)`."
     return [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
 
-EXPERIMENT_KEYS = ('tasks', 'task_limit', 'speed') # keys a scale may set on the experiment itself (all others are recipe keys)
+EXPERIMENT_KEYS = ('tasks', 'task_limit', 'speed', 'acceptance') # keys a scale may set on the experiment itself (all others are recipe keys)
 
 def _scale(exp: Experiment, scale: str) -> dict:
     if scale not in exp.scales: raise ValueError(f"scale {scale!r} is not in experiment {exp.name}{_suggest(scale, exp.scales)}; allowed: {', '.join(exp.scales)}")
@@ -89,8 +117,14 @@ def _scale(exp: Experiment, scale: str) -> dict:
 def at_scale(exp: Experiment, # the experiment
              scale: str = 'lab', # one of `exp.scales`
             ) -> Experiment:
-    "The experiment with its scale's experiment keys (`EXPERIMENT_KEYS`) applied."
-    return replace(exp, **{k: v for k, v in _scale(exp, scale).items() if k in EXPERIMENT_KEYS})
+    "The experiment with its scale's experiment keys (`EXPERIMENT_KEYS`) applied; `acceptance` keys update the experiment's."
+    sets = {k: v for k, v in _scale(exp, scale).items() if k in EXPERIMENT_KEYS}
+    if 'acceptance' in sets:
+        where = f"scales.{scale}.acceptance"
+        if exp.acceptance is None: raise ValueError(f"{where} is set, but the experiment has no acceptance section to scale")
+        if not isinstance(sets['acceptance'], dict): raise ValueError(f"{where} must be a mapping of acceptance keys; got {sets['acceptance']!r:.60}")
+        sets['acceptance'] = from_dict(AcceptanceSpec, asdict(exp.acceptance) | sets['acceptance'], where)
+    return replace(exp, **sets)
 
 def arm_sets(exp: Experiment, # the experiment
              arm: str, # an arm's label
@@ -104,6 +138,29 @@ def arm_recipe_path(exp: Experiment, arm: str) -> str:
     recipe = exp.arms[arm].recipe or exp.recipe
     if recipe is None: raise ValueError(f"arms.{arm}.recipe is not set and the experiment has no recipe; give one of them")
     return recipe
+
+# %% ../nbs/14_findings.ipynb #42611405
+RANKING_ARMS = (4, 8) # fewest and most arms a ranking claim can rank
+
+def check_acceptance(spec: AcceptanceSpec, # the experiment's acceptance section (at its scale)
+                     recipes: dict, # arm -> `Recipe`
+                    ):
+    "Refuse acceptance settings that cannot run: counts below their minimum, an arm that trains no MTP heads."
+    for name, least in (('prompts', 1), ('prompt_len', 2), ('new_tokens', 1), ('draft_len', 1)):
+        if getattr(spec, name) < least: raise ValueError(f"acceptance.{name}={getattr(spec, name)} must be at least {least}")
+    for arm, r in recipes.items():
+        if not r.loss.mtp_depth:
+            raise ValueError(f"acceptance decodes with every arm's MTP heads, but arms.{arm} trains none (loss.mtp_depth is 0); "
+                             "set loss.mtp_depth (and loss.beta) in that arm, or drop acceptance")
+
+def check_ranking(claim: RankingClaim, # the experiment's ranking claim
+                  n_arms: int, # how many arms it ranks
+                 ):
+    "Refuse a ranking claim with an unknown expectation or too few or too many arms to rank."
+    if claim.expect not in RANKING_EXPECTATIONS:
+        raise ValueError(f"ranking.expect={claim.expect!r} is not allowed{_suggest(claim.expect, RANKING_EXPECTATIONS)}; allowed: {', '.join(RANKING_EXPECTATIONS)}")
+    lo, hi = RANKING_ARMS
+    if not lo <= n_arms <= hi: raise ValueError(f"ranking needs {lo} to {hi} arms (candidates of one size); the experiment has {n_arms}")
 
 # %% ../nbs/14_findings.ipynb #ee955815
 def _same(values: dict, what: str):
@@ -121,7 +178,11 @@ def arm_recipes(exp: Experiment, # the experiment
             if getattr(c, side) not in exp.arms:
                 raise ValueError(f"claims[{i}].{side}={getattr(c, side)!r} is not an arm{_suggest(getattr(c, side), exp.arms)}; arms: {', '.join(exp.arms)}")
         if c.better == c.worse: raise ValueError(f"claims[{i}] compares arm {c.better!r} with itself")
-    if not exp.claims: raise ValueError("claims is empty: name at least one comparison {better: ARM, worse: ARM}")
+        if c.metric not in CLAIM_METRICS: raise ValueError(f"claims[{i}].metric={c.metric!r} is not allowed{_suggest(c.metric, CLAIM_METRICS)}; allowed: {', '.join(CLAIM_METRICS)}")
+        if c.metric == 'acceptance' and exp.acceptance is None:
+            raise ValueError(f"claims[{i}] compares acceptance, but the experiment has no acceptance section; add acceptance: {{prompts: 16}}")
+    if not exp.claims and exp.ranking is None: raise ValueError("claims is empty: name at least one comparison {better: ARM, worse: ARM} (or give a ranking claim)")
+    if exp.ranking is not None: check_ranking(exp.ranking, len(exp.arms))
     check_tasks(exp.tasks)
     recipes = {}
     for arm in exp.arms:
@@ -133,20 +194,130 @@ def arm_recipes(exp: Experiment, # the experiment
     _same({a: r.distill.max_tokens for a, r in recipes.items()}, 'distill.max_tokens')
     _same({a: asdict(r.data) for a, r in recipes.items()}, 'data')
     _same({a: asdict(r.report) for a, r in recipes.items()}, 'report')
+    if exp.acceptance is not None: check_acceptance(at_scale(exp, scale).acceptance, recipes)
     return recipes
 
 # %% ../nbs/14_findings.ipynb #749e5bb3
 VERDICTS = ('agrees', 'disagrees', 'inconclusive')
 MIN_BLOCKS = 8 # fewer bootstrap blocks than this cannot support a verdict
 
-def verdict(ci: tuple[float, float], # interval of the mean loss of `worse` minus that of `better` (nats)
-            n_blocks: int = MIN_BLOCKS, # bootstrap blocks behind the interval
+def verdict(ci: tuple[float, float], # interval of the advantage of `better` over `worse` (loss: worse minus better, nats)
+            n_blocks: int = MIN_BLOCKS, # bootstrap blocks (or prompts) behind the interval
+            minimum: int = MIN_BLOCKS, # fewest blocks that can support a verdict
            ) -> str:
-    "'agrees' if the interval is above 0, 'disagrees' if below, else (or with fewer than `MIN_BLOCKS` blocks) 'inconclusive'."
+    "'agrees' if the interval is above 0, 'disagrees' if below, else (or with fewer than `minimum` blocks) 'inconclusive'."
     lo, hi = ci
     if lo > hi: raise ValueError(f"ci={ci} must be (low, high)")
-    if n_blocks < MIN_BLOCKS: return 'inconclusive'
+    if n_blocks < minimum: return 'inconclusive'
     return 'agrees' if lo > 0 else 'disagrees' if hi < 0 else 'inconclusive'
+
+# %% ../nbs/14_findings.ipynb #ebb658e0
+MIN_PROMPTS = 8 # fewer prompts than this cannot support an acceptance verdict
+
+def acceptance_prompts(tokenizer, # the teacher's tokenizer
+                       spec: AcceptanceSpec, # how many prompts, how long
+                      ) -> torch.Tensor:
+    "The prompts every arm decodes: the first `spec.prompts` consecutive windows of `spec.prompt_len` tokens of the test split, (N, T)."
+    stream = token_stream([d['text'] for d in load_lab_corpus('test')], tokenizer)
+    need = spec.prompts*spec.prompt_len
+    if len(stream) < need: raise ValueError(f"acceptance needs {spec.prompts} x {spec.prompt_len} = {need:,} test tokens; the test split has {len(stream):,}")
+    return stream[:need].view(spec.prompts, spec.prompt_len)
+
+def measure_acceptance(model, # a student
+                       heads, # its `slimlab.mtp.MTPHeads`
+                       prompts: torch.Tensor, # (N, T) from `acceptance_prompts`
+                       spec: AcceptanceSpec, # tokens and drafts per prompt
+                       progress: bool = False, # a tqdm bar over the prompts
+                      ) -> dict:
+    "Speculative decoding of every prompt: the pooled acceptance rates (`slimlab.mtp.acceptance`) and the accepted drafts of each round, per prompt."
+    decoded = [speculative_decode(model, heads, p[None], spec.new_tokens, spec.draft_len)
+               for p in tqdm(prompts, desc='speculative decoding', disable=not progress, leave=False)]
+    return dict(acceptance=acceptance(decoded), accepted=[d.accepted for d in decoded])
+
+def _rate_difference(table: torch.Tensor) -> torch.Tensor:
+    "1-token rate of the first arm minus the second's, from per-prompt rows (hits, rounds, hits, rounds)."
+    t = table.view(-1, 4).sum(0)
+    return t[0]/t[1] - t[2]/t[3]
+
+def acceptance_record(claim: Claim, # a claim with metric 'acceptance'
+                      arms: dict, # arm -> record with `acceptance` and `accepted` (from `measure_acceptance`)
+                      n_boot: int = 1000, # bootstrap resamples of the prompts
+                     ) -> dict:
+    "An acceptance claim decided from the paired difference of 1-token acceptance rates, with a bootstrap over prompts."
+    better, worse = arms[claim.better]['accepted'], arms[claim.worse]['accepted']
+    if len(better) != len(worse): raise ValueError(f"the arms decoded different numbers of prompts ({len(better)} and {len(worse)})")
+    hits = lambda rounds: [sum(a >= 1 for a in rounds), len(rounds)]
+    table = torch.tensor([hits(b) + hits(w) for b, w in zip(better, worse)], dtype=torch.float64)  # one row per prompt
+    # each bootstrap "block" is one prompt's row of four numbers, so resampling blocks resamples prompts for both arms at once
+    ci = block_bootstrap(table.flatten(), stat=_rate_difference, block=4, n_boot=n_boot)
+    rb, rw = arms[claim.better]['acceptance'], arms[claim.worse]['acceptance']
+    return dict(better=claim.better, worse=claim.worse, paper=claim.paper, metric='acceptance', rate_better=rb['1-token'],
+                rate_worse=rw['1-token'], diff=_rate_difference(table).item(), diff_ci=list(ci), rates_better=rb, rates_worse=rw,
+                prompts=len(better), verdict=verdict(ci, len(better), MIN_PROMPTS))
+
+# %% ../nbs/14_findings.ipynb #0e3ca62c
+def rank(values: list[float]) -> list[float]:
+    "Ranks from 1 (smallest) upwards; tied values share their mean rank."
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0]*len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]: j += 1
+        for k in order[i:j + 1]: ranks[k] = (i + j)/2 + 1
+        i = j + 1
+    return ranks
+
+def spearman(x: list[float], # one score per candidate
+             y: list[float], # another score of the same candidates
+            ) -> float:
+    "Spearman's rank correlation: the Pearson correlation of the ranks (0 when either side has no order at all)."
+    if len(x) != len(y) or len(x) < 2: raise ValueError(f"spearman needs two equally long lists of at least 2 values; got {len(x)} and {len(y)}")
+    rx, ry = torch.tensor(rank(x), dtype=torch.float64), torch.tensor(rank(y), dtype=torch.float64)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    norm = (rx.square().sum()*ry.square().sum()).sqrt()
+    return 0.0 if norm == 0 else (rx*ry).sum().item()/norm.item()
+
+def spearman_critical(n: int, # candidates
+                      alpha: float = 0.05, # chance level
+                     ) -> float:
+    "The smallest rho that a uniformly random order of `n` candidates reaches with probability at most `alpha` (exact, over all n! orders)."
+    hi = RANKING_ARMS[1]
+    if not 2 <= n <= hi: raise ValueError(f"n={n}: the exact distribution is computed for 2 to {hi} candidates")
+    base = list(range(n))
+    rhos = sorted((round(spearman(base, list(p)), 12) for p in itertools.permutations(base)), reverse=True)
+    crit = None
+    for r in sorted(set(rhos), reverse=True):
+        if sum(v >= r for v in rhos)/len(rhos) > alpha: break
+        crit = r
+    return crit if crit is not None else float('inf')
+
+# %% ../nbs/14_findings.ipynb #0f7b34b6
+def ranking_record(claim: RankingClaim, # the experiment's ranking claim
+                   one_shot: dict[str, float], # arm -> held-out perplexity right after its cut
+                   nll: dict[str, torch.Tensor], # arm -> per-token test losses after recovery (same tokens for every arm)
+                   block: int = 128, # bootstrap block length (tokens)
+                   n_boot: int = 1000, # bootstrap resamples
+                  ) -> dict:
+    "Both rankings, their Spearman correlation with a block-bootstrap interval over the test tokens, the lab's answer and the verdict."
+    arms = list(one_shot)
+    if missing := [a for a in arms if one_shot[a] is None]:
+        raise ValueError(f"arms {missing} have no one-shot perplexity (their runs recorded no held-out evaluation after the cut)")
+    x = [one_shot[a] for a in arms]
+    table = torch.stack([nll[a].double() for a in arms], 1)  # (tokens, arms)
+    rho_of = lambda t: torch.tensor(spearman(x, t.view(-1, len(arms)).mean(0).tolist()), dtype=torch.float64)
+    # a bootstrap block holds `block` consecutive test tokens of every arm, so all arms see the same resampled text
+    lo, hi = block_bootstrap(table.flatten(), stat=rho_of, block=block*len(arms), n_boot=n_boot)
+    final = table.mean(0).exp().tolist()
+    crit, n_blocks = spearman_critical(len(arms)), len(table)//block
+    outcome = ('inconclusive' if n_blocks < MIN_BLOCKS else 'predicts' if lo >= crit - 1e-9
+               else 'does-not-predict' if hi < crit - 1e-9 else 'inconclusive')  # the lab's answer
+    decided = 'inconclusive' if outcome == 'inconclusive' else 'agrees' if outcome == claim.expect else 'disagrees'
+    best = lambda v: arms[min(range(len(arms)), key=v.__getitem__)]
+    return dict(expect=claim.expect, paper=claim.paper, arms=arms, one_shot_ppl=x, final_ppl=final, one_shot_rank=rank(x),
+                final_rank=rank(final), rho=rho_of(table).item(), rho_ci=[lo, hi], critical=crit, best_one_shot=best(x),
+                best_final=best(final), resampled=f"the test tokens in blocks of {block} (the same blocks for every arm); one-shot perplexities fixed",
+                test_blocks=n_blocks, outcome=outcome, verdict=decided)
 
 # %% ../nbs/14_findings.ipynb #f366e191
 def _arm_record(e, run_dir: Path) -> dict:
@@ -172,8 +343,9 @@ def evaluate_arms(exp: Experiment, # the experiment
                   recipes: dict[str, Recipe], # from `arm_recipes`
                   run_dirs: dict[str, Path], # label -> the arm's finished recipe run
                   log=print, # where progress lines go
+                  progress: bool = False, # tqdm bars (speculative decoding)
                  ) -> dict:
-    "Teacher and all arms on the same test tokens: per-arm records and decided claims."
+    "Teacher and all arms on the same test tokens: per-arm records, acceptance of their MTP heads, decided claims, the ranking."
     first = next(iter(recipes.values()))
     tokenizer = load_tokenizer(first.teacher.model)
     ids = token_stream([d['text'] for d in load_lab_corpus('test')], tokenizer)[:first.report.max_tokens]
@@ -182,12 +354,22 @@ def evaluate_arms(exp: Experiment, # the experiment
     models = {'teacher': load_model(first.teacher.model)} | {a: load_model(run_dirs[a]/'schedule'/'model') for a in exp.arms}
     evals = {e.name: e for e in evaluate_models(models, tokenizer, ids, config, teacher='teacher', log=log)}
     t = evals['teacher']
-    return dict(test_tokens=t.ppl.n_tokens,
-                teacher=dict(params=t.params, ppl=t.ppl.value, ppl_ci=list(t.ppl.ci()), tasks=dict(t.tasks.scores) if t.tasks else {},
-                             speed=[asdict(s) for s in t.speed]),
-                arms={a: _arm_record(evals[a], run_dirs[a]) | dict(recipe=recipes[a].name, overrides=exp.arms[a].overrides)
-                      for a in exp.arms},
-                claims=[claim_record(c, evals) for c in exp.claims])
+    arms = {a: _arm_record(evals[a], run_dirs[a]) | dict(recipe=recipes[a].name, overrides=exp.arms[a].overrides) for a in exp.arms}
+    if exp.acceptance is not None:
+        prompts = acceptance_prompts(tokenizer, exp.acceptance)
+        for a in exp.arms:
+            log(f"{a}: speculative decoding of {len(prompts)} test prompts with its MTP heads ({exp.acceptance.draft_len} drafts per round)")
+            arms[a] |= measure_acceptance(models[a], load_mtp(models[a], run_dirs[a]/'schedule'/'model'), prompts, exp.acceptance, progress)
+    results = dict(test_tokens=t.ppl.n_tokens,
+                   teacher=dict(params=t.params, ppl=t.ppl.value, ppl_ci=list(t.ppl.ci()), tasks=dict(t.tasks.scores) if t.tasks else {},
+                                speed=[asdict(s) for s in t.speed]),
+                   arms=arms,
+                   claims=[acceptance_record(c, arms) if c.metric == 'acceptance' else claim_record(c, evals) for c in exp.claims])
+    if exp.acceptance is not None: results['acceptance'] = asdict(exp.acceptance)
+    if exp.ranking is not None:
+        results['ranking'] = ranking_record(exp.ranking, {a: arms[a]['pruned_ppl'] for a in exp.arms}, {a: evals[a].ppl.nll for a in exp.arms},
+                                            block=t.ppl.block)
+    return results
 
 # %% ../nbs/14_findings.ipynb #abea352f
 RESULTS_FILE = 'results.json'
@@ -225,26 +407,48 @@ def run_experiment(experiment: str | Path | Experiment, # an experiment file, a 
         run_dirs[arm] = out/arm
         run_recipe(recipes[arm], run_dirs[arm], resume=(run_dirs[arm]/RECIPE_FILE).exists(), progress=progress, log=say)
     results = dict(experiment=exp.name, finding=exp.finding, source=exp.source, note=exp.note, scale=scale,
-                   tokens=recipes[next(iter(exp.arms))].distill.max_tokens) | evaluate_arms(exp, recipes, run_dirs, say)
+                   tokens=recipes[next(iter(exp.arms))].distill.max_tokens) | evaluate_arms(exp, recipes, run_dirs, say, progress)
     (out/RESULTS_FILE).write_text(json.dumps(results, indent=1))
     for line in claim_lines(results): say(line)
     if save: save_results(results, results_dir()/exp.name)
     return results
 
 # %% ../nbs/14_findings.ipynb #d5e6d636
+def claim_line(c: dict # a claim record
+              ) -> str:
+    "A loss claim as the two perplexities and the paired ratio; an acceptance claim as the two 1-token rates and their difference."
+    if c.get('metric', 'loss') == 'acceptance':
+        return (f"{c['better']} vs {c['worse']}: 1-token acceptance {c['rate_better']:.1%} vs {c['rate_worse']:.1%}, difference "
+                f"{100*c['diff']:+.1f} points (95% CI {100*c['diff_ci'][0]:+.1f} to {100*c['diff_ci'][1]:+.1f}; {c['prompts']} prompts) -> {c['verdict']}")
+    return (f"{c['better']} vs {c['worse']}: ppl {c['ppl_better']:.2f} vs {c['ppl_worse']:.2f}, ratio {c['ratio']:.3f} "
+            f"(95% CI {c['ratio_ci'][0]:.3f}–{c['ratio_ci'][1]:.3f}) -> {c['verdict']}")
+
+def ranking_line(r: dict # a ranking record
+                ) -> str:
+    "The ranking record in one line: Spearman's rho with its interval, the threshold, the best candidates, the answer and the verdict."
+    return (f"ranking of {len(r['arms'])} candidates: Spearman rho {r['rho']:.2f} (95% CI {r['rho_ci'][0]:.2f} to {r['rho_ci'][1]:.2f}; "
+            f"predicts at >= {r['critical']:.2f}); best one-shot {r['best_one_shot']}, best recovered {r['best_final']} -> "
+            f"{r['outcome']} (expected {r['expect']}) -> {r['verdict']}")
+
 def claim_lines(results: dict) -> list[str]:
-    "One line per claim: the two perplexities, the paired ratio with its interval, the verdict."
-    return [f"{c['better']} vs {c['worse']}: ppl {c['ppl_better']:.2f} vs {c['ppl_worse']:.2f}, ratio {c['ratio']:.3f} "
-            f"(95% CI {c['ratio_ci'][0]:.3f}–{c['ratio_ci'][1]:.3f}) -> {c['verdict']}" for c in results['claims']]
+    "One line per claim (see `claim_line`), and one for the ranking claim if there is one."
+    return [claim_line(c) for c in results['claims']] + ([ranking_line(results['ranking'])] if 'ranking' in results else [])
 
 def arm_rows(results: dict) -> list[dict]:
-    "The teacher and the arms as flat rows (parameters, perplexity with interval, agreement, one-shot and recovered ppl, tasks)."
+    "The teacher and the arms as flat rows (parameters, perplexity with interval, agreement, one-shot and recovered ppl, tasks, acceptance)."
     t = results['teacher']
     rows = [dict(model='teacher', params=t['params'], ppl=t['ppl'], ppl_lo=t['ppl_ci'][0], ppl_hi=t['ppl_ci'][1]) | t['tasks']]
     for arm, r in results['arms'].items():
         rows.append(dict(model=arm, params=r['params'], ppl=r['ppl'], ppl_lo=r['ppl_ci'][0], ppl_hi=r['ppl_ci'][1], ratio=r['ppl_ratio'],
-                         top1=r['top1'], kl=r['kl'], pruned_ppl=r['pruned_ppl'], recovered_ppl=r['recovered_ppl']) | r['tasks'])
+                         top1=r['top1'], kl=r['kl'], pruned_ppl=r['pruned_ppl'], recovered_ppl=r['recovered_ppl']) | r['tasks']
+                    | {f"acceptance {k}": v for k, v in r.get('acceptance', {}).items()})
     return rows
+
+def ranking_rows(r: dict # a ranking record
+                ) -> list[dict]:
+    "One row per ranked arm: one-shot and recovered perplexity and their ranks."
+    return [dict(model=a, one_shot_ppl=x, one_shot_rank=rx, final_ppl=y, final_rank=ry)
+            for a, x, rx, y, ry in zip(r['arms'], r['one_shot_ppl'], r['one_shot_rank'], r['final_ppl'], r['final_rank'])]
 
 def _write_csv(path: Path, rows: list[dict]):
     columns = list(dict.fromkeys(k for r in rows for k in r))
@@ -254,13 +458,14 @@ def _write_csv(path: Path, rows: list[dict]):
 def save_results(results: dict, # from `run_experiment`
                  dest: str | Path, # the results folder
                 ) -> Path:
-    "Write results.json, arms.csv, claims.csv and the figures (arms.png, recovery.png) to `dest`, replacing older ones."
+    "Write results.json, arms.csv, claims.csv (and ranking.csv) and the figures of `result_figures` to `dest`, replacing older ones."
     dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
     (dest/RESULTS_FILE).write_text(json.dumps(results, indent=1))
     _write_csv(dest/'arms.csv', arm_rows(results))
     _write_csv(dest/'claims.csv', [{k: v for k, v in c.items()} for c in results['claims']])
+    if 'ranking' in results: _write_csv(dest/'ranking.csv', ranking_rows(results['ranking']))
     import matplotlib.pyplot as plt
-    for name, draw in (('arms.png', plot_arms), ('claims.png', plot_claims), ('recovery.png', plot_recovery_curves)):
+    for name, draw in result_figures(results).items():
         fig = draw(results).figure
         fig.savefig(dest/name, dpi=120, bbox_inches='tight'); plt.close(fig)
     return dest
@@ -291,8 +496,8 @@ def plot_arms(results: dict, # from `run_experiment` or `load_results`
 @plots.styled((6.4, 2.2))
 def plot_claims(results: dict, # from `run_experiment` or `load_results`
                 ax=None): # matplotlib axes (default: a new pyplot figure)
-    "Each claim's paired perplexity ratio worse/better with its 95% interval, coloured by verdict; 1 = no difference."
-    cs = results['claims']
+    "Each loss claim's paired perplexity ratio worse/better with its 95% interval, coloured by verdict; 1 = no difference."
+    cs = [c for c in results['claims'] if c.get('metric', 'loss') == 'loss']
     labels = [f"{c['worse']} / {c['better']}" for c in cs]
     for k, c in enumerate(cs):
         lo, hi = c['ratio_ci']
@@ -311,25 +516,86 @@ def plot_recovery_curves(results: dict, # from `run_experiment` or `load_results
     return plots.curves(series, ax=ax, xlabel='distillation tokens', ylabel='held-out perplexity', logy=True, marker='o',
                         title=f"{results['experiment']}: recovery")
 
+def plot_acceptance(results: dict, # from `run_experiment` or `load_results`, with acceptance
+                    ax=None): # matplotlib axes (default: a new pyplot figure)
+    "j-token acceptance rate (%) of each arm's MTP drafts against j, the drafts accepted in a row."
+    series = {}
+    for a, r in results['arms'].items():
+        js = [int(k.split('-')[0]) for k in r['acceptance'] if k.endswith('-token')]
+        series[a] = (js, [100*r['acceptance'][f'{j}-token'] for j in js])
+    ax = plots.curves(series, ax=ax, xlabel='drafts accepted in a row (j)', ylabel='j-token acceptance (%)', marker='o',
+                      title=f"{results['experiment']}: acceptance ({results['acceptance']['prompts']} prompts)")
+    ax.set_xticks(sorted({j for js, _ in series.values() for j in js})); ax.set_ylim(bottom=0)
+    return ax
+
+@plots.styled((4.8, 3.4))
+def plot_ranking(results: dict, # from `run_experiment` or `load_results`, with a ranking
+                 ax=None): # matplotlib axes (default: a new pyplot figure)
+    "One-shot held-out perplexity against test perplexity after recovery, one labelled point per candidate (log axes)."
+    r = results['ranking']
+    for k, (a, x, y) in enumerate(zip(r['arms'], r['one_shot_ppl'], r['final_ppl'])):
+        lo, hi = results['arms'][a]['ppl_ci']
+        ax.errorbar(x, y, yerr=[[y - lo], [hi - y]], fmt='o', capsize=3, color=plots.PALETTE[k % len(plots.PALETTE)])
+        ax.annotate(a, (x, y), xytext=(5, 4), textcoords='offset points', fontsize=8)
+    plots._log_scale(ax, 'x'); plots._log_scale(ax, 'y')
+    ax.set(xlabel='one-shot perplexity (right after the cut)', ylabel='test perplexity after recovery',
+           title=f"{results['experiment']}: Spearman ρ = {r['rho']:.2f} ({r['outcome']})")
+    return ax
+
+def result_figures(results: dict # from `run_experiment` or `load_results`
+                  ) -> dict:
+    "The figures the results call for: file name -> drawing function (claims only with loss claims; acceptance, ranking where measured)."
+    figures = {'arms.png': plot_arms}
+    if any(c.get('metric', 'loss') == 'loss' for c in results['claims']): figures['claims.png'] = plot_claims
+    figures['recovery.png'] = plot_recovery_curves
+    if 'acceptance' in results: figures['acceptance.png'] = plot_acceptance
+    if 'ranking' in results: figures['ranking.png'] = plot_ranking
+    return figures
+
+def plot_results(results: dict # from `run_experiment` or `load_results`
+                ):
+    "All of `result_figures` side by side in one pyplot figure; returns the figure."
+    draws = list(result_figures(results).values())
+    fig, axes = plots.pyplot_figure((4.7*len(draws), 2.8), ncols=len(draws))
+    for draw, ax in zip(draws, axes): draw(results, ax=ax)
+    return fig
+
 # %% ../nbs/14_findings.ipynb #7e147889
 def finding_rows(experiments: list | None = None, # experiment names, files or `Experiment`s (default: the bundled ones)
                  root: str | Path | None = None, # results folder (default: `results_dir()`)
                 ) -> list[dict]:
-    "One row per claim of each experiment: finding, source's numbers, lab numbers, verdict ('not run yet' without lab-scale results)."
+    "One row per claim of each experiment (and its ranking claim): finding, source's numbers, lab numbers, verdict ('not run yet' without lab-scale results)."
     rows = []
     for e in experiments if experiments is not None else bundled_experiments():
         exp = e if isinstance(e, Experiment) else read_experiment(e)
         res = load_results(exp.name, root)
         if res is not None and res.get('scale') != 'lab': res = None  # smoke results are not findings
+        first = len(rows)
         for k, claim in enumerate(exp.claims):
-            row = dict(experiment=exp.name, finding=exp.finding if k == 0 else '', comparison=f"{claim.better} vs {claim.worse}",
-                       paper=claim.paper, lab='', verdict='not run yet')
-            if res is not None:
-                c = res['claims'][k]
-                row |= dict(lab=f"ppl {c['ppl_better']:.2f} vs {c['ppl_worse']:.2f} (ratio {c['ratio']:.3f}, 95% CI "
-                                f"{c['ratio_ci'][0]:.3f}–{c['ratio_ci'][1]:.3f}; {res['tokens']:,} tokens)", verdict=c['verdict'])
-            rows.append(row)
-    return rows
+            label = f"{claim.better} vs {claim.worse}" + (' (MTP acceptance)' if claim.metric == 'acceptance' else '')
+            rows.append(dict(experiment=exp.name, comparison=label, paper=claim.paper, lab='', verdict='not run yet'))
+            if res is not None: rows[-1] |= dict(lab=lab_numbers(res['claims'][k], res['tokens']), verdict=res['claims'][k]['verdict'])
+        if exp.ranking is not None:
+            rows.append(dict(experiment=exp.name, comparison=f"one-shot vs recovered ranking ({len(exp.arms)} candidates)",
+                             paper=exp.ranking.paper, lab='', verdict='not run yet'))
+            if res is not None: rows[-1] |= dict(lab=lab_numbers(res['ranking'], res['tokens']), verdict=res['ranking']['verdict'])
+        for k, row in enumerate(rows[first:]): row['finding'] = exp.finding if k == 0 else ''
+    return [{k: r[k] for k in ('experiment', 'finding', 'comparison', 'paper', 'lab', 'verdict')} for r in rows]
+
+def lab_numbers(record: dict, # a claim record, or the ranking record
+                tokens: int, # distillation tokens per arm
+               ) -> str:
+    "The lab's numbers for the findings table: perplexities and their paired ratio, acceptance rates, or the rank correlation."
+    if 'rho' in record:
+        return (f"Spearman ρ {record['rho']:.2f} (95% CI {record['rho_ci'][0]:.2f}–{record['rho_ci'][1]:.2f}; ≥ {record['critical']:.2f} "
+                f"predicts); best one-shot {record['best_one_shot']}, best recovered {record['best_final']}; {tokens:,} tokens")
+    if record.get('metric', 'loss') == 'acceptance':
+        last = max(int(k.split('-')[0]) for k in record['rates_better'] if k.endswith('-token'))
+        return (f"1-token {record['rate_better']:.1%} vs {record['rate_worse']:.1%}, {last}-token {record['rates_better'][f'{last}-token']:.1%} vs "
+                f"{record['rates_worse'][f'{last}-token']:.1%} (difference {100*record['diff']:+.1f} points, 95% CI {100*record['diff_ci'][0]:+.1f} "
+                f"to {100*record['diff_ci'][1]:+.1f}; {record['prompts']} prompts, {tokens:,} tokens)")
+    return (f"ppl {record['ppl_better']:.2f} vs {record['ppl_worse']:.2f} (ratio {record['ratio']:.3f}, 95% CI "
+            f"{record['ratio_ci'][0]:.3f}–{record['ratio_ci'][1]:.3f}; {tokens:,} tokens)")
 
 def findings_markdown(rows: list[dict] # from `finding_rows`
                      ) -> str:

@@ -140,7 +140,7 @@ def mtp_loss(model, heads: MTPHeads, input_ids: torch.Tensor,
     "The composite loss of a batch with MTP heads: `LossTerms` (main-head terms only when `train_main`)."
     hidden, states = mtp_states(model, heads, input_ids, attention_mask, train_main)
     t_hidden, t_weight = None, None
-    if loss.weights(progress)[0] > 0 or teacher is not None:
+    if loss.weights(progress)[0] > 0 or loss.mtp_weight(progress) > 0 or teacher is not None:
         t = teacher if teacher is not None else model
         with torch.no_grad():
             t_hidden = hidden.detach() if teacher is None else t.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from slimlab.findings import (VERDICTS, bundled_experiments, finding_rows, findings_markdown, read_experiment, run_experiment,
-                              save_results)
+from slimlab.findings import (VERDICTS, bundled_experiments, finding_rows, findings_markdown, read_experiment, result_figures,
+                              run_experiment, save_results)
 
 
 @pytest.mark.parametrize('name', bundled_experiments())
@@ -21,10 +21,14 @@ def test_bundled_experiment_at_smoke_scale(name, tmp_path):
         assert r['distill_tokens'] == res['tokens'] == 256  # equal budgets
         assert r['params'] < res['teacher']['params'] and r['curve']
         AutoModelForCausalLM.from_pretrained(tmp_path/name/arm/'schedule'/'model')  # a stock folder
+        if exp.acceptance is not None:  # every arm decoded the same prompts with its MTP heads
+            assert len(r['accepted']) == res['acceptance']['prompts'] and r['acceptance']['1-token'] >= r['acceptance']['2-token']
+    if exp.ranking is not None:
+        assert res['ranking']['arms'] == list(exp.arms) and res['ranking']['verdict'] in VERDICTS
     saved = save_results(res, tmp_path/'results'/name)
-    assert (saved/'claims.png').stat().st_size > 0
+    assert all((saved/f).stat().st_size > 0 for f in result_figures(res))
     rows = finding_rows([exp], tmp_path/'results')  # smoke results are not findings
-    assert [r['verdict'] for r in rows] == ['not run yet']*len(exp.claims)
+    assert [r['verdict'] for r in rows] == ['not run yet']*(len(exp.claims) + (exp.ranking is not None))
 
 
 def test_findings_table_of_the_bundled_experiments():
