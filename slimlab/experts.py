@@ -5,7 +5,7 @@
 # %% ../nbs/06_experts.ipynb #bf6101e8
 from __future__ import annotations
 
-import json
+import copy, json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,16 +16,16 @@ from tqdm.auto import tqdm
 
 from .anatomy import Anatomy
 from .importance import moe_layers
-from .lab import atomic_dir, check_out_dir, check_real_weights, load_config, load_model, load_tokenizer
+from .lab import atomic_dir, check_out_dir, check_real_weights, did_you_mean, load_config, load_model, load_tokenizer
 from .prune import EXPERT_ALIGN, apply_plan, keep_all_plan
 
 # %% auto #0
 __all__ = ['MOE_TARGETS', 'SHARED_EXPERT_TYPES', 'ROUTERS', 'Groups', 'STRATEGIES', 'SIMILARITIES', 'EXPERT_METRICS',
            'check_moefy', 'moe_config', 'mlp_inputs', 'neuron_activations', 'active_pattern', 'balanced_kmeans',
-           'NeuronSplit', 'split_neurons', 'expert_mass', 'fit_router', 'MoefyConfig', 'moefy', 'check_compression',
-           'expert_outputs', 'expert_similarity', 'drop_groups', 'assign_to_bases', 'cluster_groups', 'partial_groups',
-           'check_groups', 'group_weights', 'merge_experts', 'expert_groups', 'compress_experts', 'save_moe',
-           'run_moefy', 'run_merge']
+           'NeuronSplit', 'split_neurons', 'expert_mass', 'fit_router', 'MoefyConfig', 'moefy', 'check_strategy',
+           'check_compression', 'expert_outputs', 'expert_similarity', 'drop_groups', 'assign_to_bases',
+           'cluster_groups', 'partial_groups', 'check_groups', 'group_weights', 'fold_experts', 'merge_experts',
+           'expert_groups', 'compress_experts', 'save_moe', 'run_moefy', 'run_merge']
 
 # %% ../nbs/06_experts.ipynb #457a057a
 MOE_TARGETS = {'llama': ('qwen2_moe', 'mixtral'), 'qwen3': ('qwen3_moe',)} # dense model type -> MoE types that express it exactly
@@ -259,6 +259,19 @@ Groups = dict[int, list[list[int]]] # per MoE block: groups of old expert ids, t
 STRATEGIES = ('drop', 'merge', 'partial') # expert compression strategies
 SIMILARITIES = ('router', 'weights', 'output') # what expert similarity compares
 
+def check_strategy(strategy: str = 'partial', # see `STRATEGIES`
+                   preserve: float = 0.5, # partial preservation: share of the targets kept intact, in [0, 1]
+                   similarity: str = 'router', # see `SIMILARITIES`
+                   prefix: str = '', # put before `strategy` and `similarity` in messages, as the caller names them (e.g. 'expert_')
+                  ) -> None:
+    "Refuse an unknown strategy or similarity, or a preserve share that is not a number in [0, 1] (no model needed)."
+    if strategy not in STRATEGIES:
+        raise ValueError(f"{prefix}strategy={strategy!r} is unknown{did_you_mean(strategy, STRATEGIES)}; allowed: {', '.join(STRATEGIES)}")
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"{prefix}similarity={similarity!r} is unknown{did_you_mean(similarity, SIMILARITIES)}; allowed: {', '.join(SIMILARITIES)}")
+    if isinstance(preserve, bool) or not isinstance(preserve, (int, float)) or not 0 <= preserve <= 1:
+        raise ValueError(f"preserve={preserve!r} must be a number in [0, 1] (the share of the kept experts preserved intact)")
+
 def check_compression(model_or_config, # the MoE model (or its config)
                       num_experts: int, # experts per block after compression
                       strategy: str = 'partial', # see `STRATEGIES`
@@ -269,11 +282,9 @@ def check_compression(model_or_config, # the MoE model (or its config)
     a = Anatomy(model_or_config)
     if not a.num_experts:
         raise ValueError(f"expert compression needs routed experts; this {a.family.name} model has none (MoEfy it first)")
-    if strategy not in STRATEGIES: raise ValueError(f"strategy={strategy!r}; allowed: {', '.join(STRATEGIES)}")
-    if similarity not in SIMILARITIES: raise ValueError(f"similarity={similarity!r}; allowed: {', '.join(SIMILARITIES)}")
+    check_strategy(strategy, preserve, similarity)
     if not a.top_k <= num_experts < a.num_experts:
         raise ValueError(f"num_experts={num_experts} must be at least top_k ({a.top_k}) and below the current {a.num_experts}")
-    if not 0 <= preserve <= 1: raise ValueError(f"preserve={preserve} must be in [0, 1]")
 
 # %% ../nbs/06_experts.ipynb #6960a0ef
 def expert_outputs(experts: nn.Module, # packed experts (`gate_up_proj [E, 2I, H]`, `down_proj [E, H, I]`, `act_fn`)
@@ -291,7 +302,7 @@ def expert_similarity(model, # an MoE causal LM
                      ) -> torch.Tensor:
     "Cosine similarity of the experts of one block: (E, E)."
     a = Anatomy(model)
-    if kind not in SIMILARITIES: raise ValueError(f"similarity={kind!r}; allowed: {', '.join(SIMILARITIES)}")
+    check_strategy(similarity=kind)
     experts = a.experts(layer)
     if kind == 'router': vectors = a.router(layer).weight
     elif kind == 'weights': vectors = torch.cat([experts.gate_up_proj.flatten(1), experts.down_proj.flatten(1)], 1)
@@ -370,24 +381,32 @@ def group_weights(importance: torch.Tensor, # (E,) importance of one block's exp
     return (w / w.sum() if w.sum() > 0 else torch.full((len(group),), 1 / len(group), dtype=torch.double)).float()
 
 @torch.no_grad()
+def fold_experts(model, # an MoE causal LM, never modified
+                 groups: Groups, # per MoE block, groups of expert ids (base first)
+                 importance: torch.Tensor, # (L, E) expert importance that weighs each group's average
+                ):
+    "A copy of the model in which each group's base expert (and its router row) holds the importance-weighted average of the group."
+    check_groups(groups, model)
+    folded = copy.deepcopy(model)
+    src, dst = Anatomy(model), Anatomy(folded)
+    for i, block in groups.items():
+        for group in block:
+            if len(group) == 1: continue
+            w = group_weights(importance[i], group).to(src.router(i).weight.dtype)
+            for name in ('gate_up_proj', 'down_proj'):
+                getattr(dst.experts(i), name)[group[0]] = torch.einsum('g,g...->...', w, getattr(src.experts(i), name)[group])
+            dst.router(i).weight[group[0]] = w @ src.router(i).weight[group]
+    return folded
+
 def merge_experts(model, # an MoE causal LM, never modified
                   groups: Groups, # per MoE block, groups of old expert ids (base first, sorted by base)
                   importance: torch.Tensor, # (L, E) expert importance (rows of non-MoE blocks are ignored)
                   norm_topk_prob: bool | None = None, # renormalise the top-k weights (None: as the source)
                  ):
     "A new stock MoE whose experts are the importance-weighted averages of each group."
-    check_groups(groups, model)
     plan = keep_all_plan(model)
     plan.experts, plan.expert_neurons = {i: [g[0] for g in block] for i, block in groups.items()}, None
-    merged = apply_plan(model, plan)
-    src, dst = Anatomy(model), Anatomy(merged)
-    for i, block in groups.items():
-        for k, group in enumerate(block):
-            if len(group) == 1: continue
-            w = group_weights(importance[i], group).to(model.dtype)
-            for name in ('gate_up_proj', 'down_proj'):
-                getattr(dst.experts(i), name)[k] = torch.einsum('g,g...->...', w, getattr(src.experts(i), name)[group])
-            dst.router(i).weight[k] = w @ src.router(i).weight[group]
+    merged = apply_plan(fold_experts(model, groups, importance), plan)
     if norm_topk_prob is not None: _set_norm_topk(merged, norm_topk_prob)
     return merged
 

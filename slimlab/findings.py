@@ -8,11 +8,11 @@ import csv, itertools, json, shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .lab import lab_data_dir, load_model, load_tokenizer
+from .lab import did_you_mean, lab_data_dir, load_model, load_tokenizer
 from .data import load_lab_corpus, token_stream
 from .evaluate import EvalConfig, block_bootstrap, check_tasks, compare_nll, evaluate_models
 from .mtp import acceptance, load_mtp, speculative_decode
-from .recipes import (RECIPE_FILE, SUMMARY_FILE, Recipe, _suggest, from_dict, load_recipe, plan_recipe, read_bundled_yaml,
+from .recipes import (RECIPE_FILE, SUMMARY_FILE, Recipe, from_dict, load_recipe, plan_recipe, read_bundled_yaml,
                              recovery_curve, run_recipe)
 from . import plots
 import torch
@@ -111,7 +111,7 @@ def set_args(overrides: dict # dotted recipe key -> value
 EXPERIMENT_KEYS = ('tasks', 'task_limit', 'speed', 'acceptance') # keys a scale may set on the experiment itself (all others are recipe keys)
 
 def _scale(exp: Experiment, scale: str) -> dict:
-    if scale not in exp.scales: raise ValueError(f"scale {scale!r} is not in experiment {exp.name}{_suggest(scale, exp.scales)}; allowed: {', '.join(exp.scales)}")
+    if scale not in exp.scales: raise ValueError(f"scale {scale!r} is not in experiment {exp.name}{did_you_mean(scale, exp.scales)}; allowed: {', '.join(exp.scales)}")
     return exp.scales[scale] or {}
 
 def at_scale(exp: Experiment, # the experiment
@@ -158,7 +158,7 @@ def check_ranking(claim: RankingClaim, # the experiment's ranking claim
                  ):
     "Refuse a ranking claim with an unknown expectation or too few or too many arms to rank."
     if claim.expect not in RANKING_EXPECTATIONS:
-        raise ValueError(f"ranking.expect={claim.expect!r} is not allowed{_suggest(claim.expect, RANKING_EXPECTATIONS)}; allowed: {', '.join(RANKING_EXPECTATIONS)}")
+        raise ValueError(f"ranking.expect={claim.expect!r} is not allowed{did_you_mean(claim.expect, RANKING_EXPECTATIONS)}; allowed: {', '.join(RANKING_EXPECTATIONS)}")
     lo, hi = RANKING_ARMS
     if not lo <= n_arms <= hi: raise ValueError(f"ranking needs {lo} to {hi} arms (candidates of one size); the experiment has {n_arms}")
 
@@ -176,9 +176,9 @@ def arm_recipes(exp: Experiment, # the experiment
     for i, c in enumerate(exp.claims):
         for side in ('better', 'worse'):
             if getattr(c, side) not in exp.arms:
-                raise ValueError(f"claims[{i}].{side}={getattr(c, side)!r} is not an arm{_suggest(getattr(c, side), exp.arms)}; arms: {', '.join(exp.arms)}")
+                raise ValueError(f"claims[{i}].{side}={getattr(c, side)!r} is not an arm{did_you_mean(getattr(c, side), exp.arms)}; arms: {', '.join(exp.arms)}")
         if c.better == c.worse: raise ValueError(f"claims[{i}] compares arm {c.better!r} with itself")
-        if c.metric not in CLAIM_METRICS: raise ValueError(f"claims[{i}].metric={c.metric!r} is not allowed{_suggest(c.metric, CLAIM_METRICS)}; allowed: {', '.join(CLAIM_METRICS)}")
+        if c.metric not in CLAIM_METRICS: raise ValueError(f"claims[{i}].metric={c.metric!r} is not allowed{did_you_mean(c.metric, CLAIM_METRICS)}; allowed: {', '.join(CLAIM_METRICS)}")
         if c.metric == 'acceptance' and exp.acceptance is None:
             raise ValueError(f"claims[{i}] compares acceptance, but the experiment has no acceptance section; add acceptance: {{prompts: 16}}")
     if not exp.claims and exp.ranking is None: raise ValueError("claims is empty: name at least one comparison {better: ARM, worse: ARM} (or give a ranking claim)")

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_lab.ipynb #a06d86a1
 from __future__ import annotations
-import os, random, shutil, importlib.metadata
+import difflib, os, random, shutil, importlib.metadata
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +14,10 @@ import torch
 
 # %% auto #0
 __all__ = ['BUNDLED_MODELS', 'SIZES', 'LAB_VOCAB_SIZE', 'FAMILIES', 'FULL_SIZE', 'WEIGHT_FILES', 'seed_everything',
-           'available_devices', 'get_device', 'cache_dir', 'lab_data_dir', 'check_out_dir', 'atomic_dir',
-           'BundledModel', 'bundled_gguf_path', 'convert_gguf', 'bundled_model_dir', 'scaled_names', 'scaled_config',
-           'full_size_config', 'ModelSource', 'resolve_model', 'check_weights', 'check_real_weights', 'load_model',
-           'load_config', 'load_tokenizer', 'chat']
+           'available_devices', 'get_device', 'cache_dir', 'lab_data_dir', 'check_out_dir', 'atomic_dir', 'link_tree',
+           'did_you_mean', 'BundledModel', 'bundled_gguf_path', 'convert_gguf', 'bundled_model_dir', 'scaled_names',
+           'scaled_config', 'full_size_config', 'ModelSource', 'resolve_model', 'check_weights', 'check_real_weights',
+           'load_model', 'load_config', 'load_tokenizer', 'chat']
 
 # %% ../nbs/00_lab.ipynb #0cd018ca
 def seed_everything(seed: int = 0, # seed for `random`, NumPy and PyTorch (all devices)
@@ -87,6 +87,27 @@ def atomic_dir(out: str | Path # the final folder; replaced only when the block 
         if out.exists(): shutil.rmtree(out)
         os.replace(tmp, out)
     finally: shutil.rmtree(tmp, ignore_errors=True)
+
+def link_tree(src: Path, # the folder to copy
+              dst: Path, # where the copy goes (created; usually an `atomic_dir`)
+              skip: tuple[str, ...] = (), # file or folder names left out
+             ):
+    "Copy a folder as hard links where the file system allows (no second copy on disk), else as copies."
+    for p in Path(src).rglob('*'):
+        if p.name in skip: continue
+        q = Path(dst)/p.relative_to(src)
+        if p.is_dir(): q.mkdir(parents=True, exist_ok=True); continue
+        q.parent.mkdir(parents=True, exist_ok=True)
+        try: os.link(p, q)
+        except OSError: shutil.copy2(p, q)
+
+# %% ../nbs/00_lab.ipynb #29c023e1
+def did_you_mean(key: str, # what the user wrote
+                 allowed, # the allowed names
+                ) -> str:
+    "' (did you mean …?)' for the closest allowed name, or ''."
+    close = difflib.get_close_matches(str(key), [str(a) for a in allowed], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ''
 
 # %% ../nbs/00_lab.ipynb #dcd379de
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_recipes.ipynb #79a529ed
 from __future__ import annotations
-import copy, difflib, hashlib, json, math, shutil, time, types, typing, warnings
+import copy, hashlib, json, math, shutil, time, types, typing, warnings
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
@@ -12,15 +12,15 @@ import torch
 import yaml
 from fastcore.docments import docments
 
-from .lab import atomic_dir, cache_dir, load_config, load_model, load_tokenizer, resolve_model
+from .lab import atomic_dir, cache_dir, did_you_mean, link_tree, load_config, load_model, load_tokenizer, resolve_model
 from .anatomy import active_params, actual_params, count_params
 from .data import SPLITS, calibration_samples, lm_dataset, load_lab_corpus, load_text_dataset, token_stream
 from .prune import ModelShape, make_plan, random_scores, sync_config
-from .experts import ROUTERS, SIMILARITIES, STRATEGIES, MoefyConfig, moe_config, moefy, save_moe
+from .experts import ROUTERS, MoefyConfig, check_strategy, moe_config, moefy, save_moe
 from .losses import FEATURE_DISTANCES, CompositeConfig, Divergence, Schedule
 from .distill import DistillConfig, correct_teacher, lab_data
 from .schedules import (INITS, SCHEDULE_FILE, SCHEDULES, TARGETS, ScheduleResult, Stage, StageRecord, check_expert_strategy, check_init,
-                               check_schedule, check_training, final_shape, _link_tree,
+                               check_schedule, check_training, final_shape,
                                make_schedule, run_schedule)
 from .evaluate import EvalConfig, check_tasks, evaluate_models, perplexity, write_report
 from .plots import curves, new_figure
@@ -179,11 +179,6 @@ def schema_rows(cls=None, # a schema dataclass (None: `Recipe`)
     return rows
 
 # %% ../nbs/12_recipes.ipynb #f2935f70
-def _suggest(key: str, allowed) -> str:
-    "' (did you mean …?)' for the closest allowed key, or ''."
-    close = difflib.get_close_matches(key, list(allowed), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ''
-
 def check_keys(data: dict, # a mapping read from YAML
                allowed, # the keys it may have
                where: str, # its place in the recipe, for the message ('' for the top level)
@@ -191,7 +186,7 @@ def check_keys(data: dict, # a mapping read from YAML
     "Refuse unknown keys, naming the closest allowed one."
     for key in data:
         if key not in allowed:
-            raise ValueError(f"unknown key {where + '.' if where else ''}{key}{_suggest(str(key), allowed)}; "
+            raise ValueError(f"unknown key {where + '.' if where else ''}{key}{did_you_mean(str(key), allowed)}; "
                              f"allowed{' in ' + where if where else ''}: {', '.join(allowed)}")
 
 def _number(value, kind: type, where: str):
@@ -314,14 +309,14 @@ def resolve_data(data: dict, # a recipe's plain data, possibly with a `scales:` 
         raise ValueError("scales must map a scale name to {dotted.key: value} overrides")
     if scale is None and scales: scale = 'lab' if 'lab' in scales else next(iter(scales))
     if scale is not None and scale not in scales:
-        raise ValueError(f"--scale {scale!r} is not in this recipe{_suggest(scale, scales)}; allowed: {', '.join(scales) or 'none (the recipe has no scales)'}")
+        raise ValueError(f"--scale {scale!r} is not in this recipe{did_you_mean(scale, scales)}; allowed: {', '.join(scales) or 'none (the recipe has no scales)'}")
     for key, value in (scales.get(scale) or {}).items(): set_key(data, key, value)
     for text in sets: set_key(data, *parse_set(text))
     return data
 
 # %% ../nbs/12_recipes.ipynb #ca3288fa
 def _in(value, allowed, where: str):
-    if value not in allowed: raise ValueError(f"{where}={value!r} is unknown{_suggest(str(value), allowed)}; allowed: {', '.join(allowed)}")
+    if value not in allowed: raise ValueError(f"{where}={value!r} is unknown{did_you_mean(str(value), allowed)}; allowed: {', '.join(allowed)}")
 
 def _at_least(value: int, least: int, where: str, what: str = ''):
     if value < least: raise ValueError(f"{where}={value} must be at least {least}{what}")
@@ -376,8 +371,7 @@ def check_recipe(recipe: Recipe) -> Recipe:
             raise ValueError(f"prune.token_split has {len(p.token_split)} shares for {p.stages} stages; give one per stage")
     n_stages = 1 if p.schedule == 'one-shot' else len(p.stages) if isinstance(p.stages, list) else p.stages
     _prefixed('prune', lambda: check_init(p.init, n_stages), sep='.')
-    _in(p.expert_strategy, STRATEGIES, 'prune.expert_strategy'); _in(p.expert_similarity, SIMILARITIES, 'prune.expert_similarity')
-    if not 0 <= p.preserve <= 1: raise ValueError(f"prune.preserve={p.preserve} must be in [0, 1] (the share of the kept experts preserved intact)")
+    _prefixed('prune', lambda: check_strategy(p.expert_strategy, p.preserve, p.expert_similarity, prefix='expert_'), sep='.')
     _at_least(p.samples, 1, 'prune.samples'); _at_least(p.seq_len, 2, 'prune.seq_len')
     if recipe.moefy:
         m = recipe.moefy
@@ -636,7 +630,7 @@ def prepare_teacher(recipe: Recipe, run_dir: Path, tokenizer, state, progress: b
             save_moe(moefy(teacher, samples, config, progress=progress), cached or out, tokenizer, asdict(config), 'slimlab_moefy.json',
                      overwrite=cached is not None)
         if not _ready(out):
-            with atomic_dir(out) as tmp: _link_tree(cached, tmp)  # hard links: no second copy on disk
+            with atomic_dir(out) as tmp: link_tree(cached, tmp)  # hard links: no second copy on disk
     return load_model(out)
 
 # %% ../nbs/12_recipes.ipynb #e5a06578

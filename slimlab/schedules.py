@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_progressive.ipynb #2b47a57d
 from __future__ import annotations
-import copy, json, math, os, shutil
+import json, math, os, shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -16,15 +16,16 @@ from .prune import (ModelShape, PruningPlan, apply_plan, make_plan, needed_metri
 from .distill import DONE_FILE, DistillConfig, _peak, distill, finished_run, read_metrics
 from .losses import FEATURE_DISTANCES, FeatureDistiller, layer_map_from_plan
 from .mtp import MTPHeads, load_mtp, mtp_block_config, prune_mtp
-from .experts import SIMILARITIES, STRATEGIES, Groups, check_compression, check_groups, expert_groups, group_weights, mlp_inputs
+from .experts import Groups, check_compression, check_strategy, expert_groups, fold_experts, mlp_inputs
+from .lab import link_tree
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'TARGETS', 'SHAPE_FIELDS', 'INITS', 'EXPERT_GROUPS_FILE', 'SCHEDULE_FILE', 'PLAN_FILE', 'NO_EXTRAS',
            'Stage', 'describe', 'relative_targets', 'final_shape', 'check_schedule', 'stage_fractions', 'split_tokens',
            'make_schedule', 'trajectory', 'plot_trajectories', 'plot_schedule_runs', 'StageRecord', 'ScheduleResult',
            'compose_maps', 'feature_maps', 'check_init', 'random_init', 'check_expert_strategy', 'base_scores',
-           'fold_experts', 'groups_to_dict', 'groups_from_dict', 'check_schedule_dir', 'stage_requests',
-           'check_training', 'run_schedule']
+           'groups_to_dict', 'groups_from_dict', 'check_schedule_dir', 'stage_requests', 'check_training',
+           'run_schedule']
 
 # %% ../nbs/10_progressive.ipynb #685daa19
 SCHEDULES = ('one-shot', 'depth-first', 'width-first', 'joint') # the named schedules of `make_schedule`
@@ -416,10 +417,7 @@ def check_expert_strategy(model_or_config, # the source model or its config
                           similarity: str = 'router', # `SIMILARITIES`
                          ) -> dict | None:
     "Refuse an expert strategy the schedule cannot apply; its settings for schedule.json (None: experts are dropped)."
-    if strategy not in STRATEGIES: raise ValueError(f"expert_strategy={strategy!r} is unknown; allowed: {', '.join(STRATEGIES)}")
-    if similarity not in SIMILARITIES: raise ValueError(f"expert_similarity={similarity!r} is unknown; allowed: {', '.join(SIMILARITIES)}")
-    if isinstance(preserve, bool) or not isinstance(preserve, (int, float)) or not 0 <= preserve <= 1:
-        raise ValueError(f"preserve={preserve!r} must be a number in [0, 1] (the share of the kept experts preserved intact)")
+    check_strategy(strategy, preserve, similarity, prefix='expert_')
     if strategy == 'drop': return None
     chain = [_config(model_or_config), *configs]
     cuts = [k for k in range(1, len(chain)) if ModelShape.of(chain[k]).num_experts != ModelShape.of(chain[k - 1]).num_experts]
@@ -438,24 +436,6 @@ def base_scores(groups: Groups, # per MoE block, groups of expert ids (base firs
     out = torch.zeros_like(importance, dtype=torch.float32)
     for i, block in groups.items(): out[i, [g[0] for g in block]] = 1.0
     return out
-
-@torch.no_grad()
-def fold_experts(model, # an MoE causal LM, never modified
-                 groups: Groups, # per MoE block, groups of expert ids (base first)
-                 importance: torch.Tensor, # (L, E) expert importance that weighs each group's average
-                ):
-    "A copy of the model in which each group's base expert (and its router row) holds the importance-weighted average of the group."
-    check_groups(groups, model)
-    folded = copy.deepcopy(model)
-    src, dst = Anatomy(model), Anatomy(folded)
-    for i, block in groups.items():
-        for group in block:
-            if len(group) == 1: continue
-            w = group_weights(importance[i], group).to(src.router(i).weight.dtype)
-            for name in ('gate_up_proj', 'down_proj'):
-                getattr(dst.experts(i), name)[group[0]] = torch.einsum('g,g...->...', w, getattr(src.experts(i), name)[group])
-            dst.router(i).weight[group[0]] = w @ src.router(i).weight[group]
-    return folded
 
 def groups_to_dict(groups: Groups, importance: torch.Tensor, settings: dict) -> dict:
     "The JSON form of a cut's expert groups, the importance that weighs them and the strategy's settings."
@@ -508,16 +488,6 @@ def _clear(run_dir: Path):
     for p in [*run_dir.glob('stage-*'), run_dir/'model', run_dir/SCHEDULE_FILE]:
         if p.is_dir(): shutil.rmtree(p)
         elif p.exists(): p.unlink()
-
-def _link_tree(src: Path, dst: Path, skip: tuple[str, ...] = ()):
-    "Copy a folder as hard links where the file system allows (no extra space), else as copies."
-    for p in src.rglob('*'):
-        if p.name in skip: continue
-        q = dst/p.relative_to(src)
-        if p.is_dir(): q.mkdir(parents=True, exist_ok=True); continue
-        q.parent.mkdir(parents=True, exist_ok=True)
-        try: os.link(p, q)
-        except OSError: shutil.copy2(p, q)
 
 def _layer_request(layer_metric: str, n_drop: int) -> str:
     "The depth metric for a cut of `n_drop` blocks: window metrics (option `n`) get the window of this cut."
@@ -690,15 +660,14 @@ def run_schedule(model, # the source model (never modified)
                 scores = plan_scores(report, rel.get('drop_layers', 0), layers=_layer_request(layer_metric, rel.get('drop_layers', 0)),
                                      experts=expert_metric) if report else {}
                 merging = training['experts'] is not None and 'num_experts' in rel
-                if merging:  # the plan keeps the groups' bases; their weights become the groups' averages below
-                    inputs = mlp_inputs(current, calibration, batch_size, progress) if expert_similarity == 'output' else None
-                    expert_scores = scores['experts']
-                    groups = expert_groups(current, rel['num_experts'], expert_scores, expert_strategy, preserve, expert_similarity, inputs)
-                    scores = scores | dict(experts=base_scores(groups, expert_scores))
-                plan = make_plan(current, scores, **rel)
                 if sd.exists(): shutil.rmtree(sd)  # a stage folder without its plan holds no usable run
                 sd.mkdir(parents=True)
-                if merging: _write_json(sd/EXPERT_GROUPS_FILE, groups_to_dict(groups, expert_scores, training['experts']))
+                if merging:  # the plan keeps the groups' bases; their weights become the groups' averages below
+                    inputs = mlp_inputs(current, calibration, batch_size, progress) if expert_similarity == 'output' else None
+                    groups = expert_groups(current, rel['num_experts'], scores['experts'], expert_strategy, preserve, expert_similarity, inputs)
+                    _write_json(sd/EXPERT_GROUPS_FILE, groups_to_dict(groups, scores['experts'], training['experts']))
+                    scores = scores | dict(experts=base_scores(groups, scores['experts']))
+                plan = make_plan(current, scores, **rel)
                 _write_json(sd/PLAN_FILE, plan_to_dict(plan))
             state.wait_for_everyone()
         plan = plan_from_dict(json.loads((sd/PLAN_FILE).read_text()))
@@ -725,7 +694,7 @@ def run_schedule(model, # the source model (never modified)
     if main:
         from slimlab.lab import atomic_dir
         with atomic_dir(run_dir/'model') as tmp:
-            _link_tree(_stage_dir(run_dir, len(stages))/'model', tmp, skip=(DONE_FILE,))
+            link_tree(_stage_dir(run_dir, len(stages))/'model', tmp, skip=(DONE_FILE,))
             (tmp/'slimlab_schedule.json').write_text(json.dumps(dict(stages=[asdict(s) for s in stages],
                                                                     shape=asdict(shapes[-1]), tokens=sum(r.tokens for r in records), **training), indent=1))
         _write_json(run_dir/SCHEDULE_FILE, doc | dict(records=[r.to_dict() for r in records], done=True))

@@ -88,7 +88,7 @@ def test_expert_merge_is_the_experts_chapter_merge(similarity):
 def test_expert_merge_settings_are_checked_first():
     model = load_model('qwen3_moe-tiny')
     report = importance(model, torch.randint(0, 1000, (2, 16)), ['reap'], progress=False)
-    with pytest.raises(ValueError, match="similarity='cosine'; allowed: router, weights, output"):
+    with pytest.raises(ValueError, match="similarity='cosine' is unknown; allowed: router, weights, output"):
         PruningExplorer(model, report, similarity='cosine')
     with pytest.raises(ValueError, match="similarity='output' needs block_inputs"):
         PruningExplorer(model, report, similarity='output')
