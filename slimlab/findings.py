@@ -25,9 +25,9 @@ __all__ = ['CLAIM_METRICS', 'RANKING_EXPECTATIONS', 'EXPERIMENT_KEYS', 'RANKING_
            'arm_sets', 'arm_recipe_path', 'check_acceptance', 'check_ranking', 'arm_recipes', 'verdict',
            'acceptance_prompts', 'measure_acceptance', 'acceptance_record', 'rank', 'spearman', 'spearman_critical',
            'ranking_record', 'claim_record', 'evaluate_arms', 'check_experiment_dir', 'run_experiment', 'claim_line',
-           'ranking_line', 'claim_lines', 'arm_rows', 'ranking_rows', 'save_results', 'load_results', 'plot_arms',
-           'plot_claims', 'plot_recovery_curves', 'plot_acceptance', 'plot_ranking', 'result_figures', 'plot_results',
-           'finding_rows', 'lab_numbers', 'findings_markdown']
+           'ranking_line', 'claim_lines', 'arm_rows', 'ranking_rows', 'save_results', 'load_results', 'show_results',
+           'plot_arms', 'plot_claims', 'plot_recovery_curves', 'plot_acceptance', 'plot_ranking', 'result_figures',
+           'plot_results', 'finding_rows', 'lab_numbers', 'findings_markdown']
 
 # %% ../nbs/14_findings.ipynb #4535cbe9
 @dataclass
@@ -476,6 +476,18 @@ def load_results(name: str, # an experiment's name
     "The committed results of an experiment, or None if it has not been run."
     path = Path(root or results_dir())/name/RESULTS_FILE
     return json.loads(path.read_text()) if path.is_file() else None
+
+def show_results(name: str, # an experiment's name
+                 root: str | Path | None = None, # results folder (default: `results_dir()`)
+                ) -> dict:
+    "What a chapter's results section starts with: the committed lab-scale results of an experiment, after printing its claim lines."
+    results = load_results(name, root)
+    if results is None:
+        raise FileNotFoundError(f"no results of {name!r} in {Path(root or results_dir())}; run `slimlab experiment {name} --save` first")
+    if results['scale'] != 'lab':
+        raise ValueError(f"the results of {name!r} are at scale {results['scale']!r}; chapters show lab-scale results only (run it with --scale lab)")
+    print(*claim_lines(results), sep='\n')
+    return results
 
 # %% ../nbs/14_findings.ipynb #f9a5af66
 VERDICT_COLORS = dict(agrees=plots.PALETTE[2], disagrees=plots.PALETTE[3], inconclusive='0.55') # verdict -> colour
