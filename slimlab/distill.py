@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .lab import atomic_dir, seed_everything
+from .lab import atomic_dir, check_run_folder, seed_everything
 from .data import load_lab_corpus, pack_texts, token_stream, write_jsonl
 from .losses import CompositeConfig, CompositeLoss, FeatureDistiller, LossTerms, Schedule, block_outputs, cosine_schedule, loss_vocab
 from .evaluate import check_positions, perplexity
@@ -24,9 +24,9 @@ __all__ = ['RESUMABLE_FIELDS', 'CHECKPOINTS', 'METRICS_FILE', 'RUN_FILES', 'DONE
            'DistillConfig', 'lr_schedule', 'block_order', 'BlockSampler', 'as_blocks', 'as_stream', 'lab_data',
            'TeacherStates', 'teacher_states', 'DistillStudent', 'checkpoint_path', 'complete_checkpoints',
            'latest_checkpoint', 'remove_partial_checkpoints', 'retire_checkpoints', 'save_checkpoint', 'read_metrics',
-           'append_metrics', 'truncate_metrics', 'check_run_dir', 'check_resume', 'check_inputs', 'prepare_run_dir',
-           'make_optimizer', 'make_loader', 'mean_terms', 'DistillResult', 'save_student', 'finished_run', 'distill',
-           'correction_config', 'correct_teacher']
+           'append_metrics', 'truncate_metrics', 'check_resume', 'check_inputs', 'prepare_run_dir', 'make_optimizer',
+           'make_loader', 'mean_terms', 'DistillResult', 'save_student', 'finished_run', 'distill', 'correction_config',
+           'correct_teacher']
 
 # %% ../nbs/09_distill.ipynb #ba8ac84a
 @contextmanager
@@ -296,22 +296,6 @@ def truncate_metrics(run_dir: Path, step: int):
     write_jsonl([r for r in read_metrics(run_dir) if r['step'] <= step] if step else [], run_dir/METRICS_FILE)
 
 # %% ../nbs/09_distill.ipynb #7bc16658
-def check_run_dir(run_dir: str | Path, # the run directory
-                  resume: bool, # continue a run there
-                  overwrite: bool, # replace a run there
-                 ) -> Path:
-    "Refuse, before any work, a run directory that holds results unless the call resumes or replaces them."
-    run_dir = Path(run_dir)
-    if resume and overwrite: raise ValueError("resume=True and overwrite=True exclude each other: continue the run or replace it")
-    if run_dir.exists() and not run_dir.is_dir(): raise FileExistsError(f"run_dir {run_dir} exists and is not a directory")
-    holds = run_dir.is_dir() and any(run_dir.iterdir())
-    if holds and not (resume or overwrite):
-        raise FileExistsError(f"run_dir {run_dir} already holds results; pass resume=True to continue the run, "
-                              "overwrite=True to replace it, or choose another run_dir")
-    if holds and resume and not (run_dir/'config.json').exists():
-        raise FileExistsError(f"run_dir {run_dir} holds files but no distillation run (no config.json); choose another run_dir")
-    return run_dir
-
 def check_resume(run_dir: Path, # a run directory with a config.json
                  config: DistillConfig, # the config of this call
                  num_processes: int, # processes of this call
@@ -363,7 +347,7 @@ def _shards_weights(accelerator) -> bool:
     ds = accelerator.state.deepspeed_plugin
     return accelerator.distributed_type == DistributedType.FSDP or (ds is not None and ds.zero_stage == 3)
 
-def prepare_run_dir(run_dir: Path, # the run directory (checked by `check_run_dir`)
+def prepare_run_dir(run_dir: Path, # the run directory (checked by `check_run_folder`)
                     config: DistillConfig, # written to config.json
                     start: int, # the step the run starts from (0, or its checkpoint's)
                     overwrite: bool, # delete the run files already there
@@ -466,7 +450,7 @@ def distill(student, # the model to train, a causal LM (trained in place)
     from accelerate.utils import is_tensorboard_available
     from tqdm.auto import tqdm
     if not isinstance(config, DistillConfig): raise ValueError(f"config must be a DistillConfig, got {type(config).__name__}")
-    run_dir = check_run_dir(run_dir, resume, overwrite)
+    run_dir = check_run_folder(run_dir, resume, overwrite, marker='config.json', what='distillation run')
     loss = check_inputs(student, teacher, config, features, mtp)
     blocks = as_blocks(train_data, config.seq_len)
     stream = as_stream(eval_data) if eval_data is not None else None

@@ -8,7 +8,7 @@ import csv, itertools, json, shutil
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .lab import did_you_mean, lab_data_dir, load_model, load_tokenizer
+from .lab import check_run_folder, did_you_mean, lab_data_dir, load_model, load_tokenizer
 from .data import load_lab_corpus, token_stream
 from .evaluate import EvalConfig, block_bootstrap, check_tasks, compare_nll, evaluate_models
 from .mtp import acceptance, load_mtp, speculative_decode
@@ -24,10 +24,10 @@ __all__ = ['CLAIM_METRICS', 'RANKING_EXPECTATIONS', 'EXPERIMENT_KEYS', 'RANKING_
            'experiments_dir', 'results_dir', 'bundled_experiments', 'read_experiment', 'set_args', 'at_scale',
            'arm_sets', 'arm_recipe_path', 'check_acceptance', 'check_ranking', 'arm_recipes', 'verdict',
            'acceptance_prompts', 'measure_acceptance', 'acceptance_record', 'rank', 'spearman', 'spearman_critical',
-           'ranking_record', 'claim_record', 'evaluate_arms', 'check_experiment_dir', 'run_experiment', 'claim_line',
-           'ranking_line', 'claim_lines', 'arm_rows', 'ranking_rows', 'save_results', 'load_results', 'show_results',
-           'plot_arms', 'plot_claims', 'plot_recovery_curves', 'plot_acceptance', 'plot_ranking', 'result_figures',
-           'plot_results', 'finding_rows', 'lab_numbers', 'findings_markdown']
+           'ranking_record', 'claim_record', 'evaluate_arms', 'run_experiment', 'claim_line', 'ranking_line',
+           'claim_lines', 'arm_rows', 'ranking_rows', 'save_results', 'load_results', 'show_results', 'plot_arms',
+           'plot_claims', 'plot_recovery_curves', 'plot_acceptance', 'plot_ranking', 'result_figures', 'plot_results',
+           'finding_rows', 'lab_numbers', 'findings_markdown']
 
 # %% ../nbs/14_findings.ipynb #4535cbe9
 @dataclass
@@ -374,18 +374,6 @@ def evaluate_arms(exp: Experiment, # the experiment
 # %% ../nbs/14_findings.ipynb #abea352f
 RESULTS_FILE = 'results.json'
 
-def check_experiment_dir(out: str | Path, # the experiment folder
-                         resume: bool = False, # continue the experiment there
-                         overwrite: bool = False, # replace it
-                        ) -> Path:
-    "Refuse, before any work, an experiment folder that holds results unless resuming or overwriting."
-    out = Path(out)
-    if resume and overwrite: raise ValueError("resume=True and overwrite=True exclude each other")
-    if out.exists() and not out.is_dir(): raise FileExistsError(f"out={out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (resume or overwrite):
-        raise FileExistsError(f"out={out} already holds results; pass resume=True to continue the experiment, overwrite=True to replace it")
-    return out
-
 def run_experiment(experiment: str | Path | Experiment, # an experiment file, a bundled experiment's name, or an `Experiment`
                    out: str | Path, # the experiment folder: one run directory per arm, results.json
                    scale: str = 'lab', # one of the experiment's scales
@@ -399,7 +387,7 @@ def run_experiment(experiment: str | Path | Experiment, # an experiment file, a 
     say = log or (lambda *a: None)
     exp = experiment if isinstance(experiment, Experiment) else read_experiment(experiment)
     recipes, exp = arm_recipes(exp, scale), at_scale(exp, scale)
-    out = check_experiment_dir(out, resume, overwrite)
+    out = check_run_folder(out, resume, overwrite, what='experiment', field='out')
     if overwrite and out.exists(): shutil.rmtree(out)
     run_dirs = {}
     for k, arm in enumerate(exp.arms, 1):

@@ -14,10 +14,10 @@ import torch
 
 # %% auto #0
 __all__ = ['BUNDLED_MODELS', 'SIZES', 'LAB_VOCAB_SIZE', 'FAMILIES', 'FULL_SIZE', 'WEIGHT_FILES', 'seed_everything',
-           'available_devices', 'get_device', 'cache_dir', 'lab_data_dir', 'check_out_dir', 'atomic_dir', 'link_tree',
-           'did_you_mean', 'BundledModel', 'bundled_gguf_path', 'convert_gguf', 'bundled_model_dir', 'scaled_names',
-           'scaled_config', 'full_size_config', 'ModelSource', 'resolve_model', 'check_weights', 'check_real_weights',
-           'load_model', 'load_config', 'load_tokenizer', 'chat']
+           'available_devices', 'get_device', 'cache_dir', 'lab_data_dir', 'check_out_dir', 'check_run_folder',
+           'atomic_dir', 'link_tree', 'did_you_mean', 'BundledModel', 'bundled_gguf_path', 'convert_gguf',
+           'bundled_model_dir', 'scaled_names', 'scaled_config', 'full_size_config', 'ModelSource', 'resolve_model',
+           'check_weights', 'check_real_weights', 'load_model', 'load_config', 'load_tokenizer', 'chat']
 
 # %% ../nbs/00_lab.ipynb #0cd018ca
 def seed_everything(seed: int = 0, # seed for `random`, NumPy and PyTorch (all devices)
@@ -73,6 +73,26 @@ def check_out_dir(out: str | Path, # the folder a job will write
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{field} {out} already holds results; pass --overwrite to replace them or choose another {field}")
     return out
+
+def check_run_folder(path: str | Path, # the folder a resumable job works in
+                     resume: bool = False, # continue the job there
+                     overwrite: bool = False, # replace what it holds
+                     marker: str | None = None, # a file every job of this kind writes first; resuming needs it
+                     what: str = 'run', # what the job is, for messages
+                     field: str = 'run_dir', # name of the option, for messages
+                     flags: tuple[str, str] = ('resume=True', 'overwrite=True'), # how the caller spells resume and overwrite
+                    ) -> Path:
+    "Validate a resumable job's folder before any work: one that holds results needs `resume` (and the marker) or `overwrite`."
+    path, (resume_flag, overwrite_flag) = Path(path), flags
+    if resume and overwrite: raise ValueError(f"{resume_flag} and {overwrite_flag} exclude each other: continue the {what} or replace it")
+    if path.exists() and not path.is_dir(): raise FileExistsError(f"{field} {path} exists and is not a directory")
+    holds = path.is_dir() and any(path.iterdir())
+    if holds and not (resume or overwrite):
+        raise FileExistsError(f"{field} {path} already holds results; pass {overwrite_flag} to replace them, {resume_flag} to continue "
+                              f"the {what}, or choose another {field}")
+    if holds and resume and marker and not (path/marker).exists():
+        raise FileExistsError(f"{field} {path} holds files but no {what} (no {marker}); choose another {field}")
+    return path
 
 @contextmanager
 def atomic_dir(out: str | Path # the final folder; replaced only when the block finishes without error

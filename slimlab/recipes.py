@@ -12,14 +12,14 @@ import torch
 import yaml
 from fastcore.docments import docments
 
-from .lab import atomic_dir, cache_dir, did_you_mean, link_tree, load_config, load_model, load_tokenizer, resolve_model
+from .lab import atomic_dir, cache_dir, check_run_folder, did_you_mean, link_tree, load_config, load_model, load_tokenizer, resolve_model
 from .anatomy import active_params, actual_params, count_params
 from .data import SPLITS, calibration_samples, lm_dataset, load_lab_corpus, load_text_dataset, token_stream
 from .prune import ModelShape, make_plan, random_scores, sync_config
 from .experts import ROUTERS, MoefyConfig, check_strategy, moe_config, moefy, save_moe
 from .losses import FEATURE_DISTANCES, CompositeConfig, Divergence, Schedule
 from .distill import DistillConfig, correct_teacher, lab_data
-from .schedules import (INITS, SCHEDULE_FILE, SCHEDULES, TARGETS, ScheduleResult, Stage, StageRecord, check_expert_strategy, check_init,
+from .schedules import (SCHEDULE_FILE, SCHEDULES, TARGETS, ScheduleResult, Stage, StageRecord, check_expert_strategy, check_init,
                                check_schedule, check_training, final_shape,
                                make_schedule, run_schedule)
 from .evaluate import EvalConfig, check_tasks, evaluate_models, perplexity, write_report
@@ -561,15 +561,8 @@ def check_run_dir(run_dir: str | Path, # the run directory
                   overwrite: bool = False, # replace the run there
                  ) -> Path:
     "Refuse, before any work, a run directory that holds results unless resuming the same recipe or overwriting."
-    run_dir = Path(run_dir)
-    if resume and overwrite: raise ValueError("--resume and --overwrite exclude each other: continue the run or replace it")
-    if run_dir.exists() and not run_dir.is_dir(): raise FileExistsError(f"--out {run_dir} exists and is not a directory")
-    holds = run_dir.is_dir() and any(run_dir.iterdir())
-    if holds and not (resume or overwrite):
-        raise FileExistsError(f"--out {run_dir} already holds results; pass --overwrite to replace them, --resume to continue the run, "
-                              "or choose another --out")
-    if holds and resume:
-        if not (run_dir/RECIPE_FILE).exists(): raise FileExistsError(f"--out {run_dir} holds files but no recipe run ({RECIPE_FILE}); choose another --out")
+    run_dir = check_run_folder(run_dir, resume, overwrite, marker=RECIPE_FILE, field='--out', flags=('--resume', '--overwrite'))
+    if resume and (run_dir/RECIPE_FILE).exists():
         changed = changed_keys(yaml.safe_load((run_dir/RECIPE_FILE).read_text()), asdict(recipe))
         if changed: raise ValueError(f"--resume, but {', '.join(changed)} differ from the run's {RECIPE_FILE}; resume with the same recipe, "
                                      "scale and --set overrides, or start a new run")

@@ -17,7 +17,7 @@ from .distill import DONE_FILE, DistillConfig, _peak, distill, finished_run, rea
 from .losses import FEATURE_DISTANCES, FeatureDistiller, layer_map_from_plan
 from .mtp import MTPHeads, load_mtp, mtp_block_config, prune_mtp
 from .experts import Groups, check_compression, check_strategy, expert_groups, fold_experts, mlp_inputs
-from .lab import link_tree
+from .lab import check_run_folder, link_tree
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'TARGETS', 'SHAPE_FIELDS', 'INITS', 'EXPERT_GROUPS_FILE', 'SCHEDULE_FILE', 'PLAN_FILE', 'NO_EXTRAS',
@@ -465,16 +465,8 @@ def check_schedule_dir(run_dir: str | Path, # the run directory
                        training: dict | None = None, # the training settings (`mtp_depth`, `features`, `init`, `experts`): a resumed run must have the same
                       ) -> Path:
     "Refuse, before any work, a run directory that holds results unless the call resumes (the same stages) or replaces them."
-    run_dir = Path(run_dir)
-    if resume and overwrite: raise ValueError("resume=True and overwrite=True exclude each other: continue the run or replace it")
-    if run_dir.exists() and not run_dir.is_dir(): raise FileExistsError(f"run_dir {run_dir} exists and is not a directory")
-    holds = run_dir.is_dir() and any(run_dir.iterdir())
-    if holds and not (resume or overwrite):
-        raise FileExistsError(f"run_dir {run_dir} already holds results; pass resume=True to continue the schedule, "
-                              "overwrite=True to replace it, or choose another run_dir")
-    if holds and resume:
-        if not (run_dir/SCHEDULE_FILE).exists():
-            raise FileExistsError(f"run_dir {run_dir} holds files but no progressive run (no {SCHEDULE_FILE}); choose another run_dir")
+    run_dir = check_run_folder(run_dir, resume, overwrite, marker=SCHEDULE_FILE, what='schedule')
+    if resume and (run_dir/SCHEDULE_FILE).exists():
         saved = json.loads((run_dir/SCHEDULE_FILE).read_text())
         if saved['stages'] != [asdict(s) for s in stages]:
             raise ValueError(f"resume=True, but the stages differ from the run's {SCHEDULE_FILE}; resume with the same stages or start a new run")

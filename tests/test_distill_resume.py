@@ -69,7 +69,7 @@ def test_refused_run_dir_is_not_modified(reference):
     before = snapshot(reference)
     config = DistillConfig(max_steps=2, seq_len=32, warmup_steps=0)
     student = load_model('llama-tiny')
-    with pytest.raises(FileExistsError, match='already holds results; pass resume=True'):
+    with pytest.raises(FileExistsError, match='already holds results; pass overwrite=True to replace them, resume=True to continue the distillation run'):
         distill(student, reference, torch.zeros(4, 32, dtype=torch.long), config, teacher=load_model('llama-tiny', seed=1))
     with pytest.raises(ValueError, match="resume=True, but max_steps, micro_batch_size, lr, lr_floor, warmup_steps, loss differ"):
         distill(student, reference, torch.zeros(4, 32, dtype=torch.long), config, teacher=load_model('llama-tiny', seed=1), resume=True)
