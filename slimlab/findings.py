@@ -531,13 +531,13 @@ def plot_acceptance(results: dict, # from `run_experiment` or `load_results`, wi
 @plots.styled((4.8, 3.4))
 def plot_ranking(results: dict, # from `run_experiment` or `load_results`, with a ranking
                  ax=None): # matplotlib axes (default: a new pyplot figure)
-    "One-shot held-out perplexity against test perplexity after recovery, one labelled point per candidate (log axes)."
+    "One-shot held-out perplexity against test perplexity after recovery, one point per candidate, named in the legend (log axes)."
     r = results['ranking']
     for k, (a, x, y) in enumerate(zip(r['arms'], r['one_shot_ppl'], r['final_ppl'])):
         lo, hi = results['arms'][a]['ppl_ci']
-        ax.errorbar(x, y, yerr=[[y - lo], [hi - y]], fmt='o', capsize=3, color=plots.PALETTE[k % len(plots.PALETTE)])
-        ax.annotate(a, (x, y), xytext=(5, 4), textcoords='offset points', fontsize=8)
+        ax.errorbar(x, y, yerr=[[y - lo], [hi - y]], fmt='o', capsize=3, color=plots.PALETTE[k % len(plots.PALETTE)], label=a)
     plots._log_scale(ax, 'x'); plots._log_scale(ax, 'y')
+    ax.legend(fontsize=8, loc='upper left')  # a legend, not labels: close candidates would overlap
     ax.set(xlabel='one-shot perplexity (right after the cut)', ylabel='test perplexity after recovery',
            title=f"{results['experiment']}: Spearman ρ = {r['rho']:.2f} ({r['outcome']})")
     return ax
