@@ -4,9 +4,8 @@
 
 # %% ../nbs/01_anatomy.ipynb #c56ff84e
 from __future__ import annotations
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 # %% auto #0

@@ -4,12 +4,11 @@
 
 # %% ../nbs/08_mtp.ipynb #e1b29e78
 from __future__ import annotations
-import copy, json, math, os, statistics, time
-from dataclasses import dataclass, asdict, field
+import copy, math, os, statistics, time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .anatomy import Anatomy

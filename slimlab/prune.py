@@ -5,14 +5,14 @@
 # %% ../nbs/05_pruning.ipynb #00fef76d
 from __future__ import annotations
 import copy, math
-from dataclasses import dataclass, field, asdict, fields
+from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from .lab import atomic_dir, check_out_dir, load_config, load_model, load_tokenizer, check_real_weights
-from .anatomy import Anatomy, get_family, count_params
+from .anatomy import Anatomy, count_params
 
 # %% auto #0
 __all__ = ['Indices', 'PerLayer', 'EXPERT_ALIGN', 'TARGET_METRICS', 'ModelShape', 'PruningPlan', 'target_shape', 'validate_plan',
