@@ -18,7 +18,7 @@ from .data import SPLITS, calibration_samples, lm_dataset, load_lab_corpus, load
 from .prune import ModelShape, make_plan, random_scores, sync_config
 from .experts import ROUTERS, MoefyConfig, check_strategy, moe_config, moefy, save_moe
 from .losses import FEATURE_DISTANCES, CompositeConfig, Divergence, Schedule
-from .distill import DistillConfig, correct_teacher, lab_data
+from .distill import DistillConfig, correct_teacher, correction_config, finished_run, lab_data
 from .schedules import (SCHEDULE_FILE, SCHEDULES, TARGETS, ScheduleResult, Stage, StageRecord, check_expert_strategy, check_init,
                                check_schedule, check_training, final_shape,
                                make_schedule, run_schedule)
@@ -33,8 +33,9 @@ __all__ = ['DEFAULT_RECIPE', 'RECIPE_FILE', 'SUMMARY_FILE', 'RUN_PARTS', 'Teache
            'eval_config', 'check_recipe', 'load_recipe', 'recipe_to_yaml', 'teacher_config', 'source_config',
            'recipe_stages', 'stage_config', 'PlanRow', 'RecipePlan', 'human', 'meta_params', 'check_budgets',
            'plan_recipe', 'changed_keys', 'check_run_dir', 'clear_run', 'write_recipe', 'read_run_recipe',
-           'recipe_data', 'moefy_cache_key', 'prepare_teacher', 'RecipeRun', 'run_recipe', 'recovery_curve',
-           'plot_recovery', 'summary_lines', 'recipe_report', 'show_report']
+           'recipe_data', 'moefy_cache_key', 'prepare_teacher', 'correction_cache_key', 'prepare_correction',
+           'RecipeRun', 'run_recipe', 'recovery_curve', 'plot_recovery', 'summary_lines', 'recipe_report',
+           'show_report']
 
 # %% ../nbs/12_recipes.ipynb #65d77271
 @dataclass
@@ -626,6 +627,33 @@ def prepare_teacher(recipe: Recipe, run_dir: Path, tokenizer, state, progress: b
             with atomic_dir(out) as tmp: link_tree(cached, tmp)  # hard links: no second copy on disk
     return load_model(out)
 
+def correction_cache_key(recipe: Recipe, # the resolved recipe
+                         config: DistillConfig, # the correction's own config (`correction_config` of the run's)
+                         num_processes: int = 1, # processes of this run
+                        ) -> str | None:
+    "The lab-cache key of a recipe's corrected teacher (teacher, MoEfication, data and the correction's exact config); None when nothing to cache, on several processes, or when a folder, hub id or data set names the teacher or the text without pinning it down."
+    if (recipe.correction is None or num_processes != 1 or recipe.data.train != 'lab'
+            or resolve_model(recipe.teacher.model).kind not in ('bundled', 'scaled')): return None
+    settings = dict(teacher=asdict(recipe.teacher), moefy=asdict(recipe.moefy) if recipe.moefy else None, data=asdict(recipe.data),
+                    config=json.loads(json.dumps(asdict(config))))
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+def prepare_correction(recipe: Recipe, run_dir: Path, teacher, train, held_out, config: DistillConfig, tokenizer, state, progress: bool, log):
+    "Minitron's teacher correction for a recipe run (run_dir/correction): the corrected teacher, reused from the lab cache when a run of the same settings made it."
+    c, out = recipe.correction, run_dir/'correction'
+    budget = replace(config, max_tokens=c.tokens)
+    key = correction_cache_key(recipe, correction_config(budget, c.lr_factor), state.num_processes)
+    cached = None if key is None else cache_dir('corrected')/key  # the same corrected teacher for every run of these settings
+    if cached is not None and finished_run(cached) and not out.exists():
+        with atomic_dir(out) as tmp: link_tree(cached, tmp)  # hard links: no second copy on disk
+        log(f"corrected teacher: reused from the lab cache ({cached})")
+    else: log(f"teacher correction: {c.tokens:,} tokens")
+    done = correct_teacher(teacher, out, train, budget, c.lr_factor, eval_data=held_out, tokenizer=tokenizer, resume=out.exists(),
+                           progress=progress, log=log)
+    if cached is not None and not finished_run(cached):
+        with atomic_dir(cached) as tmp: link_tree(out, tmp)
+    return load_model(done.model_dir)
+
 # %% ../nbs/12_recipes.ipynb #e5a06578
 @dataclass
 class RecipeRun:
@@ -670,12 +698,7 @@ def run_recipe(recipe: str | Path | Recipe, # a recipe file, a bundled recipe's 
     teacher = prepare_teacher(recipe, run_dir, tokenizer, state, progress, say)
     config = distill_config(recipe)
     train, held_out = recipe_data(recipe.data, tokenizer, config.seq_len)
-    if recipe.correction:
-        c = recipe.correction
-        say(f"teacher correction: {c.tokens:,} tokens")
-        done = correct_teacher(teacher, run_dir/'correction', train, replace(config, max_tokens=c.tokens), c.lr_factor, eval_data=held_out,
-                               tokenizer=tokenizer, resume=(run_dir/'correction').exists(), progress=progress, log=say)
-        teacher = load_model(done.model_dir)
+    if recipe.correction: teacher = prepare_correction(recipe, run_dir, teacher, train, held_out, config, tokenizer, state, progress, say)
     stages = recipe_stages(recipe, teacher.config)
     calibration = calibration_samples(tokenizer, recipe.prune.samples, recipe.prune.seq_len, seed=recipe.distill.seed)
     result = run_schedule(teacher, stages, run_dir/'schedule', train, config, teacher, calibration, eval_data=held_out, tokenizer=tokenizer,
