@@ -14,7 +14,7 @@ import torch
 
 # %% auto #0
 __all__ = ['BUNDLED_MODELS', 'SIZES', 'LAB_VOCAB_SIZE', 'FAMILIES', 'FULL_SIZE', 'WEIGHT_FILES', 'seed_everything',
-           'available_devices', 'get_device', 'cache_dir', 'lab_data_dir', 'check_out_dir', 'check_run_folder',
+           'available_devices', 'get_device', 'cache_dir', 'lab_data_dir', 'check_run_folder', 'check_out_dir',
            'atomic_dir', 'link_tree', 'did_you_mean', 'BundledModel', 'bundled_gguf_path', 'convert_gguf',
            'bundled_model_dir', 'scaled_names', 'scaled_config', 'full_size_config', 'ModelSource', 'resolve_model',
            'check_weights', 'check_real_weights', 'load_model', 'load_config', 'load_tokenizer', 'chat']
@@ -63,24 +63,13 @@ def lab_data_dir() -> Path:
     return path
 
 # %% ../nbs/00_lab.ipynb #71eb7df8
-def check_out_dir(out: str | Path, # the folder a job will write
-                  overwrite: bool = False, # allow replacing a folder that holds results
-                  field: str = '--out', # name of the option, for the error message
-                 ) -> Path:
-    "Validate an output folder before any work: refuse one that holds results unless `overwrite`."
-    out = Path(out)
-    if out.exists() and not out.is_dir(): raise FileExistsError(f"{field} {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{field} {out} already holds results; pass --overwrite to replace them or choose another {field}")
-    return out
-
 def check_run_folder(path: str | Path, # the folder a resumable job works in
                      resume: bool = False, # continue the job there
                      overwrite: bool = False, # replace what it holds
                      marker: str | None = None, # a file every job of this kind writes first; resuming needs it
                      what: str = 'run', # what the job is, for messages
                      field: str = 'run_dir', # name of the option, for messages
-                     flags: tuple[str, str] = ('resume=True', 'overwrite=True'), # how the caller spells resume and overwrite
+                     flags: tuple[str | None, str] = ('resume=True', 'overwrite=True'), # how the caller spells resume (None: it cannot) and overwrite
                     ) -> Path:
     "Validate a resumable job's folder before any work: one that holds results needs `resume` (and the marker) or `overwrite`."
     path, (resume_flag, overwrite_flag) = Path(path), flags
@@ -88,11 +77,18 @@ def check_run_folder(path: str | Path, # the folder a resumable job works in
     if path.exists() and not path.is_dir(): raise FileExistsError(f"{field} {path} exists and is not a directory")
     holds = path.is_dir() and any(path.iterdir())
     if holds and not (resume or overwrite):
-        raise FileExistsError(f"{field} {path} already holds results; pass {overwrite_flag} to replace them, {resume_flag} to continue "
-                              f"the {what}, or choose another {field}")
+        continue_it = f", {resume_flag} to continue the {what}," if resume_flag else ''
+        raise FileExistsError(f"{field} {path} already holds results; pass {overwrite_flag} to replace them{continue_it} or choose another {field}")
     if holds and resume and marker and not (path/marker).exists():
         raise FileExistsError(f"{field} {path} holds files but no {what} (no {marker}); choose another {field}")
     return path
+
+def check_out_dir(out: str | Path, # the folder a job will write
+                  overwrite: bool = False, # allow replacing a folder that holds results
+                  field: str = '--out', # name of the option, for the error message
+                 ) -> Path:
+    "Validate an output folder before any work: refuse one that holds results unless `overwrite` (a job that cannot resume)."
+    return check_run_folder(out, overwrite=overwrite, field=field, flags=(None, '--overwrite'))
 
 @contextmanager
 def atomic_dir(out: str | Path # the final folder; replaced only when the block finishes without error
@@ -108,6 +104,7 @@ def atomic_dir(out: str | Path # the final folder; replaced only when the block 
         os.replace(tmp, out)
     finally: shutil.rmtree(tmp, ignore_errors=True)
 
+# %% ../nbs/00_lab.ipynb #b590e43e
 def link_tree(src: Path, # the folder to copy
               dst: Path, # where the copy goes (created; usually an `atomic_dir`)
               skip: tuple[str, ...] = (), # file or folder names left out

@@ -599,6 +599,20 @@ def recipe_data(spec: DataSpec, # the recipe's data section
 
 def _ready(folder: Path) -> bool: return (folder/'config.json').exists()
 
+def _link_cached(cached: Path | None, # the lab-cache folder of these settings (None: not cached)
+                 out: Path, # the run's own folder for the result
+                 ready, # folder -> whether it holds a finished result
+                ) -> bool:
+    "Link a finished result from the lab cache into `out` (hard links, atomically) when `out` does not exist yet; say whether it did."
+    if cached is None or not ready(cached) or out.exists(): return False
+    with atomic_dir(out) as tmp: link_tree(cached, tmp)  # hard links: no second copy on disk
+    return True
+
+def _keep_cached(out: Path, cached: Path | None, ready):
+    "Link a run's finished result into the lab cache, unless the cache already holds one."
+    if cached is not None and not ready(cached):
+        with atomic_dir(cached) as tmp: link_tree(out, tmp)
+
 def moefy_cache_key(recipe: Recipe) -> str | None:
     "The lab-cache key of a recipe's MoEfied teacher (teacher name, MoEfication settings, seed); None when nothing to cache or the teacher is a folder or hub id, whose weights its name does not pin down."
     if recipe.moefy is None or resolve_model(recipe.teacher.model).kind not in ('bundled', 'scaled'): return None
@@ -616,15 +630,13 @@ def prepare_teacher(recipe: Recipe, run_dir: Path, tokenizer, state, progress: b
     with state.main_process_first():
         key = moefy_cache_key(recipe)
         cached = None if key is None else cache_dir('moefied')/key  # the same MoE for every run of these settings
-        if not _ready(out) and cached is not None and _ready(cached): log(f"MoEfied teacher: reused from the lab cache ({cached})")
+        if _link_cached(cached, out, _ready): log(f"MoEfied teacher: reused from the lab cache ({cached})")
         elif not _ready(out):
             config = MoefyConfig(m.num_experts, m.top_k, m.shared_size, m.model_type, m.router, seed=recipe.distill.seed)
             log(f"MoEfying the teacher: {m.num_experts} experts, top-{m.top_k}")
             samples = calibration_samples(tokenizer, m.samples, m.seq_len, seed=recipe.distill.seed)
-            save_moe(moefy(teacher, samples, config, progress=progress), cached or out, tokenizer, asdict(config), 'slimlab_moefy.json',
-                     overwrite=cached is not None)
-        if not _ready(out):
-            with atomic_dir(out) as tmp: link_tree(cached, tmp)  # hard links: no second copy on disk
+            save_moe(moefy(teacher, samples, config, progress=progress), out, tokenizer, asdict(config), 'slimlab_moefy.json')
+        _keep_cached(out, cached, _ready)
     return load_model(out)
 
 def correction_cache_key(recipe: Recipe, # the resolved recipe
@@ -644,14 +656,11 @@ def prepare_correction(recipe: Recipe, run_dir: Path, teacher, train, held_out, 
     budget = replace(config, max_tokens=c.tokens)
     key = correction_cache_key(recipe, correction_config(budget, c.lr_factor), state.num_processes)
     cached = None if key is None else cache_dir('corrected')/key  # the same corrected teacher for every run of these settings
-    if cached is not None and finished_run(cached) and not out.exists():
-        with atomic_dir(out) as tmp: link_tree(cached, tmp)  # hard links: no second copy on disk
-        log(f"corrected teacher: reused from the lab cache ({cached})")
+    if _link_cached(cached, out, finished_run): log(f"corrected teacher: reused from the lab cache ({cached})")
     else: log(f"teacher correction: {c.tokens:,} tokens")
     done = correct_teacher(teacher, out, train, budget, c.lr_factor, eval_data=held_out, tokenizer=tokenizer, resume=out.exists(),
                            progress=progress, log=log)
-    if cached is not None and not finished_run(cached):
-        with atomic_dir(cached) as tmp: link_tree(out, tmp)
+    _keep_cached(out, cached, finished_run)
     return load_model(done.model_dir)
 
 # %% ../nbs/12_recipes.ipynb #e5a06578
