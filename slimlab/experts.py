@@ -22,10 +22,10 @@ from .prune import EXPERT_ALIGN, apply_plan, keep_all_plan
 # %% auto #0
 __all__ = ['MOE_TARGETS', 'SHARED_EXPERT_TYPES', 'ROUTERS', 'Groups', 'STRATEGIES', 'SIMILARITIES', 'EXPERT_METRICS',
            'check_moefy', 'moe_config', 'mlp_inputs', 'neuron_activations', 'active_pattern', 'balanced_kmeans',
-           'NeuronSplit', 'split_neurons', 'expert_mass', 'fit_router', 'MoefyConfig', 'moefy', 'check_strategy',
-           'check_compression', 'expert_outputs', 'expert_similarity', 'drop_groups', 'assign_to_bases',
-           'cluster_groups', 'partial_groups', 'check_groups', 'group_weights', 'fold_experts', 'merge_experts',
-           'expert_groups', 'compress_experts', 'save_moe', 'run_moefy', 'run_merge']
+           'NeuronSplit', 'split_neurons', 'expert_mass', 'fit_router', 'MoefyConfig', 'moefy', 'check_similarity',
+           'check_strategy', 'check_compression', 'expert_outputs', 'expert_similarity', 'drop_groups',
+           'assign_to_bases', 'cluster_groups', 'partial_groups', 'check_groups', 'group_weights', 'fold_experts',
+           'merge_experts', 'expert_groups', 'compress_experts', 'save_moe', 'run_moefy', 'run_merge']
 
 # %% ../nbs/06_experts.ipynb #457a057a
 MOE_TARGETS = {'llama': ('qwen2_moe', 'mixtral'), 'qwen3': ('qwen3_moe',)} # dense model type -> MoE types that express it exactly
@@ -259,6 +259,13 @@ Groups = dict[int, list[list[int]]] # per MoE block: groups of old expert ids, t
 STRATEGIES = ('drop', 'merge', 'partial') # expert compression strategies
 SIMILARITIES = ('router', 'weights', 'output') # what expert similarity compares
 
+def check_similarity(similarity: str, # see `SIMILARITIES`
+                     prefix: str = '', # put before `similarity` in the message, as the caller names it (e.g. 'expert_')
+                    ) -> None:
+    "Refuse an unknown expert similarity."
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"{prefix}similarity={similarity!r} is unknown{did_you_mean(similarity, SIMILARITIES)}; allowed: {', '.join(SIMILARITIES)}")
+
 def check_strategy(strategy: str = 'partial', # see `STRATEGIES`
                    preserve: float = 0.5, # partial preservation: share of the targets kept intact, in [0, 1]
                    similarity: str = 'router', # see `SIMILARITIES`
@@ -267,8 +274,7 @@ def check_strategy(strategy: str = 'partial', # see `STRATEGIES`
     "Refuse an unknown strategy or similarity, or a preserve share that is not a number in [0, 1] (no model needed)."
     if strategy not in STRATEGIES:
         raise ValueError(f"{prefix}strategy={strategy!r} is unknown{did_you_mean(strategy, STRATEGIES)}; allowed: {', '.join(STRATEGIES)}")
-    if similarity not in SIMILARITIES:
-        raise ValueError(f"{prefix}similarity={similarity!r} is unknown{did_you_mean(similarity, SIMILARITIES)}; allowed: {', '.join(SIMILARITIES)}")
+    check_similarity(similarity, prefix)
     if isinstance(preserve, bool) or not isinstance(preserve, (int, float)) or not 0 <= preserve <= 1:
         raise ValueError(f"preserve={preserve!r} must be a number in [0, 1] (the share of the kept experts preserved intact)")
 
@@ -302,7 +308,7 @@ def expert_similarity(model, # an MoE causal LM
                      ) -> torch.Tensor:
     "Cosine similarity of the experts of one block: (E, E)."
     a = Anatomy(model)
-    check_strategy(similarity=kind)
+    check_similarity(kind)
     experts = a.experts(layer)
     if kind == 'router': vectors = a.router(layer).weight
     elif kind == 'weights': vectors = torch.cat([experts.gate_up_proj.flatten(1), experts.down_proj.flatten(1)], 1)

@@ -107,12 +107,13 @@ def atomic_dir(out: str | Path # the final folder; replaced only when the block 
 # %% ../nbs/00_lab.ipynb #b590e43e
 def link_tree(src: Path, # the folder to copy
               dst: Path, # where the copy goes (created; usually an `atomic_dir`)
-              skip: tuple[str, ...] = (), # file or folder names left out
+              skip: tuple[str, ...] = (), # file or folder names left out (a folder with all it holds)
              ):
     "Copy a folder as hard links where the file system allows (no second copy on disk), else as copies."
     for p in Path(src).rglob('*'):
-        if p.name in skip: continue
-        q = Path(dst)/p.relative_to(src)
+        rel = p.relative_to(src)
+        if any(part in skip for part in rel.parts): continue
+        q = Path(dst)/rel
         if p.is_dir(): q.mkdir(parents=True, exist_ok=True); continue
         q.parent.mkdir(parents=True, exist_ok=True)
         try: os.link(p, q)

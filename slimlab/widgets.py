@@ -20,7 +20,7 @@ from . import plots
 from .anatomy import Anatomy, count_params, flops_per_token, kv_cache_bytes_per_token
 from .distill import lr_schedule
 from .evaluate import token_nll
-from .experts import Groups, check_compression, check_strategy, expert_similarity, merge_experts, partial_groups
+from .experts import Groups, check_compression, check_similarity, expert_similarity, merge_experts, partial_groups
 from .importance import Importance, Score, moe_layers
 from .losses import SCHEDULES, CompositeConfig, Schedule
 from .prune import EXPERT_ALIGN, ModelShape, PruningPlan, apply_plan, make_plan, plan_scores, plan_to_dict, save_plan, sync_config
@@ -309,7 +309,7 @@ class PruningExplorer(View):
                 ):
         Anatomy(model)  # an unsupported architecture fails here, with the list of supported ones
         if not isinstance(report, Importance): raise ValueError(f"report must be an Importance report, got {type(report).__name__}")
-        check_strategy(similarity=similarity)
+        check_similarity(similarity)
         if similarity == 'output' and block_inputs is None:
             raise ValueError("similarity='output' needs block_inputs (see `slimlab.experts.mlp_inputs`)")
         self.model, self.report, self.context, self.dpi, self.width_step = model, report, context, dpi, width_step
