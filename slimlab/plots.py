@@ -253,7 +253,9 @@ def retention_bars(table: Mapping[str, Mapping[str, float]], # model -> metric -
     ax.set_xticks(range(len(metrics)), metrics, rotation=30, ha='right')
     ax.set(ylabel=ylabel, title=title)
     ax.grid(axis='x', visible=False)
-    ax.legend()
+    tallest = np.nanmax([reference] + [v for row in table.values() for v in row.values()])
+    ax.set_ylim(top=1.3*tallest)  # headroom: the legend sits above the tallest bar and its label, never on them
+    ax.legend(loc='upper left', ncols=min(len(table), 4))
     return ax
 
 @styled(figsize=(6.4, 3.0))
