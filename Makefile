@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test docs readme check-sync check-clean nbtest pytest clean
+.PHONY: setup demo test docs readme dist check-sync check-clean nbtest pytest clean
 
 # --- set-up: virtualenv, package with dev extras, the bundled model, browser, widget JS ---
 $(STAMP): settings.ini setup.py tools/package.json tools/package-lock.json
@@ -48,6 +48,9 @@ docs: setup
 
 readme: setup
 	$(PY) tools/readme.py
+
+dist: setup  ## the sdist and the wheel (with lab_data/ and the chapters) in dist/
+	$(PY) -m build --no-isolation --outdir dist .
 
 clean:
 	rm -rf _proc _site _docs docs_build .pytest_cache

@@ -1,6 +1,9 @@
-"""Package set-up read from settings.ini (nbdev's standard setup.py)."""
+"""Package set-up read from settings.ini (nbdev's standard setup.py), plus the kit's files: `slimlab/lab_data/` ships as
+package data, and the chapter notebooks of `nbs/` are copied into the package as `slimlab/chapters/` when it is built."""
 from configparser import ConfigParser
-import setuptools, shlex
+from pathlib import Path
+import setuptools, shlex, shutil
+from setuptools.command.build_py import build_py
 
 config = ConfigParser(delimiters=['='])
 config.read('settings.ini', encoding='utf-8')
@@ -16,10 +19,22 @@ statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Produ
 py_versions = '3.10 3.11 3.12 3.13'.split()
 
 requirements = shlex.split(cfg.get('requirements', ''))
-dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+extras = {name: shlex.split(cfg.get(f'{name}_requirements', '')) for name in ('lab', 'eval', 'dev')}
+extras['dev'] = extras['dev'] + extras['lab'] + [r for r in extras['eval'] if r not in extras['lab']]  # tests run every chapter
 lic = licenses[cfg['license']]
 min_python = cfg['min_python']
 console_scripts = cfg.get('console_scripts', '').split()
+
+class build_py_with_chapters(build_py):
+    "build_py that also copies the chapter notebooks (nbs/*.ipynb, not the `_` scratch ones) into the package as chapters/."
+    def run(self):
+        super().run()
+        if getattr(self, 'editable_mode', False): return  # an editable install finds the clone's nbs/ itself
+        src, dest = Path(cfg['nbs_path']), Path(self.build_lib)/cfg['lib_path']/'chapters'
+        chapters = sorted(p for p in src.glob('*.ipynb') if not p.name.startswith('_'))
+        if not chapters: raise FileNotFoundError(f"no chapter notebooks in {src.resolve()}: build from a clone or from the sdist")
+        shutil.rmtree(dest, ignore_errors=True); dest.mkdir(parents=True)
+        for p in chapters: shutil.copyfile(p, dest/p.name)
 
 setuptools.setup(
     name=cfg['lib_name'],
@@ -31,9 +46,11 @@ setuptools.setup(
                + ['Programming Language :: Python :: ' + o for o in py_versions[py_versions.index(min_python):]],
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=['slimlab', 'slimlab.*']),
-    include_package_data=True,
+    include_package_data=False,  # package_data below says exactly what ships (MANIFEST.in only fills the sdist)
+    package_data={cfg['lib_name']: ['lab_data/**/*']},
+    cmdclass={'build_py': build_py_with_chapters},
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require=extras,
     dependency_links=cfg.get('dep_links', '').split(),
     python_requires='>=' + cfg['min_python'],
     long_description=open('README.md', encoding='utf-8').read(),

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_distill.ipynb #11b827a1
 from __future__ import annotations
-import json, logging, math, numbers, re, shutil, time
+import json, logging, math, numbers, re, shutil, time, zipfile
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -20,12 +20,13 @@ from .evaluate import check_positions, perplexity
 from .mtp import save_mtp
 
 # %% auto #0
-__all__ = ['RESUMABLE_FIELDS', 'CHECKPOINTS', 'METRICS_FILE', 'RUN_FILES', 'DONE_FILE', 'frozen', 'minitron_loss', 'lm_only',
-           'DistillConfig', 'lr_schedule', 'block_order', 'BlockSampler', 'as_blocks', 'as_stream', 'lab_data',
-           'TeacherStates', 'teacher_states', 'DistillStudent', 'checkpoint_path', 'complete_checkpoints',
-           'latest_checkpoint', 'remove_partial_checkpoints', 'retire_checkpoints', 'save_checkpoint', 'read_metrics',
-           'append_metrics', 'truncate_metrics', 'check_resume', 'check_inputs', 'prepare_run_dir', 'make_optimizer',
-           'make_loader', 'mean_terms', 'DistillResult', 'save_student', 'finished_run', 'distill', 'correction_config',
+__all__ = ['RESUMABLE_FIELDS', 'CHECKPOINTS', 'METRICS_FILE', 'RUN_FILES', 'CHECKPOINT_FILES', 'DONE_FILE', 'frozen',
+           'minitron_loss', 'lm_only', 'DistillConfig', 'lr_schedule', 'block_order', 'BlockSampler', 'as_blocks',
+           'as_stream', 'lab_data', 'TeacherStates', 'teacher_states', 'DistillStudent', 'checkpoint_path',
+           'complete_checkpoints', 'latest_checkpoint', 'remove_partial_checkpoints', 'retire_checkpoints',
+           'save_checkpoint', 'checkpoint_problem', 'read_metrics', 'append_metrics', 'truncate_metrics',
+           'damaged_checkpoint', 'check_resume', 'check_inputs', 'prepare_run_dir', 'make_optimizer', 'make_loader',
+           'mean_terms', 'DistillResult', 'save_student', 'finished_run', 'distill', 'correction_config',
            'correct_teacher']
 
 # %% ../nbs/09_distill.ipynb #ba8ac84a
@@ -277,6 +278,41 @@ def save_checkpoint(accelerator, # the run's Accelerator (every process calls th
     accelerator.wait_for_everyone()
     return final
 
+# %% ../nbs/09_distill.ipynb #d9e269fe
+def _safetensors_problem(path: Path) -> str | None:
+    "Why a safetensors file is shorter than its header says (or has no readable header), or None; reads the header only."
+    size = path.stat().st_size
+    with open(path, 'rb') as f:
+        n = int.from_bytes(f.read(8), 'little') if size >= 8 else size
+        if 8 + n > size: return f"truncated: {size:,} bytes, less than its header"
+        try: end = 8 + n + max((v['data_offsets'][1] for k, v in json.loads(f.read(n)).items() if k != '__metadata__'), default=0)
+        except (ValueError, AttributeError, KeyError, TypeError, IndexError): return 'its header is not a safetensors header'
+    return f"truncated: {size:,} of {end:,} bytes" if size < end else None
+
+def _archive_problem(path: Path) -> str | None:
+    "Why a `torch.save` file (a zip archive) cannot be opened, or None; reads its directory only."
+    try: zipfile.ZipFile(path).close()
+    except zipfile.BadZipFile as e: return f"truncated or corrupt: not a complete torch.save archive ({e})"
+    return None
+
+def _json_problem(path: Path) -> str | None:
+    "Why a JSON file does not parse, or None."
+    try: json.loads(path.read_text())
+    except ValueError as e: return f"not valid JSON ({e})"
+    return None
+
+CHECKPOINT_FILES = {'.safetensors': _safetensors_problem, '.bin': _archive_problem, '.pkl': _archive_problem,
+                    '.json': _json_problem} # file suffixes of a checkpoint, and how each is checked
+
+def checkpoint_problem(ckpt: Path # a checkpoint folder (`checkpoint_path`)
+                      ) -> str | None:
+    "What makes a checkpoint unloadable, as 'FILE: problem' (a missing state.json, an empty, truncated or corrupt file), or None."
+    if not (ckpt/'state.json').is_file(): return 'state.json: missing'
+    for path in sorted(p for p in ckpt.rglob('*') if p.is_file() and p.suffix in CHECKPOINT_FILES):
+        problem = 'empty' if path.stat().st_size == 0 else CHECKPOINT_FILES[path.suffix](path)
+        if problem: return f"{path.relative_to(ckpt)}: {problem}"
+    return None
+
 # %% ../nbs/09_distill.ipynb #a4583e8b
 def read_metrics(run_dir: str | Path, # a run directory
                  split: str | None = None, # 'train' or 'eval' (None: both)
@@ -296,18 +332,29 @@ def truncate_metrics(run_dir: Path, step: int):
     write_jsonl([r for r in read_metrics(run_dir) if r['step'] <= step] if step else [], run_dir/METRICS_FILE)
 
 # %% ../nbs/09_distill.ipynb #7bc16658
+def damaged_checkpoint(run_dir: Path, # the run directory
+                       ckpt: Path, # its newest checkpoint, found damaged
+                       problem: str, # what is wrong (`checkpoint_problem`)
+                      ) -> ValueError:
+    "The error for a damaged checkpoint: its file and problem, and where the run would continue once the folder is deleted."
+    earlier = next((c for c in reversed(complete_checkpoints(run_dir)) if c < ckpt and checkpoint_problem(c) is None), None)
+    then = (f"continue from {earlier.name}, the newest readable one before it" if earlier
+            else "start over from step 0 (no readable checkpoint before it)")
+    return ValueError(f"checkpoint {ckpt} is damaged ({problem}); delete that folder and resume again to {then}")
+
 def check_resume(run_dir: Path, # a run directory with a config.json
                  config: DistillConfig, # the config of this call
                  num_processes: int, # processes of this call
                 ) -> dict | None:
-    "The state of the latest complete checkpoint (None: start at step 0), once the config and process count are found unchanged."
+    "The state of the latest complete checkpoint (None: start at step 0, or the run is finished), once the config, the process count and the checkpoint's files are found fit."
     saved = json.loads((run_dir/'config.json').read_text())
     given = json.loads(json.dumps(asdict(config)))
     changed = [k for k in given if k not in RESUMABLE_FIELDS and saved.get(k) != given[k]]
     if changed: raise ValueError(f"resume=True, but {', '.join(changed)} differ from the run's config.json; resume with the same "
                                  f"settings (only {', '.join(RESUMABLE_FIELDS)} may change) or start a new run")
     ckpt = latest_checkpoint(run_dir)
-    if ckpt is None: return None
+    if ckpt is None or (run_dir/'model'/DONE_FILE).exists(): return None  # a finished run reads no checkpoint
+    if problem := checkpoint_problem(ckpt): raise damaged_checkpoint(run_dir, ckpt, problem)
     state = json.loads((ckpt/'state.json').read_text())
     if state['num_processes'] != num_processes:
         raise ValueError(f"resume=True on {num_processes} process(es), but the run was checkpointed on {state['num_processes']}; "

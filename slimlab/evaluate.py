@@ -19,13 +19,13 @@ from .data import load_lab_corpus, token_stream, write_jsonl
 
 # %% auto #0
 __all__ = ['TASK_BUILDERS', 'LOCAL_TASKS', 'TASK_FIELDS', 'EVAL_PRESETS', 'Window', 'sliding_windows', 'WindowBatch',
-           'window_batches', 'check_positions', 'token_nll', 'block_bootstrap', 'Perplexity', 'perplexity',
-           'PairedComparison', 'compare_nll', 'TokenAgreement', 'logit_agreement', 'shared_vocab', 'Agreement',
-           'agreement', 'prose_paragraphs', 'is_prose', 'cloze_examples', 'continuation_examples', 'task_file',
-           'build_task_files', 'read_task', 'write_task_configs', 'check_tasks', 'TaskResults', 'run_lm_eval',
-           'continuation_logliks', 'score_local_task', 'Speed', 'measure_speed', 'speed_ratios', 'memory_bytes',
-           'EvalConfig', 'ModelEval', 'evaluate_models', 'retention_table', 'plot_retention', 'eval_rows',
-           'report_markdown', 'write_report', 'model_reference', 'model_tokenizer', 'ref_tokenizers',
+           'window_batches', 'check_positions', 'token_nll', 'block_bootstrap', 'ci_text', 'ci_json', 'Perplexity',
+           'perplexity', 'PairedComparison', 'compare_nll', 'TokenAgreement', 'logit_agreement', 'shared_vocab',
+           'Agreement', 'agreement', 'prose_paragraphs', 'is_prose', 'cloze_examples', 'continuation_examples',
+           'task_file', 'build_task_files', 'read_task', 'write_task_configs', 'check_tasks', 'TaskResults',
+           'run_lm_eval', 'continuation_logliks', 'score_local_task', 'Speed', 'measure_speed', 'speed_ratios',
+           'memory_bytes', 'EvalConfig', 'ModelEval', 'evaluate_models', 'retention_table', 'plot_retention',
+           'eval_rows', 'report_markdown', 'write_report', 'model_reference', 'model_tokenizer', 'ref_tokenizers',
            'retention_report']
 
 # %% ../nbs/03_eval.ipynb #c0d8504a
@@ -124,15 +124,31 @@ def block_bootstrap(values: torch.Tensor, # (N,) per-token values
                     level: float = 0.95, # confidence level
                     seed: int = 0, # resampling seed
                    ) -> tuple[float, float]:
-    "Percentile confidence interval of `stat(values)` from resampled contiguous blocks."
+    "Percentile confidence interval of `stat(values)` from resampled contiguous blocks; (nan, nan) when the values fill fewer than 2 blocks."
     values = torch.as_tensor(values, dtype=torch.float64).flatten()
-    n_blocks = max(1, len(values)//block)
-    blocks = values[:n_blocks*block].view(n_blocks, -1) if n_blocks > 1 else values[None]
+    n_blocks = len(values)//block
+    if n_blocks < 2: return math.nan, math.nan  # one block resamples only to itself: no interval
+    blocks = values[:n_blocks*block].view(n_blocks, -1)
     g = torch.Generator().manual_seed(seed)
     picks = torch.randint(0, len(blocks), (n_boot, len(blocks)), generator=g)
     stats = torch.stack([stat(blocks[p].flatten()) for p in picks])
     lo, hi = torch.quantile(stats, torch.tensor([(1 - level)/2, (1 + level)/2], dtype=torch.float64))
     return lo.item(), hi.item()
+
+def ci_text(ci: tuple[float, float] | None, # an interval from `block_bootstrap` or `ci_json` ((nan, nan) or None: none)
+            n_tokens: int, # tokens behind it
+            block: int = 128, # its bootstrap block length
+            digits: int = 2, # decimals of the bounds
+            label: str = '95% CI', # what the interval is
+           ) -> str:
+    "'95% CI lo–hi', or, where there is no interval, why: fewer than 2 blocks of tokens."
+    if ci is None or math.isnan(ci[0]): return f"{label} needs at least 2 blocks of {block} tokens; got {n_tokens}"
+    return f"{label} {ci[0]:.{digits}f}–{ci[1]:.{digits}f}"
+
+def ci_json(ci: tuple[float, float] # an interval from `block_bootstrap`
+           ) -> list[float] | None:
+    "An interval as a JSON file stores it: [lo, hi], or null where there is none (NaN is not JSON, and NaN != NaN)."
+    return None if math.isnan(ci[0]) else list(ci)
 
 # %% ../nbs/03_eval.ipynb #9844cb89
 @dataclass
@@ -146,12 +162,13 @@ class Perplexity:
     @property
     def n_tokens(self) -> int: return len(self.nll)
     def ci(self, level: float = 0.95) -> tuple[float, float]:
-        "Block-bootstrap confidence interval of the perplexity."
+        "Block-bootstrap confidence interval of the perplexity; (nan, nan) for fewer than 2 blocks of tokens."
         lo, hi = block_bootstrap(self.nll, block=self.block, level=level)
         return math.exp(lo), math.exp(hi)
     def __repr__(self):
-        lo, hi = self.ci()
-        return f"ppl={self.value:.2f} (95% CI {lo:.2f}–{hi:.2f}, {self.n_tokens} tokens)"
+        ci = self.ci()
+        tokens = '' if math.isnan(ci[0]) else f", {self.n_tokens} tokens"
+        return f"ppl={self.value:.2f} ({ci_text(ci, self.n_tokens, self.block)}{tokens})"
 
 def perplexity(model,
                token_ids: torch.Tensor, # (N,) the token stream
@@ -178,15 +195,15 @@ class PairedComparison:
     @property
     def ppl_ratio(self) -> float: return math.exp(self.mean_diff)
     def ci(self, level: float = 0.95) -> tuple[float, float]:
-        "Block-bootstrap interval of the mean per-token difference (nats)."
+        "Block-bootstrap interval of the mean per-token difference (nats); (nan, nan) for fewer than 2 blocks of tokens."
         return block_bootstrap(self.diff, block=self.block, level=level)
     def ratio_ci(self, level: float = 0.95) -> tuple[float, float]:
         "Interval of the perplexity ratio b/a: the exponential of the difference's interval."
         lo, hi = self.ci(level)
         return math.exp(lo), math.exp(hi)
     def __repr__(self):
-        lo, hi = self.ratio_ci()
-        return (f"ppl {self.ppl_a:.2f} → {self.ppl_b:.2f}: ratio {self.ppl_ratio:.3f} (95% CI {lo:.3f}–{hi:.3f}), "
+        return (f"ppl {self.ppl_a:.2f} → {self.ppl_b:.2f}: ratio {self.ppl_ratio:.3f} "
+                f"({ci_text(self.ratio_ci(), len(self.diff), self.block, digits=3)}), "
                 f"Δ {self.mean_diff:+.4f} nats/token over {len(self.diff)} tokens")
 
 def compare_nll(a: Perplexity, # the reference (the teacher)
@@ -759,6 +776,10 @@ def eval_rows(evals: list[ModelEval]) -> list[dict]:
         rows.append(row)
     return rows
 
+def _with_ci(x: float, lo: float, hi: float) -> str:
+    "'x (lo–hi)' to 3 decimals, or 'x' alone where there is no interval."
+    return f"{x:.3f}" if math.isnan(lo) else f"{x:.3f} ({lo:.3f}–{hi:.3f})"
+
 def _md_table(rows: list[dict], columns: list[str]) -> str:
     "A markdown table of some columns of the rows (missing cells empty)."
     lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|'*len(columns)]
@@ -770,12 +791,13 @@ def report_markdown(evals: list[ModelEval], # from `evaluate_models` with a teac
                    ) -> str:
     "The text of report.md."
     rows, table, t = eval_rows(evals), retention_table(evals), evals[0]
-    stride = config.stride or config.seq_len//2
+    stride, ci = config.stride or config.seq_len//2, t.ppl.ci()
+    intervals = '95% block-bootstrap intervals' if not math.isnan(ci[0]) else f"no intervals ({ci_text(ci, t.ppl.n_tokens, t.ppl.block)})"
     md = [f"# Retention report: {', '.join(e.name for e in evals[1:])} against {t.name}", note,
-          f"## Perplexity and agreement\n\n{t.ppl.n_tokens} tokens, window {config.seq_len}, stride {stride}; 95% block-bootstrap "
-          "intervals; the ratio is paired on the same tokens.",
-          _md_table([dict(r, ppl=f"{r['ppl']:.3f} ({r['ppl_lo']:.3f}–{r['ppl_hi']:.3f})",
-                          ppl_ratio=f"{r['ppl_ratio']:.3f} ({r['ppl_ratio_lo']:.3f}–{r['ppl_ratio_hi']:.3f})" if 'ppl_ratio' in r else '—',
+          f"## Perplexity and agreement\n\n{t.ppl.n_tokens} tokens, window {config.seq_len}, stride {stride}; {intervals}; "
+          "the ratio is paired on the same tokens.",
+          _md_table([dict(r, ppl=_with_ci(r['ppl'], r['ppl_lo'], r['ppl_hi']),
+                          ppl_ratio=_with_ci(r['ppl_ratio'], r['ppl_ratio_lo'], r['ppl_ratio_hi']) if 'ppl_ratio' in r else '—',
                           top1=f"{r['top1']:.1%}" if 'top1' in r else '—') for r in rows],
                     ['model', 'params', 'ppl', 'ppl_ratio', 'top1', 'kl_fwd', 'kl_rev'])]
     if t.tasks:

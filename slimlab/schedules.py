@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_progressive.ipynb #2b47a57d
 from __future__ import annotations
-import json, math, os, shutil
+import json, math, os, re, shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -77,7 +77,7 @@ def relative_targets(before: ModelShape, # the shape of the model being cut
         rel |= dict(num_heads=after.num_heads, num_kv_heads=after.num_kv_heads)
     for key in ('intermediate_size', 'num_experts', 'expert_size', 'shared_expert_size'):
         if getattr(after, key) != getattr(before, key): rel[key] = getattr(after, key)
-    if after.top_k != min(before.top_k, after.num_experts): rel['top_k'] = after.top_k
+    if after.top_k != before.top_k: rel['top_k'] = after.top_k
     return rel
 
 def final_shape(model_or_config, # the source model or its config
@@ -477,7 +477,8 @@ def check_schedule_dir(run_dir: str | Path, # the run directory
 
 def _clear(run_dir: Path):
     "Remove what a progressive run writes into its folder (other files stay)."
-    for p in [*run_dir.glob('stage-*'), run_dir/'model', run_dir/SCHEDULE_FILE]:
+    stages = [p for p in run_dir.glob('stage-*') if p.is_dir() and re.fullmatch(r'stage-\d+', p.name)]
+    for p in [*stages, run_dir/'model', run_dir/SCHEDULE_FILE]:
         if p.is_dir(): shutil.rmtree(p)
         elif p.exists(): p.unlink()
 

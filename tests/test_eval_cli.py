@@ -46,7 +46,7 @@ def test_teacher_comparison_writes_report_once(tmp_path):
     lines = r.stdout.strip().splitlines()
     assert lines[-1].startswith('ppl=')
     assert any('top-1 agreement' in l for l in lines) and any('decode ×' in l for l in lines) and any('slimlab_cloze/acc=' in l for l in lines)
-    assert sorted(p.name for p in out.iterdir()) == ['report.csv', 'report.md', 'retention.png']
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith('.')) == ['report.csv', 'report.md', 'retention.png']
     with open(out/'report.csv') as f: rows = list(csv.DictReader(f))
     assert [row['model'] for row in rows] == ['llama-tiny', str(tmp_path/'student')]
     assert float(lines[-1][4:]) == pytest.approx(float(rows[1]['ppl']), rel=1e-4)
