@@ -410,6 +410,7 @@ def run_experiment(experiment: str | Path | Experiment, # an experiment file, a 
     exp = experiment if isinstance(experiment, Experiment) else read_experiment(experiment)
     recipes, exp = arm_recipes(exp, scale), at_scale(exp, scale)
     out = check_run_folder(out, resume, overwrite, what='experiment', field=field, flags=flags)
+    if save: results_dir(write=True)  # refused inside an installed package, before any arm runs
     if overwrite: clear_experiment(out)
     run_dirs = {}
     for k, arm in enumerate(exp.arms, 1):
