@@ -153,7 +153,7 @@ def test_layers_to_remove():
 def test_run_importance_writes_atomically(tmp_path):
     out = tmp_path/'scores'
     report = run_importance('llama-tiny', samples=2, seq_len=16, metrics=['channel', 'angular_distance:n=2'], out=out, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ['angular_distance_n_2.png', 'channel.png', 'importance.json', 'scores.safetensors']
+    assert sorted(p.name for p in out.iterdir()) == ['.slimlab-owned', 'angular_distance_n_2.png', 'channel.png', 'importance.json', 'scores.safetensors']
     assert Importance.load(out).meta == report.meta and report.meta['model'] == 'llama-tiny'
     with pytest.raises(FileExistsError, match='already holds results; pass --overwrite'):
         run_importance('llama-tiny', 2, 16, ['channel'], out, progress=False)
