@@ -134,6 +134,18 @@ class Anatomy:
         if not self.family.sparse_layers_by_step: return True
         c = self.config
         return i not in (c.mlp_only_layers or []) and (i + 1) % c.decoder_sparse_step == 0
+    @property
+    def moe_layers(self) -> list[int]:
+        "Blocks with routed experts."
+        return [i for i in range(self.num_layers) if self.is_moe_layer(i)]
+    @property
+    def dense_layers(self) -> list[int]:
+        "Blocks with a dense MLP."
+        return [i for i in range(self.num_layers) if not self.is_moe_layer(i)]
+    @property
+    def attention_layers(self) -> list[int]:
+        "Blocks with softmax attention (hybrid models also have linear-attention blocks, which have no heads)."
+        return [i for i in range(self.num_layers) if self.layer_type(i) != 'linear_attention']
 
     # --- parts, from the model ---
     def _need_model(self) -> nn.Module:

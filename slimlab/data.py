@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import torch
-from .lab import cache_dir, lab_data_dir
+from .lab import atomic_write, cache_dir, lab_data_dir
 
 # %% auto #0
 __all__ = ['SPLITS', 'SPLIT_SALT', 'DATA_BUILDERS', 'normalize_text', 'pydoc_topic_docs', 'module_docstrings',
@@ -98,11 +98,7 @@ def write_jsonl(records: Iterable[dict], # JSON-serialisable records
     path = Path(path)
     data = ''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in records).encode('utf-8')
     if path.suffix == '.gz': data = gzip.compress(data, mtime=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp-{os.getpid()}')
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, data)
 
 def read_jsonl(path: str | Path # a file written by `write_jsonl`
               ) -> list[dict]:
@@ -129,9 +125,7 @@ def write_lab_corpus(out_dir: str | Path, # folder to write `lab_corpus.jsonl.gz
     manifest = dict(python=platform.python_version(), built_by='slimlab.data.build_lab_corpus', documents=len(docs),
                     characters=sum(len(d['text']) for d in docs), sha256=_sha256(docs))
     write_jsonl(docs, path)
-    tmp = path.with_name(f'.lab_corpus.json.tmp-{os.getpid()}')
-    tmp.write_text(json.dumps(manifest, indent=1) + '\n')
-    os.replace(tmp, path.with_name('lab_corpus.json'))
+    atomic_write(path.with_name('lab_corpus.json'), json.dumps(manifest, indent=1) + '\n')
     return path
 
 def lab_corpus_docs() -> list[dict]:

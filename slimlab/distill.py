@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_distill.ipynb #11b827a1
 from __future__ import annotations
-import json, logging, math, numbers, re, shutil, time, zipfile
+import json, logging, math, re, shutil, time, zipfile
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -15,18 +15,20 @@ from torch import nn
 
 from .lab import atomic_dir, check_run_folder, seed_everything
 from .data import load_lab_corpus, pack_texts, token_stream, write_jsonl
-from .losses import CompositeConfig, CompositeLoss, FeatureDistiller, LossTerms, Schedule, block_outputs, cosine_schedule, loss_vocab
+from .losses import CompositeConfig, CompositeLoss, FeatureDistiller, LossTerms, Schedule, block_outputs, loss_vocab, lr_schedule
 from .evaluate import check_positions, perplexity
 from .mtp import save_mtp
 
 # %% auto #0
 __all__ = ['RESUMABLE_FIELDS', 'CHECKPOINTS', 'METRICS_FILE', 'RUN_FILES', 'CHECKPOINT_FILES', 'DONE_FILE', 'frozen',
-           'minitron_loss', 'lm_only', 'DistillConfig', 'lr_schedule', 'block_order', 'BlockSampler', 'as_blocks',
-           'as_stream', 'lab_data', 'TeacherStates', 'teacher_states', 'DistillStudent', 'checkpoint_path',
-           'complete_checkpoints', 'latest_checkpoint', 'remove_partial_checkpoints', 'retire_checkpoints',
-           'save_checkpoint', 'checkpoint_problem', 'read_metrics', 'append_metrics', 'truncate_metrics',
-           'damaged_checkpoint', 'check_resume', 'check_inputs', 'prepare_run_dir', 'make_optimizer', 'make_loader',
-           'mean_terms', 'DistillResult', 'save_student', 'finished_run', 'distill', 'correction_config',
+           'minitron_loss', 'lm_only', 'DistillConfig', 'block_order', 'BlockSampler', 'as_blocks', 'as_stream',
+           'lab_data', 'DistillData', 'check_data', 'TeacherStates', 'teacher_states', 'DistillStudent',
+           'checkpoint_path', 'complete_checkpoints', 'latest_checkpoint', 'remove_partial_checkpoints',
+           'retire_checkpoints', 'save_checkpoint', 'checkpoint_problem', 'read_metrics', 'append_metrics',
+           'truncate_metrics', 'damaged_checkpoint', 'check_resume', 'Alongside', 'check_inputs', 'make_accelerator',
+           'check_held_out', 'prepare_run_dir', 'make_optimizer', 'make_loader', 'prepare_training',
+           'restore_checkpoint', 'PreparedRun', 'micro_step', 'record', 'mean_terms', 'log_held_out', 'after_step',
+           'DistillResult', 'save_student', 'finished_run', 'train_steps', 'save_final', 'distill', 'correction_config',
            'correct_teacher']
 
 # %% ../nbs/09_distill.ipynb #ba8ac84a
@@ -107,25 +109,6 @@ class DistillConfig:
             raise ValueError(f"warmup_steps={self.warmup_steps} must not exceed the run's {steps} steps (max_tokens={self.max_tokens})")
         return steps
 
-# %% ../nbs/09_distill.ipynb #3c9b673d
-def lr_schedule(step: int, # index of the optimizer step (0-based)
-                total_steps: int, # steps of the run, S
-                peak: float, # learning rate at the end of the warm-up, η_max
-                floor: float, # learning rate of the last step, η_min (<= peak)
-                warmup_steps: int = 0, # steps of linear warm-up, W (<= S)
-               ) -> float:
-    "Learning rate of a step: linear warm-up to `peak`, cosine decay to `floor` at the last step, `floor` after it."
-    for name, value, least in (('step', step, 0), ('total_steps', total_steps, 1), ('warmup_steps', warmup_steps, 0)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
-            raise ValueError(f"{name}={value!r} must be an integer >= {least}")
-    if warmup_steps > total_steps: raise ValueError(f"warmup_steps={warmup_steps} must not exceed total_steps={total_steps}")
-    if not peak > 0: raise ValueError(f"peak={peak!r} must be > 0")
-    if not 0 <= floor <= peak: raise ValueError(f"floor={floor!r} must be between 0 and peak={peak}")
-    if step < warmup_steps: return peak*(step + 1)/warmup_steps
-    decay_steps = total_steps - 1 - warmup_steps
-    if step - warmup_steps >= decay_steps: return floor
-    return cosine_schedule((step - warmup_steps)/decay_steps, peak, floor)
-
 # %% ../nbs/09_distill.ipynb #946b4668
 def block_order(n_blocks: int, # blocks available, N
                 length: int, # indices wanted
@@ -174,6 +157,22 @@ def lab_data(tokenizer, # the models' tokenizer
     "The lab corpus's train split as (N, seq_len) blocks, and a held-out token stream of `eval_split`."
     blocks = pack_texts([d['text'] for d in load_lab_corpus('train')], tokenizer, seq_len)
     return blocks, token_stream([d['text'] for d in load_lab_corpus(eval_split)], tokenizer)[:eval_tokens]
+
+# %% ../nbs/09_distill.ipynb #515d65b7
+@dataclass
+class DistillData:
+    "What a run reads: its training blocks, a held-out stream for the periodic perplexity, and the tokenizer saved with the student."
+    train_data: object # (N, seq_len) token blocks, or a `datasets.Dataset` from `slimlab.data.lm_dataset`
+    eval_data: torch.Tensor | None = None # held-out token stream (N,) for the periodic perplexity (None: no evaluation)
+    tokenizer: object = None # the models' tokenizer, saved with the final student (None: not saved)
+
+def check_data(data: DistillData, # what the run reads
+               seq_len: int, # the run's sequence length
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    "The training blocks and the held-out stream (None without one), checked."
+    if not isinstance(data, DistillData):
+        raise ValueError(f"data must be a slimlab.distill.DistillData(train_data, eval_data=None, tokenizer=None), got {type(data).__name__}")
+    return as_blocks(data.train_data, seq_len), None if data.eval_data is None else as_stream(data.eval_data)
 
 # %% ../nbs/09_distill.ipynb #0a160291
 class TeacherStates(NamedTuple):
@@ -348,6 +347,8 @@ def check_resume(run_dir: Path, # a run directory with a config.json
                 ) -> dict | None:
     "The state of the latest complete checkpoint (None: start at step 0, or the run is finished), once the config, the process count and the checkpoint's files are found fit."
     saved = json.loads((run_dir/'config.json').read_text())
+    if 'max_steps' not in saved or 'model_type' in saved:  # a model folder's config.json, not a run's
+        raise FileExistsError(f"run_dir {run_dir} holds files but no distillation run (its config.json is a model's); choose another run_dir")
     given = json.loads(json.dumps(asdict(config)))
     changed = [k for k in given if k not in RESUMABLE_FIELDS and saved.get(k) != given[k]]
     if changed: raise ValueError(f"resume=True, but {', '.join(changed)} differ from the run's config.json; resume with the same "
@@ -361,38 +362,57 @@ def check_resume(run_dir: Path, # a run directory with a config.json
                          "the data order depends on it: launch the same number of processes")
     return state
 
-# %% ../nbs/09_distill.ipynb #1d50720e
-def _peak(schedule: Schedule) -> float: return max(schedule.start, schedule.start if schedule.end is None else schedule.end)
+# %% ../nbs/09_distill.ipynb #e42bbc54
+@dataclass(frozen=True)
+class Alongside:
+    "What trains beside the student, in the same module and optimizer."
+    features: FeatureDistiller | None = None # for feature / FDD terms; its projection trains with the student
+    mtp: nn.Module | None = None # `slimlab.mtp.MTPHeads` of the student (β terms), saved beside it
 
 def check_inputs(student, teacher, # the models of the run
                  config: DistillConfig, # the run's config
-                 features: FeatureDistiller | None = None, # for feature / FDD terms
-                 mtp: nn.Module | None = None, # MTP heads of the student
+                 alongside: Alongside = Alongside(), # feature projection and MTP heads trained with the student
                 ) -> CompositeLoss:
     "Check that the loss has the models it needs and that the models fit the config; the composite loss."
-    loss = config.loss
-    if teacher is None and _peak(loss.lam) > 0:
-        raise ValueError(f"the loss gives distillation a weight up to lambda={_peak(loss.lam)}, which needs a teacher; pass teacher= "
+    loss, mtp = config.loss, alongside.mtp
+    if teacher is None and loss.lam.peak > 0:
+        raise ValueError(f"the loss gives distillation a weight up to lambda={loss.lam.peak}, which needs a teacher; pass teacher= "
                          "or use lm_only(loss) for training without one")
     if teacher is None and (loss.feature_weight or loss.dynamics_weight):
         raise ValueError("feature_weight or dynamics_weight > 0 compares with the teacher's hidden states; pass teacher=")
-    if mtp is not None and _peak(loss.beta) == 0:
-        raise ValueError("mtp heads were given but the loss weighs them with beta = 0 throughout; set loss.beta or drop mtp=")
-    if teacher is None and mtp is not None and loss.mtp_lam is not None and _peak(loss.mtp_lam) > 0:
-        raise ValueError(f"the loss gives the MTP terms distillation a weight up to mtp_lam={_peak(loss.mtp_lam)}, which needs a teacher; "
+    if mtp is not None and loss.beta.peak == 0:
+        raise ValueError("mtp heads were given but the loss weighs them with beta = 0 throughout; set loss.beta or drop alongside.mtp")
+    if teacher is None and mtp is not None and loss.mtp_lam is not None and loss.mtp_lam.peak > 0:
+        raise ValueError(f"the loss gives the MTP terms distillation a weight up to mtp_lam={loss.mtp_lam.peak}, which needs a teacher; "
                          "pass teacher= or set loss.mtp_lam to 0")
     if mtp is not None: mtp.check_model(student)
     for model in (student, teacher):
         if model is not None: check_positions(model, config.seq_len)
     loss_vocab(student.get_output_embeddings().weight.shape[0],
                None if teacher is None else teacher.get_output_embeddings().weight.shape[0], loss.vocab_size)
-    return CompositeLoss(loss, features)
+    return CompositeLoss(loss, features=alongside.features)
 
-def _shards_weights(accelerator) -> bool:
-    "Whether each process holds only a shard of the weights (FSDP, DeepSpeed ZeRO-3)."
+# %% ../nbs/09_distill.ipynb #40938b4b
+def make_accelerator(config: DistillConfig, # the run's config (its gradient accumulation)
+                     run_dir: Path, # the run directory (trackers are written below it)
+                    ):
+    "The run's Accelerator: the CPU when there is no GPU; processes, precision and sharding come from the launch."
+    from accelerate import Accelerator
+    from accelerate.utils import is_tensorboard_available
+    return Accelerator(cpu=not torch.cuda.is_available(), gradient_accumulation_steps=config.grad_accum,
+                       step_scheduler_with_optimizer=False, log_with='tensorboard' if is_tensorboard_available() else None,
+                       project_dir=run_dir/'trackers')
+
+def check_held_out(accelerator, # the run's Accelerator
+                   stream: torch.Tensor | None, # the held-out tokens, if any
+                  ):
+    "Refuse a held-out evaluation that would read the whole student where each process holds only a shard (FSDP, ZeRO-3)."
     from accelerate.utils import DistributedType
     ds = accelerator.state.deepspeed_plugin
-    return accelerator.distributed_type == DistributedType.FSDP or (ds is not None and ds.zero_stage == 3)
+    shards = accelerator.distributed_type == DistributedType.FSDP or (ds is not None and ds.zero_stage == 3)
+    if stream is not None and shards:
+        raise ValueError("eval_data: held-out perplexity reads the whole student on every process, which FSDP / ZeRO-3 shard; "
+                         "pass eval_data=None and evaluate <run_dir>/model after the run")
 
 def prepare_run_dir(run_dir: Path, # the run directory (checked by `check_run_folder`)
                     config: DistillConfig, # written to config.json
@@ -431,11 +451,118 @@ def make_loader(blocks: torch.Tensor, # (N, seq_len) training blocks
     return torch.utils.data.DataLoader(blocks, batch_size=config.micro_batch_size, drop_last=True,
                                        sampler=BlockSampler(len(blocks), length, config.seed))
 
+def prepare_training(accelerator, # the run's Accelerator
+                     student, # the model to train
+                     loss: CompositeLoss, # the composite loss (from `check_inputs`)
+                     mtp: nn.Module | None, # MTP heads trained with the student
+                     blocks: torch.Tensor, # (N, seq_len) training blocks
+                     config: DistillConfig, # the run's config
+                     steps: int, # steps of the run
+                    ) -> tuple:
+    "Seed the run, put the student and what trains beside it in one module, and let Accelerate prepare it with its optimizer, loader and scheduler."
+    seed_everything(config.seed)
+    module = DistillStudent(student.train(), loss, mtp)
+    optimizer, scheduler = make_optimizer(module, config, steps)
+    return accelerator.prepare(module, optimizer, make_loader(blocks, config, steps, accelerator.num_processes), scheduler)
+
+def restore_checkpoint(accelerator, # the run's Accelerator, after `prepare_training`
+                       loader, # the prepared loader
+                       run_dir: Path, # the run directory
+                       state: dict, # the checkpoint's state.json (`check_resume`)
+                      ):
+    "Load the checkpoint's module, optimizer, scheduler and RNG states; the loader without the micro-batches already read."
+    accelerator.load_state(checkpoint_path(run_dir, state['step']))
+    return accelerator.skip_first_batches(loader, state['batches'])
+
+# %% ../nbs/09_distill.ipynb #dce42d97
+@dataclass
+class PreparedRun:
+    "A run ready to train: the Accelerator and what it prepared, where the run writes, and its clock."
+    accelerator: object # the run's Accelerator
+    module: nn.Module # the prepared `DistillStudent`
+    optimizer: torch.optim.Optimizer # the prepared AdamW
+    loader: torch.utils.data.DataLoader # the prepared micro-batches (past those a resumed run has read)
+    scheduler: torch.optim.lr_scheduler.LambdaLR # the prepared `lr_schedule`
+    run_dir: Path # the run directory
+    config: DistillConfig # the run's config
+    steps: int # optimizer steps of the run
+    stream: torch.Tensor | None = None # held-out tokens (None: no evaluation)
+    seconds_before: float = 0.0 # training seconds of the earlier calls of a resumed run
+    started: float = field(default_factory=time.perf_counter) # when this call started training
+
+    @property
+    def tokens_per_step(self) -> int: return self.config.tokens_per_step(self.accelerator.num_processes)
+    @property
+    def student(self): return self.accelerator.unwrap_model(self.module).model
+    @property
+    def with_blocks(self) -> bool: return bool(self.config.loss.feature_weight or self.config.loss.dynamics_weight)
+    def seconds(self) -> float: return self.seconds_before + time.perf_counter() - self.started
+
+def micro_step(run: PreparedRun, # the run
+               ids: torch.Tensor, # (B, T) one micro-batch
+               step: int, # optimizer steps done before it
+               teacher, # the frozen teacher, or None
+              ) -> tuple[dict, tuple | None]:
+    "Forward and backward of one micro-batch; the last of a step clips and steps. Its loss terms, and (lr, grad norm) when it stepped."
+    acc, stepped = run.accelerator, None
+    with acc.accumulate(run.module):
+        with acc.autocast():
+            t = teacher_states(teacher, ids, run.with_blocks) if teacher is not None else None
+        terms = run.module(ids, step/max(1, run.steps - 1), t)
+        acc.backward(terms.total)
+        row = terms.as_dict()
+        if acc.sync_gradients:
+            grad_norm = acc.clip_grad_norm_(run.module.parameters(), run.config.grad_clip or math.inf)
+            stepped = (run.scheduler.get_last_lr()[0], grad_norm)
+            run.optimizer.step(); run.scheduler.step(); run.optimizer.zero_grad(set_to_none=True)
+    return row, stepped
+
+# %% ../nbs/09_distill.ipynb #5988b3ea
+def record(run: PreparedRun, # the run
+           row: dict, # one train or eval record (see the metrics file above)
+          ):
+    "Append a record to metrics.jsonl and log it to the trackers (main process; the others do nothing)."
+    if not run.accelerator.is_main_process: return
+    append_metrics(run.run_dir, row)
+    run.accelerator.log({f"{row['split']}/{k}": v for k, v in row.items() if k not in ('split', 'step')}, step=row['step'])
+
 def mean_terms(accelerator, micro: list[dict]) -> dict[str, float]:
     "The loss terms of one step: the mean over its micro-batches and over processes (every process calls this)."
     keys = list(micro[0])
     local = torch.tensor([[m[k] for k in keys] for m in micro], dtype=torch.float64, device=accelerator.device).mean(0)
     return dict(zip(keys, accelerator.reduce(local, 'mean').tolist()))
+
+def log_held_out(run: PreparedRun, # the run (with a held-out stream)
+                 step: int, # optimizer steps done
+                ) -> float:
+    "The student's held-out perplexity after `step` steps (every process computes it), recorded; the student is left in training mode."
+    c = run.config
+    with run.accelerator.autocast():
+        ppl = perplexity(run.student, run.stream, seq_len=c.seq_len, stride=c.seq_len, batch_size=c.micro_batch_size, progress=False).value
+    run.student.train()
+    record(run, dict(split='eval', step=step, tokens=step*run.tokens_per_step, ppl=ppl, loss=math.log(ppl), seconds=run.seconds()))
+    return ppl
+
+def after_step(run: PreparedRun, # the run
+               step: int, # optimizer steps done
+               micro: list[dict], # the loss terms of the step's micro-batches (this process)
+               lr: float, # the learning rate the step trained at
+               grad_norm: torch.Tensor, # the gradient norm before clipping
+               bar, # the progress bar
+              ):
+    "What follows an optimizer step, each when due: the train record, the held-out evaluation, the checkpoint."
+    c, acc = run.config, run.accelerator
+    if step % c.log_every == 0 or step == run.steps:
+        means = mean_terms(acc, micro)
+        total = means.pop('total')
+        record(run, dict(split='train', step=step, tokens=step*run.tokens_per_step, lr=lr, loss=total, **means,
+                         grad_norm=float(grad_norm), seconds=run.seconds()))
+        bar.set_postfix(loss=f"{total:.3f}")
+    if run.stream is not None and (step == run.steps or (c.eval_every and step % c.eval_every == 0)):
+        bar.set_postfix(ppl=f"{log_held_out(run, step):.2f}")
+    if c.save_every and step % c.save_every == 0 and step < run.steps:
+        save_checkpoint(acc, run.run_dir, dict(step=step, tokens=step*run.tokens_per_step, batches=step*c.grad_accum,
+                                               num_processes=acc.num_processes, seconds=run.seconds()), c.keep_last)
 
 # %% ../nbs/09_distill.ipynb #0a85245d
 @dataclass
@@ -477,110 +604,80 @@ def finished_run(run_dir: Path) -> DistillResult | None:
     d = json.loads(done.read_text())
     return DistillResult(run_dir, run_dir/'model', d['steps'], d['tokens'], d['num_processes'], d['seconds'])
 
+# %% ../nbs/09_distill.ipynb #9d2fb040
+def train_steps(run: PreparedRun, # the prepared run
+                teacher, # the teacher (frozen while the loop runs), or None
+                start: int, # optimizer steps already done (a resumed run's checkpoint)
+                progress: bool = True, # tqdm bar on the main process
+               ) -> int:
+    "The training loop: micro-batches until the loader ends, with what follows each optimizer step; the steps done."
+    from tqdm.auto import tqdm
+    bar = tqdm(total=run.steps, initial=start, desc='distill', disable=not (progress and run.accelerator.is_local_main_process))
+    step, micro = start, []
+    with frozen(teacher) if teacher is not None else nullcontext():
+        if run.stream is not None and start == 0: bar.set_postfix(ppl=f"{log_held_out(run, 0):.2f}")
+        for ids in run.loader:
+            terms, stepped = micro_step(run, ids, step, teacher)
+            micro.append(terms)
+            if stepped is None: continue
+            step += 1
+            after_step(run, step, micro, *stepped, bar)
+            micro = []
+            bar.update(1)
+    bar.close()
+    return step
+
+def save_final(run: PreparedRun, # the run, trained
+               step: int, # optimizer steps done
+               tokenizer, # saved beside the student when given
+              ) -> DistillResult:
+    "Save the student as a stock folder (atomically, with its MTP heads and `DONE_FILE`) and close the trackers; the run's result."
+    acc = run.accelerator
+    run.student.eval()
+    result = DistillResult(run.run_dir, run.run_dir/'model', step, step*run.tokens_per_step, acc.num_processes, run.seconds())
+    save_student(acc, run.module, result.model_dir, tokenizer,
+                 dict(steps=step, tokens=result.tokens, num_processes=acc.num_processes, seconds=result.seconds, config=asdict(run.config)))
+    acc.wait_for_everyone()
+    acc.end_training()
+    return result
+
 # %% ../nbs/09_distill.ipynb #6538e5b0
 def distill(student, # the model to train, a causal LM (trained in place)
             run_dir: str | Path, # the run's folder: config.json, metrics.jsonl, checkpoints/, model/
-            train_data, # (N, seq_len) token blocks, or a `datasets.Dataset` from `slimlab.data.lm_dataset`
+            data: DistillData, # training blocks, held-out stream, tokenizer
             config: DistillConfig, # budget, batch, optimiser, schedule, loss
             teacher=None, # the frozen teacher, moved to the run's device (None: LM loss only, e.g. teacher correction)
-            eval_data: torch.Tensor | None = None, # held-out token stream (N,) for the periodic perplexity
-            tokenizer=None, # saved with the final student
-            features: FeatureDistiller | None = None, # for feature / FDD terms; its projection trains with the student
-            mtp: nn.Module | None = None, # `slimlab.mtp.MTPHeads` trained with the student (β terms), saved beside it
+            alongside: Alongside = Alongside(), # feature projection and MTP heads trained with the student, saved beside it
             resume: bool = False, # continue from the latest complete checkpoint of `run_dir`
             overwrite: bool = False, # replace the run `run_dir` holds
             progress: bool = True, # tqdm bar on the main process
             log=print, # summary lines (main process; None: silent)
            ) -> DistillResult:
     "Train `student` against a frozen `teacher` with the composite loss; checkpoints resume at the exact batch; the result is a stock folder."
-    from accelerate import Accelerator
-    from accelerate.utils import is_tensorboard_available
-    from tqdm.auto import tqdm
     if not isinstance(config, DistillConfig): raise ValueError(f"config must be a DistillConfig, got {type(config).__name__}")
     run_dir = check_run_folder(run_dir, resume, overwrite, marker='config.json', what='distillation run')
-    loss = check_inputs(student, teacher, config, features, mtp)
-    blocks = as_blocks(train_data, config.seq_len)
-    stream = as_stream(eval_data) if eval_data is not None else None
+    loss = check_inputs(student, teacher, config, alongside)
+    blocks, stream = check_data(data, config.seq_len)
 
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(), gradient_accumulation_steps=config.grad_accum,
-                              step_scheduler_with_optimizer=False, log_with='tensorboard' if is_tensorboard_available() else None,
-                              project_dir=run_dir/'trackers')
-    n_proc, main = accelerator.num_processes, accelerator.is_main_process
-    say = log if (log and main) else (lambda *a: None)
+    accelerator = make_accelerator(config, run_dir)
+    n_proc, say = accelerator.num_processes, (log if (log and accelerator.is_main_process) else (lambda *a: None))
     steps = config.total_steps(n_proc)
-    if stream is not None and _shards_weights(accelerator):
-        raise ValueError("eval_data: held-out perplexity reads the whole student on every process, which FSDP / ZeRO-3 shard; "
-                         "pass eval_data=None and evaluate <run_dir>/model after the run")
+    check_held_out(accelerator, stream)
     state = check_resume(run_dir, config, n_proc) if resume and (run_dir/'config.json').exists() else None
     if resume and (done := finished_run(run_dir)): return done
     start = state['step'] if state else 0
-    if main: prepare_run_dir(run_dir, config, start, overwrite)
+    if accelerator.is_main_process: prepare_run_dir(run_dir, config, start, overwrite)
     accelerator.wait_for_everyone()
 
-    seed_everything(config.seed)
-    module = DistillStudent(student.train(), loss, mtp)
-    optimizer, scheduler = make_optimizer(module, config, steps)
-    module, optimizer, loader, scheduler = accelerator.prepare(module, optimizer, make_loader(blocks, config, steps, n_proc), scheduler)
+    module, optimizer, loader, scheduler = prepare_training(accelerator, student, loss, alongside.mtp, blocks, config, steps)
     if teacher is not None: teacher.to(accelerator.device)  # replicated on every process, in the dtype it was loaded in
     if state:
-        accelerator.load_state(checkpoint_path(run_dir, start))
-        loader = accelerator.skip_first_batches(loader, state['batches'])
+        loader = restore_checkpoint(accelerator, loader, run_dir, state)
         say(f"resumed at step {start} of {steps} ({state['tokens']:,} tokens) from {checkpoint_path(run_dir, start)}")
     accelerator.init_trackers('distill')
-    unwrapped, tokens_per_step = accelerator.unwrap_model(module), config.tokens_per_step(n_proc)
-    seconds_before, t0 = (state['seconds'] if state else 0.0), time.perf_counter()
-    seconds = lambda: seconds_before + time.perf_counter() - t0
-
-    def record(row: dict): # main process
-        append_metrics(run_dir, row)
-        accelerator.log({f"{row['split']}/{k}": v for k, v in row.items() if k not in ('split', 'step')}, step=row['step'])
-
-    def evaluate(step: int) -> float:
-        with accelerator.autocast():
-            ppl = perplexity(unwrapped.model, stream, seq_len=config.seq_len, stride=config.seq_len,
-                             batch_size=config.micro_batch_size, progress=False).value
-        unwrapped.model.train()
-        if main: record(dict(split='eval', step=step, tokens=step*tokens_per_step, ppl=ppl, loss=math.log(ppl), seconds=seconds()))
-        return ppl
-
-    step, micro, with_blocks = start, [], bool(config.loss.feature_weight or config.loss.dynamics_weight)
-    bar = tqdm(total=steps, initial=start, desc='distill', disable=not (progress and accelerator.is_local_main_process))
-    with frozen(teacher) if teacher is not None else nullcontext():
-        if stream is not None and start == 0: bar.set_postfix(ppl=f"{evaluate(0):.2f}")
-        for ids in loader:
-            with accelerator.accumulate(module):
-                with accelerator.autocast():
-                    t = teacher_states(teacher, ids, with_blocks) if teacher is not None else None
-                terms = module(ids, step/max(1, steps - 1), t)
-                accelerator.backward(terms.total)
-                micro.append(terms.as_dict())
-                if accelerator.sync_gradients:
-                    grad_norm = accelerator.clip_grad_norm_(module.parameters(), config.grad_clip or math.inf)
-                    lr = scheduler.get_last_lr()[0]
-                    optimizer.step(); scheduler.step(); optimizer.zero_grad(set_to_none=True)
-            if not accelerator.sync_gradients: continue
-            step += 1
-            if step % config.log_every == 0 or step == steps:
-                means = mean_terms(accelerator, micro)
-                total = means.pop('total')
-                if main: record(dict(split='train', step=step, tokens=step*tokens_per_step, lr=lr, loss=total, **means,
-                                     grad_norm=float(grad_norm), seconds=seconds()))
-                bar.set_postfix(loss=f"{total:.3f}")
-            micro = []
-            if stream is not None and (step == steps or (config.eval_every and step % config.eval_every == 0)):
-                bar.set_postfix(ppl=f"{evaluate(step):.2f}")
-            if config.save_every and step % config.save_every == 0 and step < steps:
-                save_checkpoint(accelerator, run_dir, dict(step=step, tokens=step*tokens_per_step, batches=step*config.grad_accum,
-                                                           num_processes=n_proc, seconds=seconds()), config.keep_last)
-            bar.update(1)
-    bar.close()
-    unwrapped.model.eval()
-    result = DistillResult(run_dir, run_dir/'model', step, step*tokens_per_step, n_proc, seconds())
-    save_student(accelerator, module, result.model_dir, tokenizer,
-                 dict(steps=step, tokens=result.tokens, num_processes=n_proc, seconds=result.seconds, config=asdict(config)))
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    say(f"{step} steps, {result.tokens:,} tokens on {n_proc} process(es) in {result.seconds:.0f} s; student saved to {result.model_dir}")
+    run = PreparedRun(accelerator, module, optimizer, loader, scheduler, run_dir, config, steps, stream, state['seconds'] if state else 0.0)
+    result = save_final(run, train_steps(run, teacher, start, progress), data.tokenizer)
+    say(f"{result.steps} steps, {result.tokens:,} tokens on {n_proc} process(es) in {result.seconds:.0f} s; student saved to {result.model_dir}")
     return result
 
 # %% ../nbs/09_distill.ipynb #34c695ef
@@ -593,10 +690,10 @@ def correction_config(config: DistillConfig, # the distillation config
 
 def correct_teacher(teacher, # the teacher, before pruning (trained in place)
                     run_dir: str | Path, # the correction run's folder
-                    train_data, # the distillation corpus: (N, seq_len) blocks or an `lm_dataset`
+                    data: DistillData, # the distillation corpus (and a held-out stream, the tokenizer)
                     config: DistillConfig, # a config with the correction's budget (its loss is replaced by the LM loss)
                     lr_factor: float = 0.1, # learning rates relative to `config`'s
-                    **kwargs, # passed on to `distill` (eval_data, tokenizer, resume, overwrite, progress, log)
+                    **kwargs, # passed on to `distill` (resume, overwrite, progress, log)
                    ) -> DistillResult:
     "Minitron's teacher correction: fine-tune the teacher on the distillation corpus with the LM loss at a lower learning rate."
-    return distill(teacher, run_dir, train_data, correction_config(config, lr_factor), teacher=None, **kwargs)
+    return distill(teacher, run_dir, data, correction_config(config, lr_factor), teacher=None, **kwargs)

@@ -655,6 +655,7 @@ class EvalConfig:
     speed_batch_sizes: tuple[int, ...] = (1, 8) # batch sizes of the throughput measurement (empty: skip it)
     repeats: int = 3 # interleaved timing rounds
     memory_context: int = 2048 # context length of the KV-cache term of the memory
+    max_tokens: int | None = None # measure the first this many tokens of the text (None: all of it)
 
     def __post_init__(self):
         self.tasks, self.speed_batch_sizes = tuple(self.tasks), tuple(self.speed_batch_sizes)
@@ -663,6 +664,7 @@ class EvalConfig:
             raise ValueError(f"stride={self.stride} must be between 1 and seq_len={self.seq_len}")
         for name in ('batch_size', 'chunk', 'prompt_len', 'new_tokens', 'repeats', 'memory_context'):
             if getattr(self, name) < 1: raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+        if self.max_tokens is not None and self.max_tokens < 2: raise ValueError(f"max_tokens={self.max_tokens} must be at least 2")
         if self.task_limit is not None and self.task_limit < 1: raise ValueError(f"task_limit={self.task_limit} must be at least 1")
         if any(b < 1 for b in self.speed_batch_sizes): raise ValueError(f"speed_batch_sizes={self.speed_batch_sizes} must be >= 1")
 
@@ -702,6 +704,7 @@ def evaluate_models(models: dict, # label -> model (the teacher among them)
     for m in models.values(): check_positions(m, config.seq_len)
     names = ([teacher] if teacher else []) + [n for n in models if n != teacher]
     c = config
+    token_ids = token_ids[:c.max_tokens]
     speed = measure_speed(models, c.prompt_len, c.new_tokens, c.speed_batch_sizes, c.repeats) if c.speed_batch_sizes else []
     window = dict(seq_len=c.seq_len, stride=c.stride, batch_size=c.batch_size, progress=False)
     agreements = {n: agreement(models[teacher], models[n], token_ids, chunk=c.chunk, **window,

@@ -15,17 +15,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .anatomy import Anatomy
-from .importance import moe_layers
-from .lab import atomic_dir, check_out_dir, check_real_weights, did_you_mean, load_config, load_model, load_tokenizer
+from .importance import Calibration, LoadedModel, start_job
+from .lab import atomic_dir, check_out_dir, did_you_mean, save_model
 from .prune import EXPERT_ALIGN, apply_plan, keep_all_plan
 
 # %% auto #0
 __all__ = ['MOE_TARGETS', 'SHARED_EXPERT_TYPES', 'ROUTERS', 'Groups', 'STRATEGIES', 'SIMILARITIES', 'EXPERT_METRICS',
            'check_moefy', 'moe_config', 'mlp_inputs', 'neuron_activations', 'active_pattern', 'balanced_kmeans',
            'NeuronSplit', 'split_neurons', 'expert_mass', 'fit_router', 'MoefyConfig', 'moefy', 'check_similarity',
-           'check_strategy', 'check_compression', 'expert_outputs', 'expert_similarity', 'drop_groups',
-           'assign_to_bases', 'cluster_groups', 'partial_groups', 'check_groups', 'group_weights', 'fold_experts',
-           'merge_experts', 'expert_groups', 'compress_experts', 'save_moe', 'run_moefy', 'run_merge']
+           'check_strategy', 'ExpertCompression', 'check_compression', 'expert_outputs', 'expert_similarity',
+           'drop_groups', 'assign_to_bases', 'cluster_groups', 'partial_groups', 'check_groups', 'group_weights',
+           'fold_experts', 'merge_experts', 'expert_groups', 'compress_experts', 'save_moe', 'run_moefy', 'run_merge']
 
 # %% ../nbs/06_experts.ipynb #457a057a
 MOE_TARGETS = {'llama': ('qwen2_moe', 'mixtral'), 'qwen3': ('qwen3_moe',)} # dense model type -> MoE types that express it exactly
@@ -278,17 +278,25 @@ def check_strategy(strategy: str = 'partial', # see `STRATEGIES`
     if isinstance(preserve, bool) or not isinstance(preserve, (int, float)) or not 0 <= preserve <= 1:
         raise ValueError(f"preserve={preserve!r} must be a number in [0, 1] (the share of the kept experts preserved intact)")
 
+# %% ../nbs/06_experts.ipynb #a0f47723
+@dataclass
+class ExpertCompression:
+    "What a cut that reduces the experts does with the experts it removes (see `STRATEGIES`)."
+    strategy: str = 'drop' # 'drop', 'merge' or 'partial'
+    preserve: float = 0.5 # 'partial': share of the kept experts preserved intact
+    similarity: str = 'router' # 'merge' and 'partial': what expert similarity compares (`SIMILARITIES`)
+
+    def __post_init__(self): check_strategy(self.strategy, self.preserve, self.similarity)
+
+# %% ../nbs/06_experts.ipynb #a7caa596
 def check_compression(model_or_config, # the MoE model (or its config)
                       num_experts: int, # experts per block after compression
-                      strategy: str = 'partial', # see `STRATEGIES`
-                      preserve: float = 0.5, # partial preservation: share of the targets kept intact
-                      similarity: str = 'router', # see `SIMILARITIES`
+                      compression: ExpertCompression = ExpertCompression('partial'), # what happens to the removed experts
                      ) -> None:
-    "Validate an expert compression from the config alone."
+    "Validate an expert compression against the model, from the config alone (the compression checked itself when made)."
     a = Anatomy(model_or_config)
     if not a.num_experts:
         raise ValueError(f"expert compression needs routed experts; this {a.family.name} model has none (MoEfy it first)")
-    check_strategy(strategy, preserve, similarity)
     if not a.top_k <= num_experts < a.num_experts:
         raise ValueError(f"num_experts={num_experts} must be at least top_k ({a.top_k}) and below the current {a.num_experts}")
 
@@ -368,7 +376,7 @@ def check_groups(groups: Groups, # per MoE block, groups of expert ids (base fir
                  model_or_config) -> int:
     "Groups must cover each MoE block's experts at most once, with the same count everywhere; return that count."
     a = Anatomy(model_or_config)
-    blocks = moe_layers(a)
+    blocks = a.moe_layers
     if sorted(groups) != blocks: raise ValueError(f"groups must list exactly the MoE blocks {blocks}; got {sorted(groups)}")
     counts = {len(g) for g in groups.values()}
     if len(counts) != 1: raise ValueError(f"groups keep different expert counts per block {sorted(counts)}; a stock config needs one")
@@ -422,7 +430,7 @@ def _set_norm_topk(model, value: bool):
         raise ValueError(f"norm_topk_prob is not a setting of {model.config.model_type}; its routers always renormalise")
     model.config.norm_topk_prob = value
     anatomy = Anatomy(model)
-    for i in moe_layers(anatomy): anatomy.router(i).norm_topk_prob = value
+    for i in anatomy.moe_layers: anatomy.router(i).norm_topk_prob = value
 
 # %% ../nbs/06_experts.ipynb #dfff77de
 def expert_groups(model, # an MoE causal LM
@@ -434,11 +442,11 @@ def expert_groups(model, # an MoE causal LM
                   inputs: dict[int, torch.Tensor] | None = None, # block inputs (`mlp_inputs`), for similarity='output'
                  ) -> Groups:
     "The grouping of every MoE block's experts for one strategy."
-    check_compression(model, num_experts, strategy, preserve, similarity)
+    check_compression(model, num_experts, ExpertCompression(strategy, preserve, similarity))
     if similarity == 'output' and strategy != 'drop' and inputs is None:
         raise ValueError("similarity='output' needs the block inputs (see `mlp_inputs`)")
     groups = {}
-    for i in moe_layers(Anatomy(model)):
+    for i in Anatomy(model).moe_layers:
         if strategy == 'drop': groups[i] = drop_groups(importance[i], num_experts); continue
         sim = expert_similarity(model, i, similarity, inputs[i] if inputs else None)
         groups[i] = (cluster_groups(sim, importance[i], num_experts) if strategy == 'merge'
@@ -467,67 +475,55 @@ def save_moe(model, # the MoE to save
              overwrite: bool = False, # allow replacing a folder that holds results
             ) -> Path:
     "Save a MoEfied or compressed model as a stock Hugging Face folder, atomically."
-    out = check_out_dir(out, overwrite)
-    with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp)
-        if tokenizer is not None: tokenizer.save_pretrained(tmp)
-        if record is not None: (tmp/record_name).write_text(json.dumps(record, indent=1))
-    return out
+    return save_model(model, out, tokenizer, None if record is None else {record_name: json.dumps(record, indent=1)}, overwrite)
 
 def run_moefy(model: str, # dense model: name, folder or hub id (see `slimlab.lab.resolve_model`)
               out: str | Path, # output folder
               config: MoefyConfig = MoefyConfig(), # how to split and route
-              samples: int = 32, # calibration samples of the lab corpus train split
-              seq_len: int = 256, # tokens per sample
-              seed: int = 0, # seed of the calibration samples
+              calibration: Calibration = Calibration(), # samples of the lab corpus whose activations are clustered
               overwrite: bool = False, # replace an output folder that holds results
               progress: bool = True, # show tqdm bars
               log=print, # where the summary lines go
              ) -> Path:
     "Check, load, calibrate, MoEfy and save a dense model."
-    from slimlab.data import calibration_samples
-    out = check_out_dir(out, overwrite)
-    check_real_weights(model, 'MoEfication')
-    config.check(load_config(model))
-    dense, tokenizer = load_model(model), load_tokenizer(model)
-    moe = moefy(dense, calibration_samples(tokenizer, samples, seq_len, seed), config, progress=progress)
-    save_moe(moe, out, tokenizer, asdict(config), 'slimlab_moefy.json', overwrite)
+    out, dense_config = start_job(model, out, overwrite, 'MoEfication')
+    config.check(dense_config)
+    job = LoadedModel.load(model, calibration)
+    moe = moefy(job.model, job.samples, config, calibration.batch_size, progress)
+    save_moe(moe, out, job.tokenizer, asdict(config), 'slimlab_moefy.json', overwrite)
     a = Anatomy(moe)
     log(f"{model}: {a.family.name}, {a.num_experts} experts of {a.expert_size} neurons, top-{a.top_k}, "
         f"shared expert {a.shared_expert_size}; written to {out}")
     return out
 
+# %% ../nbs/06_experts.ipynb #ec582333
 EXPERT_METRICS = ('expert_frequency', 'expert_soft', 'reap', 'expert_norm') # importance metrics that rank experts
 
 def run_merge(model: str, # MoE model: name, folder or hub id
               out: str | Path, # output folder
               num_experts: int, # experts per block after compression
-              strategy: str = 'partial', # see `STRATEGIES`
+              compression: ExpertCompression = ExpertCompression('partial'), # strategy, preserve share and similarity
               metric: str = 'reap', # see `EXPERT_METRICS`
-              similarity: str = 'router', # see `SIMILARITIES`
-              preserve: float = 0.5, # partial preservation: share of the targets kept intact
               norm_topk_prob: bool | None = None, # renormalise the top-k weights (None: as the source)
-              samples: int = 32, # calibration samples of the lab corpus train split
-              seq_len: int = 256, # tokens per sample
-              seed: int = 0, # seed of the calibration samples
+              calibration: Calibration = Calibration(), # samples of the lab corpus that score the experts
               overwrite: bool = False, # replace an output folder that holds results
               progress: bool = True, # show tqdm bars
               log=print, # where the summary lines go
              ) -> Groups:
     "Check, load, score, group and cut a MoE's experts; save a stock MoE."
-    from slimlab.data import calibration_samples
-    from slimlab.importance import importance
-    out = check_out_dir(out, overwrite)
-    check_real_weights(model, 'expert merging')
-    if metric not in EXPERT_METRICS: raise ValueError(f"metric={metric!r}; allowed: {', '.join(EXPERT_METRICS)}")
-    check_compression(load_config(model), num_experts, strategy, preserve, similarity)
-    source, tokenizer = load_model(model), load_tokenizer(model)
-    calibration = calibration_samples(tokenizer, samples, seq_len, seed)
-    scores = importance(source, calibration, [metric], seed=seed, progress=progress).scores[metric].values
-    inputs = mlp_inputs(source, calibration, progress=progress) if similarity == 'output' and strategy != 'drop' else None
-    result, groups = compress_experts(source, num_experts, scores, strategy, preserve, similarity, inputs, norm_topk_prob)
-    record = dict(num_experts=num_experts, strategy=strategy, metric=metric, similarity=similarity, preserve=preserve,
+    out, config = start_job(model, out, overwrite, 'expert merging')
+    if metric not in EXPERT_METRICS:
+        raise ValueError(f"metric={metric!r} is unknown{did_you_mean(metric, EXPERT_METRICS)}; allowed: {', '.join(EXPERT_METRICS)}")
+    check_compression(config, num_experts, compression)
+    requests = calibration.check(Anatomy(config), [metric])
+    job = LoadedModel.load(model, calibration)
+    scores = job.score(requests, progress).scores[metric].values
+    c = compression
+    inputs = (mlp_inputs(job.model, job.samples, calibration.batch_size, progress)
+              if c.similarity == 'output' and c.strategy != 'drop' else None)
+    result, groups = compress_experts(job.model, num_experts, scores, c.strategy, c.preserve, c.similarity, inputs, norm_topk_prob)
+    record = dict(num_experts=num_experts, strategy=c.strategy, metric=metric, similarity=c.similarity, preserve=c.preserve,
                   groups={str(i): g for i, g in groups.items()})
-    save_moe(result, out, tokenizer, record, 'slimlab_merge.json', overwrite)
-    log(f"{model}: {Anatomy(source).num_experts} -> {num_experts} experts per block ({strategy}, {metric}); written to {out}")
+    save_moe(result, out, job.tokenizer, record, 'slimlab_merge.json', overwrite)
+    log(f"{model}: {Anatomy(job.model).num_experts} -> {num_experts} experts per block ({c.strategy}, {metric}); written to {out}")
     return groups

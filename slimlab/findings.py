@@ -11,8 +11,9 @@ from pathlib import Path
 from .lab import check_run_folder, did_you_mean, lab_data_dir, load_model, load_tokenizer
 from .data import load_lab_corpus, token_stream
 from .evaluate import EvalConfig, block_bootstrap, check_tasks, compare_nll, evaluate_models
+from .importance import rank, spearman
 from .mtp import acceptance, load_mtp, speculative_decode
-from .recipes import (RECIPE_FILE, SUMMARY_FILE, Recipe, clear_run, from_dict, load_recipe, plan_recipe, read_bundled_yaml,
+from .recipes import (RECIPE_FILE, SUMMARY_FILE, Recipe, clear_run, from_dict, to_plain, load_recipe, plan_recipe, read_bundled_yaml,
                              recovery_curve, run_recipe)
 from . import plots
 import torch
@@ -20,14 +21,15 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['CLAIM_METRICS', 'RANKING_EXPECTATIONS', 'EXPERIMENT_KEYS', 'RANKING_ARMS', 'VERDICTS', 'MIN_BLOCKS', 'MIN_PROMPTS',
-           'RESULTS_FILE', 'VERDICT_COLORS', 'Arm', 'Claim', 'AcceptanceSpec', 'RankingClaim', 'Experiment',
-           'experiments_dir', 'results_dir', 'check_results_dest', 'bundled_experiments', 'read_experiment', 'set_args',
-           'at_scale', 'arm_sets', 'arm_recipe_path', 'check_acceptance', 'check_ranking', 'arm_recipes', 'verdict',
-           'acceptance_prompts', 'measure_acceptance', 'acceptance_record', 'rank', 'spearman', 'spearman_critical',
-           'ranking_record', 'claim_record', 'evaluate_arms', 'clear_experiment', 'run_experiment', 'claim_line',
-           'ranking_line', 'claim_lines', 'arm_rows', 'ranking_rows', 'save_results', 'load_results', 'show_results',
-           'plot_arms', 'plot_claims', 'plot_recovery_curves', 'plot_acceptance', 'plot_ranking', 'result_figures',
-           'plot_results', 'finding_rows', 'lab_numbers', 'findings_markdown']
+           'RESULTS_FILE', 'EXPERIMENT_FILE', 'VERDICT_COLORS', 'Arm', 'Claim', 'AcceptanceSpec', 'RankingClaim',
+           'Experiment', 'experiments_dir', 'results_dir', 'check_results_dest', 'bundled_experiments',
+           'read_experiment', 'at_scale', 'arm_sets', 'arm_recipe_path', 'check_acceptance', 'check_ranking',
+           'arm_recipes', 'verdict', 'acceptance_prompts', 'measure_acceptance', 'acceptance_record',
+           'spearman_critical', 'ranking_record', 'claim_record', 'evaluate_arms', 'clear_experiment',
+           'check_experiment_dir', 'run_experiment', 'claim_line', 'ranking_line', 'claim_lines', 'arm_rows',
+           'ranking_rows', 'save_results', 'load_results', 'show_results', 'plot_arms', 'plot_claims',
+           'plot_recovery_curves', 'plot_acceptance', 'plot_ranking', 'result_figures', 'plot_results', 'finding_rows',
+           'lab_numbers', 'findings_markdown']
 
 # %% ../nbs/14_findings.ipynb #4535cbe9
 @dataclass
@@ -114,11 +116,6 @@ def read_experiment(path: str | Path # an experiment YAML file, or a bundled exp
     return exp
 
 # %% ../nbs/14_findings.ipynb #8eddf9c7
-def set_args(overrides: dict # dotted recipe key -> value
-            ) -> list[str]:
-    "Overrides as `key=value` arguments of `run_recipe(sets=...)`."
-    return [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
-
 EXPERIMENT_KEYS = ('tasks', 'task_limit', 'speed', 'acceptance') # keys a scale may set on the experiment itself (all others are recipe keys)
 
 def _scale(exp: Experiment, scale: str) -> dict:
@@ -140,9 +137,9 @@ def at_scale(exp: Experiment, # the experiment
 def arm_sets(exp: Experiment, # the experiment
              arm: str, # an arm's label
              scale: str = 'lab', # one of `exp.scales`
-            ) -> list[str]:
-    "The `--set` arguments of one arm at one scale: the scale's recipe overrides, then the arm's."
-    return set_args({k: v for k, v in _scale(exp, scale).items() if k not in EXPERIMENT_KEYS}) + set_args(exp.arms[arm].overrides)
+            ) -> dict:
+    "The recipe overrides of one arm at one scale, {dotted key: value}: the scale's, then the arm's."
+    return {k: v for k, v in _scale(exp, scale).items() if k not in EXPERIMENT_KEYS} | dict(exp.arms[arm].overrides)
 
 def arm_recipe_path(exp: Experiment, arm: str) -> str:
     "The recipe an arm starts from."
@@ -160,9 +157,9 @@ def check_acceptance(spec: AcceptanceSpec, # the experiment's acceptance section
     for name, least in (('prompts', 1), ('prompt_len', 2), ('new_tokens', 1), ('draft_len', 1)):
         if getattr(spec, name) < least: raise ValueError(f"acceptance.{name}={getattr(spec, name)} must be at least {least}")
     for arm, r in recipes.items():
-        if not r.loss.mtp_depth:
-            raise ValueError(f"acceptance decodes with every arm's MTP heads, but arms.{arm} trains none (loss.mtp_depth is 0); "
-                             "set loss.mtp_depth (and loss.beta) in that arm, or drop acceptance")
+        if not r.training.mtp_depth:
+            raise ValueError(f"acceptance decodes with every arm's MTP heads, but arms.{arm} trains none (training.mtp_depth is 0); "
+                             "set training.mtp_depth (and loss.beta) in that arm, or drop acceptance")
 
 def check_ranking(claim: RankingClaim, # the experiment's ranking claim
                   n_arms: int, # how many arms it ranks
@@ -203,8 +200,8 @@ def arm_recipes(exp: Experiment, # the experiment
         except (ValueError, FileNotFoundError) as e: raise type(e)(f"arms.{arm}: {e}") from None
     _same({a: r.teacher.model for a, r in recipes.items()}, 'teacher.model')
     _same({a: r.distill.max_tokens for a, r in recipes.items()}, 'distill.max_tokens')
-    _same({a: asdict(r.data) for a, r in recipes.items()}, 'data')
-    _same({a: asdict(r.report) for a, r in recipes.items()}, 'report')
+    _same({a: to_plain(r.data) for a, r in recipes.items()}, 'data')
+    _same({a: to_plain(r.report) for a, r in recipes.items()}, 'report')
     if exp.acceptance is not None: check_acceptance(at_scale(exp, scale).acceptance, recipes)
     return recipes
 
@@ -267,28 +264,6 @@ def acceptance_record(claim: Claim, # a claim with metric 'acceptance'
                 prompts=len(better), verdict=verdict(ci, len(better), MIN_PROMPTS))
 
 # %% ../nbs/14_findings.ipynb #0e3ca62c
-def rank(values: list[float]) -> list[float]:
-    "Ranks from 1 (smallest) upwards; tied values share their mean rank."
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    ranks = [0.0]*len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]: j += 1
-        for k in order[i:j + 1]: ranks[k] = (i + j)/2 + 1
-        i = j + 1
-    return ranks
-
-def spearman(x: list[float], # one score per candidate
-             y: list[float], # another score of the same candidates
-            ) -> float:
-    "Spearman's rank correlation: the Pearson correlation of the ranks (0 when either side has no order at all)."
-    if len(x) != len(y) or len(x) < 2: raise ValueError(f"spearman needs two equally long lists of at least 2 values; got {len(x)} and {len(y)}")
-    rx, ry = torch.tensor(rank(x), dtype=torch.float64), torch.tensor(rank(y), dtype=torch.float64)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    norm = (rx.square().sum()*ry.square().sum()).sqrt()
-    return 0.0 if norm == 0 else (rx*ry).sum().item()/norm.item()
-
 def spearman_critical(n: int, # candidates
                       alpha: float = 0.05, # chance level
                      ) -> float:
@@ -384,15 +359,29 @@ def evaluate_arms(exp: Experiment, # the experiment
 
 # %% ../nbs/14_findings.ipynb #abea352f
 RESULTS_FILE = 'results.json'
+EXPERIMENT_FILE = 'experiment.json' # written first: which experiment, at which scale, the folder holds
 
 def clear_experiment(out: Path # an experiment folder
                     ):
-    "Remove what an earlier experiment wrote there: its arms' recipe runs (see `clear_run`) and results.json; other files stay."
+    "Remove what an earlier experiment wrote there: its arms' recipe runs (see `clear_run`), experiment.json and results.json; other files stay."
     for p in out.iterdir() if out.is_dir() else []:
         if p.is_dir() and (p/RECIPE_FILE).exists():
             clear_run(p)
             if not any(p.iterdir()): p.rmdir()
-    (out/RESULTS_FILE).unlink(missing_ok=True)
+    (out/RESULTS_FILE).unlink(missing_ok=True); (out/EXPERIMENT_FILE).unlink(missing_ok=True)
+
+def check_experiment_dir(out: str | Path, # the experiment folder
+                         marker: dict, # {experiment, scale} of this call
+                         resume: bool, overwrite: bool, # continue the experiment there, or replace it
+                         field: str = 'out', # how the caller names the folder
+                         flags: tuple[str, str] = ('resume=True', 'overwrite=True'), # how the caller spells resume and overwrite
+                        ) -> Path:
+    "Refuse a folder with results unless resuming the same experiment at the same scale (its experiment.json) or overwriting."
+    out = check_run_folder(out, resume, overwrite, marker=EXPERIMENT_FILE, what='experiment', field=field, flags=flags)
+    if resume and (out/EXPERIMENT_FILE).exists() and (saved := json.loads((out/EXPERIMENT_FILE).read_text())) != marker:
+        raise ValueError(f"{flags[0]}, but {field} {out} holds experiment {saved['experiment']} at scale {saved['scale']}, not "
+                         f"{marker['experiment']} at {marker['scale']}; resume with the same experiment and scale, or choose another {field}")
+    return out
 
 def run_experiment(experiment: str | Path | Experiment, # an experiment file, a bundled experiment's name, or an `Experiment`
                    out: str | Path, # the experiment folder: one run directory per arm, results.json
@@ -409,12 +398,14 @@ def run_experiment(experiment: str | Path | Experiment, # an experiment file, a 
     say = log or (lambda *a: None)
     exp = experiment if isinstance(experiment, Experiment) else read_experiment(experiment)
     recipes, exp = arm_recipes(exp, scale), at_scale(exp, scale)
-    out = check_run_folder(out, resume, overwrite, what='experiment', field=field, flags=flags)
+    out = check_experiment_dir(out, dict(experiment=exp.name, scale=scale), resume, overwrite, field, flags)
     if save: results_dir(write=True)  # refused inside an installed package, before any arm runs
     if overwrite: clear_experiment(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out/EXPERIMENT_FILE).write_text(json.dumps(dict(experiment=exp.name, scale=scale)))
     run_dirs = {}
     for k, arm in enumerate(exp.arms, 1):
-        say(f"arm {k}/{len(exp.arms)}: {arm} ({recipes[arm].name}{''.join(' --set ' + s for s in set_args(exp.arms[arm].overrides))})")
+        say(f"arm {k}/{len(exp.arms)}: {arm} ({recipes[arm].name}{''.join(f' --set {k}={json.dumps(v)}' for k, v in exp.arms[arm].overrides.items())})")
         run_dirs[arm] = out/arm
         run_recipe(recipes[arm], run_dirs[arm], resume=(run_dirs[arm]/RECIPE_FILE).exists(), progress=progress, log=say)
     results = dict(experiment=exp.name, finding=exp.finding, source=exp.source, note=exp.note, scale=scale,

@@ -8,6 +8,7 @@ import inspect, json, math, re
 from abc import ABC, abstractmethod
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -18,17 +19,18 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .anatomy import Anatomy
-from .lab import atomic_dir, check_out_dir
+from .data import calibration_samples
+from .lab import atomic_dir, check_out_dir, did_you_mean
 
 # %% auto #0
 __all__ = ['AGGREGATIONS', 'SUM_KEYS', 'COLLECTORS', 'METRICS', 'Score', 'token_sums', 'sample_sums', 'aggregate', 'Collector',
-           'ActivationStats', 'all_norms', 'NormStats', 'attention_layers', 'HeadStats', 'MLPStats',
-           'SharedExpertStats', 'BoundaryStats', 'expert_intermediate', 'moe_layers', 'RouterStats', 'ExpertStats',
-           'GradientStats', 'Calibration', 'calibrate', 'check_blocks', 'blocks_removed', 'Metric', 'register',
-           'channel', 'head', 'neuron', 'taylor', 'sample_perplexity', 'block_influence', 'angular_distance', 'last_n',
-           'random_layers', 'ppl_drop', 'expert_frequency', 'expert_soft', 'reap', 'expert_norm', 'expert_neuron',
-           'Request', 'check_request', 'check_calibration', 'default_metrics', 'Importance', 'compute', 'importance',
-           'plot_score', 'spearman', 'layers_to_remove', 'write_report', 'run_importance']
+           'ActivationStats', 'all_norms', 'NormStats', 'HeadStats', 'MLPStats', 'SharedExpertStats', 'BoundaryStats',
+           'expert_intermediate', 'RouterStats', 'ExpertStats', 'GradientStats', 'CalibrationPass', 'calibrate',
+           'check_blocks', 'blocks_removed', 'Metric', 'register', 'channel', 'head', 'neuron', 'taylor',
+           'sample_perplexity', 'block_influence', 'angular_distance', 'last_n', 'random_layers', 'ppl_drop',
+           'expert_frequency', 'expert_soft', 'reap', 'expert_norm', 'expert_neuron', 'Request', 'check_request',
+           'check_calibration', 'default_metrics', 'Calibration', 'Importance', 'compute', 'importance', 'plot_score',
+           'rank', 'spearman', 'layers_to_remove', 'save_importance', 'start_job', 'LoadedModel', 'run_importance']
 
 # %% ../nbs/04_importance.ipynb #4fd90fb6
 @dataclass
@@ -179,17 +181,13 @@ class NormStats(ActivationStats):
         return hook
 
 # %% ../nbs/04_importance.ipynb #f23bba28
-def attention_layers(anatomy: Anatomy) -> list[int]:
-    "Blocks with softmax attention (hybrid models also have linear-attention blocks, which have no heads to score)."
-    return [i for i in range(anatomy.num_layers) if anatomy.layer_type(i) != 'linear_attention']
-
 class HeadStats(ActivationStats):
     "L2 norm of each query head's output before `o_proj`, as `SUM_KEYS` sums: (L, n_heads) each."
     name = 'heads'
     def width(self) -> int: return self.anatomy.num_heads
     def hooks(self):
         a = self.anatomy
-        return [(a.attention_projections(i)['o'], 'pre', self._hook(i)) for i in attention_layers(a)]
+        return [(a.attention_projections(i)['o'], 'pre', self._hook(i)) for i in a.attention_layers]
     def _hook(self, i: int):
         def hook(module, args, kwargs):
             x = _first(args, kwargs) # (B, T, n_heads·d)
@@ -204,7 +202,7 @@ class MLPStats(ActivationStats):
     def modules(self) -> dict[int, nn.Module]:
         "The MLPs to hook, by block."
         a = self.anatomy
-        return {i: a.mlp(i) for i in range(a.num_layers) if not a.is_moe_layer(i)}
+        return {i: a.mlp(i) for i in a.dense_layers}
     def hooks(self): return [(self.anatomy.mlp_projections(m)[2], 'pre', self._hook(i)) for i, m in self.modules().items()]
     def _hook(self, i: int):
         def hook(module, args, kwargs): self.keep(i, _first(args, kwargs).reshape(*self.shape, -1)) # (B, T, I), also where the MoE block flattened tokens
@@ -261,17 +259,13 @@ def expert_intermediate(experts: nn.Module, # packed experts: `gate_up_proj [E, 
     gate, up = F.linear(x, experts.gate_up_proj[e]).chunk(2, dim=-1)
     return experts.act_fn(gate) * up
 
-def moe_layers(anatomy: Anatomy) -> list[int]:
-    "Blocks with routed experts."
-    return [i for i in range(anatomy.num_layers) if anatomy.is_moe_layer(i)]
-
 class RouterStats(Collector):
     "Top-k selections and router probabilities per expert, summed over tokens: (L, E) each."
     name = 'router'
     def init_sums(self):
         a = self.anatomy
         return dict(selected=_zeros(a.num_layers, a.num_experts), prob=_zeros(a.num_layers, a.num_experts))
-    def hooks(self): return [(self.anatomy.router(i), 'post', self._hook(i)) for i in moe_layers(self.anatomy)]
+    def hooks(self): return [(self.anatomy.router(i), 'post', self._hook(i)) for i in self.anatomy.moe_layers]
     def _hook(self, i: int):
         def hook(module, args, kwargs, output):
             logits, _, index = output # (N, E), (N, k), (N, k)
@@ -286,7 +280,7 @@ class ExpertStats(Collector):
         a = self.anatomy
         return dict(routed=_zeros(a.num_layers, a.num_experts), norm=_zeros(a.num_layers, a.num_experts),
                     reap=_zeros(a.num_layers, a.num_experts), neuron=_zeros(a.num_layers, a.num_experts, a.expert_size))
-    def hooks(self): return [(self.anatomy.experts(i), 'pre', self._hook(i)) for i in moe_layers(self.anatomy)]
+    def hooks(self): return [(self.anatomy.experts(i), 'pre', self._hook(i)) for i in self.anatomy.moe_layers]
     def _hook(self, i: int):
         def hook(experts, args, kwargs):
             x, index, weight = (list(args) + list(kwargs.values()))[:3] # (N, H), (N, k), (N, k)
@@ -306,7 +300,7 @@ class ExpertStats(Collector):
 def _taylor_params(anatomy: Anatomy) -> list[nn.Parameter]:
     "The parameters the Taylor sums read: attention q/o projections and dense MLP projections."
     a, mods = anatomy, []
-    for i in attention_layers(a): mods += [a.attention_projections(i)[k] for k in 'qo']
+    for i in a.attention_layers: mods += [a.attention_projections(i)[k] for k in 'qo']
     for i in range(a.num_layers):
         if not a.is_moe_layer(i): mods += a.mlp_projections(a.mlp(i))
     return [p for m in mods for p in m.parameters()]
@@ -338,7 +332,7 @@ class GradientStats(Collector):
             super().__exit__(exc_type, *exc)
     def _read(self):
         a = self.anatomy
-        for i in attention_layers(a):
+        for i in a.attention_layers:
             q, o = (a.attention_projections(i)[k] for k in 'qo')
             head = _group_sum(q.weight, a.num_heads, 0) + _group_sum(o.weight, a.num_heads, 1)
             if q.bias is not None: head += _group_sum(q.bias, a.num_heads, 0)
@@ -358,7 +352,7 @@ COLLECTORS = {c.name: c for c in (NormStats, HeadStats, MLPStats, SharedExpertSt
 
 # %% ../nbs/04_importance.ipynb #ad04fb95
 @dataclass
-class Calibration:
+class CalibrationPass:
     "What metrics read: the model, its anatomy, the samples, and the statistics one calibration pass accumulated."
     model: nn.Module # the calibrated model
     anatomy: Anatomy # its anatomy
@@ -379,7 +373,7 @@ def calibrate(model: nn.Module, # a causal LM slimlab has an adapter for
               batch_size: int = 8, # samples per forward pass
               seed: int = 0, # seed of randomised metrics
               progress: bool = True, # show a tqdm bar
-             ) -> Calibration:
+             ) -> CalibrationPass:
     "One sweep over `samples` with every statistic in `needs` hooked in; backward passes only if one needs gradients."
     a = Anatomy(model)
     collectors = [COLLECTORS[n](a) for n in sorted(set(needs))]
@@ -397,7 +391,7 @@ def calibrate(model: nn.Module, # a causal LM slimlab has an adapter for
                 else:
                     with torch.no_grad(): model(input_ids=ids, use_cache=False)
     finally: model.train(training)
-    return Calibration(model, a, samples, {c.name: c for c in collectors}, batch_size, seed, progress)
+    return CalibrationPass(model, a, samples, {c.name: c for c in collectors}, batch_size, seed, progress)
 
 # %% ../nbs/04_importance.ipynb #31e34d5f
 def check_blocks(anatomy: Anatomy, # the model's anatomy
@@ -443,7 +437,7 @@ def blocks_removed(model: nn.Module, # a causal LM slimlab has an adapter for
 class Metric:
     "A registered importance metric: `fn(calibration, **options) -> Score`, what it ranks and what it needs."
     name: str # key in `METRICS`
-    fn: Callable[..., Score] # computes the score from a `Calibration`
+    fn: Callable[..., Score] # computes the score from a `CalibrationPass`
     kind: str # what it ranks: 'width', 'depth' or 'expert'
     needs: tuple[str, ...] = () # statistics the calibration pass must collect (keys of `COLLECTORS`)
     choices: dict = field(default_factory=dict) # option -> allowed values, or a function of the `Anatomy` that gives them
@@ -490,11 +484,11 @@ def _present(anatomy: Anatomy, rows: Iterable[int], values: torch.Tensor) -> tor
 def _mlp_parts(anatomy: Anatomy) -> list[str]:
     "The kinds of SwiGLU MLPs with neurons to score in this model."
     a = anatomy
-    return ((['mlp'] if any(not a.is_moe_layer(i) for i in range(a.num_layers)) else [])
+    return ((['mlp'] if a.dense_layers else [])
             + (['shared_expert'] if a.shared_expert_size else []))
 
 @register('width', needs=['norms'], choices=dict(batch=AGGREGATIONS, seq=AGGREGATIONS))
-def channel(cal: Calibration,
+def channel(cal: CalibrationPass,
             batch: str = 'l2', # aggregation over samples
             seq: str = 'mean', # aggregation over tokens
            ) -> Score:
@@ -503,17 +497,17 @@ def channel(cal: Calibration,
     return Score(aggregate(s.sums, s.n_samples, batch, seq).float(), ('norm', 'channel'))
 
 @register('width', needs=['heads'], choices=dict(batch=AGGREGATIONS, seq=AGGREGATIONS))
-def head(cal: Calibration,
+def head(cal: CalibrationPass,
          batch: str = 'l2', # aggregation over samples
          seq: str = 'mean', # aggregation over tokens
         ) -> Score:
     "Norm of each query head's output before `o_proj` (Minitron), by KV group: (layer, kv_group, head)."
     a, s = cal.anatomy, cal.stats['heads']
-    v = _present(a, attention_layers(a), aggregate(s.sums, s.n_samples, batch, seq))
+    v = _present(a, a.attention_layers, aggregate(s.sums, s.n_samples, batch, seq))
     return Score(v.view(a.num_layers, a.num_kv_heads, a.heads_per_group), ('layer', 'kv_group', 'head'))
 
 @register('width', needs=['mlp', 'shared_expert'], choices=dict(part=_mlp_parts, batch=AGGREGATIONS, seq=AGGREGATIONS))
-def neuron(cal: Calibration,
+def neuron(cal: CalibrationPass,
            part: str = 'mlp', # 'mlp' (dense MLPs) or 'shared_expert'
            batch: str = 'l2', # aggregation over samples
            seq: str = 'mean', # aggregation over tokens
@@ -523,14 +517,14 @@ def neuron(cal: Calibration,
     return Score(_present(cal.anatomy, s.modules(), aggregate(s.sums, s.n_samples, batch, seq)), ('layer', 'neuron'))
 
 @register('width', needs=['gradients'], choices=dict(part=lambda a: ['head'] + (['neuron'] if 'mlp' in _mlp_parts(a) else [])))
-def taylor(cal: Calibration,
+def taylor(cal: CalibrationPass,
            part: str = 'neuron', # 'neuron' (dense MLPs) or 'head'
           ) -> Score:
     "First-order Taylor |Σ w·∂L/∂w| per neuron or query head, L the mean token loss (Molchanov et al.): (layer, neuron) or (layer, kv_group, head)."
     a, s = cal.anatomy, cal.stats['gradients']
     v = s.sums[part].abs() / s.n_tokens
-    if part == 'neuron': return Score(_present(a, [i for i in range(a.num_layers) if not a.is_moe_layer(i)], v), ('layer', 'neuron'))
-    return Score(_present(a, attention_layers(a), v).view(a.num_layers, a.num_kv_heads, a.heads_per_group), ('layer', 'kv_group', 'head'))
+    if part == 'neuron': return Score(_present(a, a.dense_layers, v), ('layer', 'neuron'))
+    return Score(_present(a, a.attention_layers, v).view(a.num_layers, a.num_kv_heads, a.heads_per_group), ('layer', 'kv_group', 'head'))
 
 # %% ../nbs/04_importance.ipynb #357338e1
 @torch.no_grad()
@@ -551,13 +545,13 @@ def _depth_score(values: torch.Tensor, n: int, **meta) -> Score:
     return Score(values.float(), ('layer',) if n == 1 else ('window_start',), {'window': n} | meta)
 
 @register('depth', needs=['boundaries'])
-def block_influence(cal: Calibration) -> Score:
+def block_influence(cal: CalibrationPass) -> Score:
     "ShortGPT's block influence, 1 − mean cos(block input, block output): (layer,)."
     s = cal.stats['boundaries']
     return _depth_score(1 - s.sums['cos'].diagonal(1) / s.n_tokens, 1)
 
 @register('depth', needs=['boundaries'], choices=dict(n=_windows))
-def angular_distance(cal: Calibration,
+def angular_distance(cal: CalibrationPass,
                      n: int = 1, # blocks per window
                     ) -> Score:
     "Mean angular distance ÷π between the hidden states before and after each window of `n` blocks (Gromov et al.): (window_start,)."
@@ -565,17 +559,17 @@ def angular_distance(cal: Calibration,
     return _depth_score(s.sums['angle'].diagonal(n) / s.n_tokens, n)
 
 @register('depth', name='last_n')
-def last_n(cal: Calibration) -> Score:
+def last_n(cal: CalibrationPass) -> Score:
     "Baseline: importance falls with depth, so the last blocks are removed first (SlimQwen): (layer,)."
     return _depth_score(torch.arange(cal.anatomy.num_layers, 0, -1), 1)
 
 @register('depth', name='random')
-def random_layers(cal: Calibration) -> Score:
+def random_layers(cal: CalibrationPass) -> Score:
     "Baseline: seeded random scores: (layer,)."
     return _depth_score(torch.rand(cal.anatomy.num_layers, generator=torch.Generator().manual_seed(cal.seed)), 1)
 
 @register('depth', choices=dict(n=_windows), extra_passes=True)
-def ppl_drop(cal: Calibration,
+def ppl_drop(cal: CalibrationPass,
              n: int = 1, # blocks per window
              scorer: Callable[[nn.Module], float] | None = None, # higher-is-better score of a model (default: −perplexity on the samples)
             ) -> Score:
@@ -589,37 +583,37 @@ def ppl_drop(cal: Calibration,
     return _depth_score(torch.tensor(drops), n, full=full)
 
 # %% ../nbs/04_importance.ipynb #764ffd15
-def _per_routed(cal: Calibration, key: str) -> torch.Tensor:
+def _per_routed(cal: CalibrationPass, key: str) -> torch.Tensor:
     s = cal.stats['experts']
     routed = s.sums['routed'].clamp(min=1)
     return s.sums[key] / (routed if s.sums[key].ndim == 2 else routed[..., None])
 
 @register('expert', needs=['router'], moe_only=True)
-def expert_frequency(cal: Calibration) -> Score:
+def expert_frequency(cal: CalibrationPass) -> Score:
     "Share of tokens that pick each expert among their top-k: (layer, expert)."
     a, s = cal.anatomy, cal.stats['router']
-    return Score(_present(a, moe_layers(a), s.sums['selected'] / s.n_tokens), ('layer', 'expert'))
+    return Score(_present(a, a.moe_layers, s.sums['selected'] / s.n_tokens), ('layer', 'expert'))
 
 @register('expert', needs=['router'], moe_only=True)
-def expert_soft(cal: Calibration) -> Score:
+def expert_soft(cal: CalibrationPass) -> Score:
     "Mean router probability of each expert (soft router logits): (layer, expert)."
     a, s = cal.anatomy, cal.stats['router']
-    return Score(_present(a, moe_layers(a), s.sums['prob'] / s.n_tokens), ('layer', 'expert'))
+    return Score(_present(a, a.moe_layers, s.sums['prob'] / s.n_tokens), ('layer', 'expert'))
 
 @register('expert', needs=['experts'], moe_only=True)
-def reap(cal: Calibration) -> Score:
+def reap(cal: CalibrationPass) -> Score:
     "REAP: mean over routed tokens of gate weight × ‖expert output‖: (layer, expert)."
-    return Score(_present(cal.anatomy, moe_layers(cal.anatomy), _per_routed(cal, 'reap')), ('layer', 'expert'))
+    return Score(_present(cal.anatomy, cal.anatomy.moe_layers, _per_routed(cal, 'reap')), ('layer', 'expert'))
 
 @register('expert', needs=['experts'], moe_only=True)
-def expert_norm(cal: Calibration) -> Score:
+def expert_norm(cal: CalibrationPass) -> Score:
     "Mean over routed tokens of ‖expert output‖: (layer, expert)."
-    return Score(_present(cal.anatomy, moe_layers(cal.anatomy), _per_routed(cal, 'norm')), ('layer', 'expert'))
+    return Score(_present(cal.anatomy, cal.anatomy.moe_layers, _per_routed(cal, 'norm')), ('layer', 'expert'))
 
 @register('expert', needs=['experts'], moe_only=True)
-def expert_neuron(cal: Calibration) -> Score:
+def expert_neuron(cal: CalibrationPass) -> Score:
     "Mean over routed tokens of |act(gate)·up| per neuron of each routed expert: (layer, expert, neuron)."
-    return Score(_present(cal.anatomy, moe_layers(cal.anatomy), _per_routed(cal, 'neuron')), ('layer', 'expert', 'neuron'))
+    return Score(_present(cal.anatomy, cal.anatomy.moe_layers, _per_routed(cal, 'neuron')), ('layer', 'expert', 'neuron'))
 
 # %% ../nbs/04_importance.ipynb #af394d51
 @dataclass(frozen=True)
@@ -654,7 +648,8 @@ def check_request(request: Request, # a metric request
                   anatomy: Anatomy, # the model's anatomy (a config is enough)
                  ) -> Request:
     "The request with typed options, or a clear error: unknown metric or option, a value not allowed, or a metric that does not apply."
-    if request.metric not in METRICS: raise ValueError(f"metric {request.metric!r} is unknown; allowed: {', '.join(METRICS)}")
+    if request.metric not in METRICS:
+        raise ValueError(f"metric {request.metric!r} is unknown{did_you_mean(request.metric, METRICS)}; allowed: {', '.join(METRICS)}")
     m = METRICS[request.metric]
     if m.moe_only and not anatomy.num_experts:
         fits = ', '.join(k for k, x in METRICS.items() if not x.moe_only)
@@ -703,6 +698,35 @@ def default_metrics(anatomy: Anatomy # the model's anatomy (a config is enough)
         if all(m.defaults[k] in m.allowed(k, anatomy) for k in m.choices): names.append(name)
     return names
 
+# %% ../nbs/04_importance.ipynb #d84bddd5
+def _check_count(name: str, value, least: int):
+    "Refuse a count that is not an integer (bools included) or is below `least`."
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"{name}={value!r} must be an integer >= {least}")
+
+@dataclass
+class Calibration:
+    "One calibration pass: which lab-corpus samples, how long, how many per forward pass."
+    samples: int = 32 # calibration samples of the lab corpus train split
+    seq_len: int = 256 # tokens per sample
+    seed: int = 0 # seed of the samples (and of randomised metrics)
+    batch_size: int = 8 # samples per forward pass
+
+    def __post_init__(self):
+        _check_count('samples', self.samples, 1)
+        _check_count('seq_len', self.seq_len, 2)
+        _check_count('batch_size', self.batch_size, 1)
+
+    def token_ids(self, tokenizer) -> torch.Tensor:
+        "The calibration samples drawn from the lab corpus's train split with `tokenizer`: (samples, seq_len)."
+        return calibration_samples(tokenizer, n_samples=self.samples, seq_len=self.seq_len, seed=self.seed)
+
+    def check(self, anatomy: Anatomy, # the model's anatomy (a config is enough)
+              metrics: Sequence[str | Request], # metric requests
+             ) -> list[Request]:
+        "The checked metric requests for this calibration on this model (`check_calibration`)."
+        return check_calibration(anatomy, self.samples, self.seq_len, metrics)
+
 # %% ../nbs/04_importance.ipynb #9b0fda16
 @dataclass
 class Importance:
@@ -724,7 +748,7 @@ def _jsonable(v):
     return v if isinstance(v, (str, int, float, bool, type(None))) else getattr(v, '__name__', repr(v))
 
 def compute(request: Request, # a checked request
-            cal: Calibration, # the calibration pass
+            cal: CalibrationPass, # the calibration pass
            ) -> Score:
     "One metric's score, labelled with the metric, its kind and options."
     m = METRICS[request.metric]
@@ -802,14 +826,30 @@ def plot(self: Importance, label: str, ax=None, **kwargs):
     return plot_score(self[label], ax=ax, title=kwargs.pop('title', label), **kwargs)
 
 # %% ../nbs/04_importance.ipynb #07dc2388
-def spearman(a: Score, # scores
-             b: Score, # scores of the same shape
+def rank(values) -> list[float]:
+    "Ranks from 1 (smallest) upwards; tied values share their mean rank."
+    values = list(values)
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0]*len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]: j += 1
+        for k in order[i:j + 1]: ranks[k] = (i + j)/2 + 1
+        i = j + 1
+    return ranks
+
+def spearman(x, # one value per item: a list, or a `Score`
+             y, # another value of the same items (same length or shape)
             ) -> float:
-    "Spearman rank correlation of two scores over the entries finite in both."
-    x, y = a.values.flatten().double(), b.values.flatten().double()
+    "Spearman's rank correlation: the Pearson correlation of the ranks (ties as mean ranks; only entries finite in both; 0 when either side has no order)."
+    x, y = (torch.as_tensor(v.values if isinstance(v, Score) else v, dtype=torch.float64).flatten() for v in (x, y))
+    if len(x) != len(y) or len(x) < 2: raise ValueError(f"spearman needs two equally long lists of at least 2 values; got {len(x)} and {len(y)}")
     ok = x.isfinite() & y.isfinite()
-    ranks = torch.stack([x[ok].argsort().argsort(), y[ok].argsort().argsort()]).double()
-    return torch.corrcoef(ranks)[0, 1].item()
+    rx, ry = (torch.tensor(rank(v[ok].tolist()), dtype=torch.float64) for v in (x, y))
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    norm = (rx.square().sum()*ry.square().sum()).sqrt()
+    return 0.0 if norm == 0 else (rx*ry).sum().item()/norm.item()
 
 # %% ../nbs/04_importance.ipynb #a70fadc5
 def layers_to_remove(score: Score, # a depth score: axis 'layer' or 'window_start'
@@ -829,10 +869,10 @@ def layers_to_remove(score: Score, # a depth score: axis 'layer' or 'window_star
 # %% ../nbs/04_importance.ipynb #04f0814f
 def _filename(label: str) -> str: return re.sub(r'[^\w.-]+', '_', label)
 
-def write_report(report: Importance, # the report
-                 out: str | Path, # folder to write (checked with `slimlab.lab.check_out_dir`)
-                 overwrite: bool = False, # allow replacing a folder that holds results
-                ) -> Path:
+def save_importance(report: Importance, # the report
+                    out: str | Path, # folder to write (checked with `slimlab.lab.check_out_dir`)
+                    overwrite: bool = False, # allow replacing a folder that holds results
+                   ) -> Path:
     "Save a report with one PNG per score into `out`, atomically: a temporary sibling folder, then a rename."
     from slimlab.plots import new_figure
     out = check_out_dir(out, overwrite, 'out')
@@ -844,26 +884,57 @@ def write_report(report: Importance, # the report
             fig.savefig(tmp/f"{_filename(label)}.png", dpi=110)
     return out
 
+# %% ../nbs/04_importance.ipynb #b967bdf4
+def start_job(model: str, # model name, folder or hub id (see `slimlab.lab.resolve_model`)
+              out: str | Path, # the job's output folder
+              overwrite: bool, # allow replacing what an earlier job wrote there
+              job: str, # what the job does, for the message about shape-only models (e.g. 'pruning')
+             ):
+    "The checks every job on a saved model starts with — the output folder, real weights — then the model's config: (out, config)."
+    from slimlab.lab import check_real_weights, load_config
+    out = check_out_dir(out, overwrite)
+    check_real_weights(model, job)
+    return out, load_config(model)
+
+@dataclass
+class LoadedModel:
+    "A job's model and tokenizer, loaded once every check has passed, and the calibration it is scored on."
+    model: nn.Module # the loaded model
+    tokenizer: object # its tokenizer
+    calibration: Calibration # which samples, and how they go through the model
+
+    @classmethod
+    def load(cls, name: str, # model name, folder or hub id
+             calibration: Calibration, # the job's calibration
+            ) -> LoadedModel:
+        "Load a model and its tokenizer (the calibration samples are drawn when first used)."
+        from slimlab.lab import load_model, load_tokenizer
+        return cls(load_model(name), load_tokenizer(name), calibration)
+
+    @cached_property
+    def samples(self) -> torch.Tensor:
+        "The calibration samples, drawn once with the model's tokenizer: (samples, seq_len)."
+        return self.calibration.token_ids(self.tokenizer)
+
+    def score(self, requests: Sequence[str | Request], # checked metric requests
+              progress: bool = True, # show tqdm bars
+             ) -> Importance:
+        "The requested scores from one calibration pass over the samples, batched and seeded as the calibration says."
+        return importance(self.model, self.samples, requests, self.calibration.batch_size, self.calibration.seed, progress)
+
+# %% ../nbs/04_importance.ipynb #8400d9d9
 def run_importance(model: str, # model name, folder or hub id (see `slimlab.lab.resolve_model`)
-                   samples: int, # calibration samples from the lab corpus's train split
-                   seq_len: int, # tokens per sample
-                   metrics: Sequence[str] | None, # metric requests like 'channel' or 'angular_distance:n=6' (None: `default_metrics`)
                    out: str | Path, # report folder to write
-                   seed: int = 0, # seed of the samples and of randomised metrics
+                   metrics: Sequence[str] | None = None, # metric requests like 'channel' or 'angular_distance:n=6' (None: `default_metrics`)
+                   calibration: Calibration = Calibration(), # samples of the lab corpus, sequence length, seed, batch size
                    overwrite: bool = False, # replace a folder that already holds results
-                   batch_size: int = 8, # samples per forward pass
                    progress: bool = True, # show tqdm bars
                   ) -> Importance:
     "Validate everything, calibrate on the lab corpus, score, and write the report to `out` atomically."
-    from slimlab.lab import check_real_weights, load_config, load_model, load_tokenizer
-    from slimlab.data import calibration_samples
-    out = check_out_dir(out, overwrite)
-    check_real_weights(model, 'importance')
-    a = Anatomy(load_config(model))
-    if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"batch_size={batch_size!r} must be an integer >= 1")
-    requests = check_calibration(a, samples, seq_len, default_metrics(a) if metrics is None else metrics)
-    ids = calibration_samples(load_tokenizer(model), n_samples=samples, seq_len=seq_len, seed=seed)
-    report = importance(load_model(model), ids, requests, batch_size, seed, progress)
+    out, config = start_job(model, out, overwrite, 'importance')
+    a = Anatomy(config)
+    requests = calibration.check(a, default_metrics(a) if metrics is None else metrics)
+    report = LoadedModel.load(model, calibration).score(requests, progress)
     report.meta['model'] = model
-    write_report(report, out, overwrite)
+    save_importance(report, out, overwrite)
     return report

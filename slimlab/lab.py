@@ -15,12 +15,12 @@ import torch
 # %% auto #0
 __all__ = ['CHAPTERS_FILE', 'EXTRAS', 'OWNED_FILE', 'BUNDLED_MODELS', 'SIZES', 'LAB_VOCAB_SIZE', 'FAMILIES', 'FULL_SIZE',
            'WEIGHT_FILES', 'seed_everything', 'available_devices', 'get_device', 'cache_dir', 'lab_data_dir',
-           'kit_checkout', 'chapters_dir', 'chapter_files', 'in_installed_package', 'copy_chapters', 'require_extra',
-           'check_writable', 'owned_entries', 'foreign_entries', 'check_run_folder', 'check_out_dir', 'atomic_dir',
-           'link_tree', 'did_you_mean', 'read_yaml', 'read_text', 'BundledModel', 'bundled_gguf_path', 'convert_gguf',
-           'bundled_model_dir', 'setup_model', 'scaled_names', 'scaled_config', 'full_size_config', 'ModelSource',
-           'resolve_model', 'check_weights', 'check_real_weights', 'check_load_report', 'load_model', 'load_config',
-           'load_tokenizer', 'chat']
+           'kit_checkout', 'chapters_dir', 'chapter_files', 'in_installed_package', 'atomic_write', 'copy_chapters',
+           'require_extra', 'check_writable', 'owned_entries', 'foreign_entries', 'check_run_folder', 'check_out_dir',
+           'atomic_dir', 'save_model', 'Job', 'link_tree', 'did_you_mean', 'read_yaml', 'read_text', 'BundledModel',
+           'bundled_gguf_path', 'convert_gguf', 'bundled_model_dir', 'setup_model', 'scaled_names', 'scaled_config',
+           'full_size_config', 'ModelSource', 'resolve_model', 'check_weights', 'check_real_weights',
+           'check_load_report', 'load_model', 'load_config', 'load_tokenizer', 'chat']
 
 # %% ../nbs/00_lab.ipynb #0cd018ca
 def seed_everything(seed: int = 0, # seed for `random`, NumPy and PyTorch (all devices)
@@ -99,6 +99,22 @@ def in_installed_package(path: str | Path # a file or folder
     "Whether `path` lies inside an installed slimlab package (not a clone): the kit never writes there."
     return kit_checkout() is None and Path(path).resolve().is_relative_to(_package_dir().resolve())
 
+# %% ../nbs/00_lab.ipynb #302f8c49
+def atomic_write(path: str | Path, # the file to write
+                 data, # its content: str, bytes, or a function that writes a file at the path it is given
+                ) -> Path:
+    "Write one file atomically: a temporary file beside it, then one rename."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        if callable(data): data(tmp)
+        elif isinstance(data, bytes): tmp.write_bytes(data)
+        else: tmp.write_text(data)
+        os.replace(tmp, path)
+    finally: tmp.unlink(missing_ok=True)
+    return path
+
 # %% ../nbs/00_lab.ipynb #bb8f96a1
 CHAPTERS_FILE = '.slimlab-chapters' # manifest of a chapters folder: JSON, chapter name -> SHA-256 of the copy written
 
@@ -124,8 +140,7 @@ def copy_chapters(dest: str | Path, # the user's chapters folder (created if mis
         elif target.exists() and (old is None or _sha256(old) != written.get(chapter.name)): outcome = 'kept'
         else:
             outcome = 'copied' if old is None else 'updated'
-            tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-            tmp.write_bytes(new); os.replace(tmp, target)
+            atomic_write(target, new)
         done[outcome].append(chapter.name)
         if outcome != 'kept': written[chapter.name] = _sha256(new)
     manifest.write_text(json.dumps(written, indent=1, sort_keys=True))
@@ -253,6 +268,34 @@ def atomic_dir(out: str | Path # the final folder; filled only when the block fi
             except FileExistsError: keep = True; raise
     finally:
         if not keep: shutil.rmtree(tmp, ignore_errors=True)
+
+# %% ../nbs/00_lab.ipynb #233c0a1c
+def save_model(model, # a transformers model
+               out: str | Path, # its folder (must not hold results unless `overwrite`)
+               tokenizer=None, # saved beside the model when given
+               records: dict[str, str] | None = None, # file name -> text: how slimlab made the model (a plan, a merge record)
+               overwrite: bool = False, # allow replacing what an earlier job wrote there
+              ) -> Path:
+    "Save a model as a stock Hugging Face folder with its tokenizer and records, atomically."
+    out = check_out_dir(out, overwrite)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        if tokenizer is not None: tokenizer.save_pretrained(tmp)
+        for name, text in (records or {}).items(): (tmp/name).write_text(text)
+    return out
+
+# %% ../nbs/00_lab.ipynb #107760f8
+@dataclass
+class Job:
+    "How a job treats its folder and what it shows: continue or replace an earlier job's results, progress bars, summary lines."
+    resume: bool = False # continue an interrupted job in its folder (a finished one is left as it is)
+    overwrite: bool = False # replace what an earlier job wrote there (files it did not write stay)
+    progress: bool = True # tqdm bars
+    log: object = print # where summary lines go: a function of one string (None: silent)
+
+    def say(self, line: str):
+        "Pass one summary line to `log` (nothing when it is None)."
+        if self.log is not None: self.log(line)
 
 # %% ../nbs/00_lab.ipynb #b590e43e
 def link_tree(src: Path, # the folder to copy

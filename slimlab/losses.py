@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_losses.ipynb #47e21f6e
 from __future__ import annotations
-import math, os
+import math, numbers, os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,15 +15,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from .anatomy import Anatomy
+from .lab import atomic_write
 
 # %% auto #0
-__all__ = ['IGNORE_INDEX', 'KD_LOSSES', 'SPARSE_KD_LOSSES', 'FEATURE_DISTANCES', 'SCHEDULES', 'SLIMQWEN_LAMBDA', 'SLIMQWEN_BETA',
-           'shift_labels', 'lm_loss', 'forward_kl', 'reverse_kl', 'skew_forward_kl', 'skew_reverse_kl',
+__all__ = ['IGNORE_INDEX', 'KD_LOSSES', 'SPARSE_KD_LOSSES', 'FEATURE_DISTANCES', 'WEIGHT_SCHEDULES', 'SLIMQWEN_LAMBDA',
+           'SLIMQWEN_BETA', 'shift_labels', 'lm_loss', 'forward_kl', 'reverse_kl', 'skew_forward_kl', 'skew_reverse_kl',
            'generalized_jsd', 'Divergence', 'TeacherTopK', 'topk_logits', 'sparse_divergence', 'teacher_topk',
            'save_topk', 'load_topk', 'loss_vocab', 'HeadLoss', 'head_loss', 'TeacherHead', 'chunked_head_loss',
            'block_outputs', 'layer_map_from_plan', 'feature_distance', 'FeatureDistiller', 'constant_schedule',
-           'linear_schedule', 'cosine_schedule', 'step_schedule', 'Schedule', 'CompositeConfig', 'LossTerms',
-           'CompositeLoss']
+           'linear_schedule', 'cosine_schedule', 'step_schedule', 'Schedule', 'lr_schedule', 'CompositeConfig',
+           'LossTerms', 'CompositeLoss']
 
 # %% ../nbs/07_losses.ipynb #1301fb3f
 IGNORE_INDEX = -100 # label of positions without a target
@@ -176,11 +177,8 @@ def save_topk(topk: TeacherTopK, # from `teacher_topk`
     from safetensors.torch import save_file
     path = Path(path)
     if path.exists() and not overwrite: raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    save_file({'indices': topk.indices.to(torch.int32).contiguous(), 'values': topk.values.to(dtype).contiguous()}, str(tmp))
-    os.replace(tmp, path)
-    return path
+    tensors = {'indices': topk.indices.to(torch.int32).contiguous(), 'values': topk.values.to(dtype).contiguous()}
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
 
 def load_topk(path: str | Path) -> TeacherTopK:
     "Read a teacher top-k cache file: int64 ids, float32 logits."
@@ -278,6 +276,7 @@ def _teacher_chunk(teacher, rows: slice, vocab: int, temperature: float):
     bias = None if teacher.bias is None else teacher.bias[:vocab]
     return (*_log_softmax_(F.linear(teacher.hidden[rows], teacher.weight[:vocab], bias).float(), temperature), None)
 
+# %% ../nbs/07_losses.ipynb #7c50f4af
 def _forward_kl_pull(lp, p, lq, q, divergence):
     "KL(p ‖ q) per row and its pull p; overwrites `lp`."
     return lp.sub_(lq).mul_(p).sum(-1), p
@@ -310,6 +309,7 @@ def _jsd_pull(lp, p, lq, q, divergence):
 _PULLS = {'forward_kl': _forward_kl_pull, 'reverse_kl': _reverse_kl_pull, 'skew_forward_kl': _skew_forward_kl_pull,
           'skew_reverse_kl': _skew_reverse_kl_pull, 'generalized_jsd': _jsd_pull} # divergence kind -> (values, pull)
 
+# %% ../nbs/07_losses.ipynb #143469e3
 class _GradTerm(NamedTuple):
     "One term coef·(q·Σpull − pull) of the gradient with respect to a chunk's logits."
     q: torch.Tensor # (c, V) the student's probabilities the term is computed from
@@ -353,6 +353,7 @@ def _chunk_loss(z: torch.Tensor, # (c, V) float32 student logits, overwritten
         if spec.need_grad: terms.append(_GradTerm(q, pull, index, spec.kd_weight*T*row_weight))
     return ce[mask].sum(), kd, _logit_grad(terms) if terms else None
 
+# %% ../nbs/07_losses.ipynb #82728e25
 class _ChunkedHeadLoss(torch.autograd.Function):
     "Weighted CE + KD over chunks of tokens; gradients of the hidden states and head computed in the forward pass."
     @staticmethod
@@ -493,19 +494,19 @@ def step_schedule(p: float, start: float, end: float, steps: int = 2) -> float:
     "Piecewise constant: `steps` equal stages from start to end."
     return start + (end - start)*min(int(p*steps), steps - 1)/(steps - 1)
 
-SCHEDULES = {'constant': constant_schedule, 'linear': linear_schedule, 'cosine': cosine_schedule, 'step': step_schedule} # kind -> function
+WEIGHT_SCHEDULES = {'constant': constant_schedule, 'linear': linear_schedule, 'cosine': cosine_schedule, 'step': step_schedule} # kind -> function
 
 @dataclass(frozen=True)
 class Schedule:
     "A weight as a function of training progress in [0, 1]; values must stay in [0, 1]."
-    kind: str = 'constant' # one of `SCHEDULES`
+    kind: str = 'constant' # one of `WEIGHT_SCHEDULES`
     start: float = 1.0 # value at progress 0
     end: float | None = None # value at progress 1 (None: same as start)
     steps: int = 2 # stages of a step schedule
     name: str = 'weight' # what it schedules, for error messages
 
     def __post_init__(self):
-        if self.kind not in SCHEDULES: raise ValueError(f"{self.name} schedule {self.kind!r} is unknown; allowed: {', '.join(SCHEDULES)}")
+        if self.kind not in WEIGHT_SCHEDULES: raise ValueError(f"{self.name} schedule {self.kind!r} is unknown; allowed: {', '.join(WEIGHT_SCHEDULES)}")
         _check_unit(f"{self.name} start", self.start)
         if self.end is not None: _check_unit(f"{self.name} end", self.end)
         if self.steps < 2: raise ValueError(f"{self.name} schedule steps={self.steps} must be at least 2")
@@ -513,10 +514,34 @@ class Schedule:
     def __call__(self, progress: float) -> float:
         if not 0 <= progress <= 1: raise ValueError(f"progress={progress} must be in [0, 1]")
         end = self.start if self.end is None else self.end
-        return SCHEDULES[self.kind](progress, self.start, end, self.steps)
+        return WEIGHT_SCHEDULES[self.kind](progress, self.start, end, self.steps)
+
+    @property
+    def peak(self) -> float:
+        "The largest value the schedule takes: `start` for a constant, else the larger of start and end (every kind is monotone)."
+        return self.start if self.kind == 'constant' or self.end is None else max(self.start, self.end)
 
 SLIMQWEN_LAMBDA = Schedule('linear', 1.0, 0.75, name='lambda') # SlimQwen: share of distillation, 1.0 → 0.75
 SLIMQWEN_BETA = Schedule('cosine', 0.3, 0.1, name='beta') # SlimQwen: weight of the MTP terms, 0.3 → 0.1
+
+# %% ../nbs/07_losses.ipynb #710b7c35
+def lr_schedule(step: int, # index of the optimizer step (0-based)
+                total_steps: int, # steps of the run, S
+                peak: float, # learning rate at the end of the warm-up, η_max
+                floor: float, # learning rate of the last step, η_min (<= peak)
+                warmup_steps: int = 0, # steps of linear warm-up, W (<= S)
+               ) -> float:
+    "Learning rate of a step: linear warm-up to `peak`, cosine decay to `floor` at the last step, `floor` after it."
+    for name, value, least in (('step', step, 0), ('total_steps', total_steps, 1), ('warmup_steps', warmup_steps, 0)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+            raise ValueError(f"{name}={value!r} must be an integer >= {least}")
+    if warmup_steps > total_steps: raise ValueError(f"warmup_steps={warmup_steps} must not exceed total_steps={total_steps}")
+    if not peak > 0: raise ValueError(f"peak={peak!r} must be > 0")
+    if not 0 <= floor <= peak: raise ValueError(f"floor={floor!r} must be between 0 and peak={peak}")
+    if step < warmup_steps: return peak*(step + 1)/warmup_steps
+    decay_steps = total_steps - 1 - warmup_steps
+    if step - warmup_steps >= decay_steps: return floor
+    return cosine_schedule((step - warmup_steps)/decay_steps, peak, floor)
 
 # %% ../nbs/07_losses.ipynb #73c3ea53
 @dataclass
@@ -560,6 +585,7 @@ class LossTerms:
 
 def _flat(x: torch.Tensor) -> torch.Tensor: return x.reshape(-1, x.shape[-1])
 
+# %% ../nbs/07_losses.ipynb #6eb32eb6
 class CompositeLoss:
     "L = (1-λ)L_LM + λL_KD + β((1-μ)L_MTP-LM + μL_MTP-KD) + γ_feat·L_feat + γ_FDD·L_FDD, with scheduled λ, β and μ (μ = λ unless `mtp_lam`)."
     def __init__(self, config: CompositeConfig = CompositeConfig(), features: FeatureDistiller | None = None):

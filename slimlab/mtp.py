@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from .anatomy import Anatomy
-from .lab import atomic_dir, check_out_dir
-from .losses import CompositeConfig, CompositeLoss, Divergence, Schedule, cosine_schedule
+from .lab import atomic_dir, atomic_write, check_out_dir
+from .losses import CompositeConfig, CompositeLoss, Divergence, Schedule, lr_schedule
 
 # %% auto #0
 __all__ = ['MTP_INITS', 'MTP_FILE', 'mtp_block_config', 'MTPModule', 'MTPHeads', 'mtp_states', 'mtp_loss', 'save_mtp', 'load_mtp',
@@ -157,10 +157,8 @@ def save_mtp(heads: MTPHeads, folder: str | Path, overwrite: bool = False) -> Pa
     path = Path(folder)/MTP_FILE
     if path.exists() and not overwrite: raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
     meta = dict(format='slimlab-mtp', depth=str(heads.depth), model_type=heads.model_type, hidden_size=str(heads.config.hidden_size))
-    tmp = path.with_name(f"{MTP_FILE}.tmp-{os.getpid()}")
-    save_file({k: v.detach().contiguous() for k, v in heads.state_dict().items()}, str(tmp), metadata=meta)
-    os.replace(tmp, path)
-    return path
+    tensors = {k: v.detach().contiguous() for k, v in heads.state_dict().items()}
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 def load_mtp(model, # the loaded base model
              folder: str | Path, # a folder holding `mtp.safetensors`
@@ -259,6 +257,7 @@ class MTPTrainConfig:
             if getattr(self, name) < 1: raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
         if not self.lr > 0: raise ValueError(f"lr={self.lr} must be > 0")
         if self.warmup < 0: raise ValueError(f"warmup={self.warmup} must be >= 0")
+        if self.warmup > self.steps: raise ValueError(f"warmup={self.warmup} must not exceed steps={self.steps}")
 
 @torch.no_grad()
 def base_states(model, blocks: torch.Tensor, # (N, T) token blocks
@@ -266,11 +265,6 @@ def base_states(model, blocks: torch.Tensor, # (N, T) token blocks
     "The frozen main model's last_hidden_state of every block: (N, T, d)."
     model.eval()
     return torch.cat([model.get_decoder()(input_ids=b).last_hidden_state for b in blocks.split(batch_size)])
-
-def _lr_factor(step: int, c: MTPTrainConfig) -> float:
-    "Linear warm-up, then cosine decay to 0."
-    if step < c.warmup: return (step + 1)/c.warmup
-    return cosine_schedule((step - c.warmup)/max(1, c.steps - c.warmup), 1.0, 0.0)
 
 def train_mtp(model, heads: MTPHeads,
               blocks: torch.Tensor, # (N, T) training token blocks
@@ -289,7 +283,7 @@ def train_mtp(model, heads: MTPHeads,
     for p in model.parameters(): p.requires_grad_(False)
     embed, weight = Anatomy(model).embed, model.get_output_embeddings().weight
     opt = torch.optim.AdamW(heads.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, c))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_schedule(s, c.steps + 1, 1.0, 0.0, c.warmup))  # 0 one step after the last
     g = torch.Generator().manual_seed(c.seed)
     order = torch.cat([torch.randperm(len(blocks), generator=g) for _ in range(math.ceil(c.steps*c.batch_size/len(blocks)))])
     heads.train()
@@ -345,6 +339,7 @@ class _Drafter:
             prev = self.states[k - 1]
         return drafts
 
+# %% ../nbs/08_mtp.ipynb #34f97e3e
 @dataclass
 class Decoded:
     "The result of decoding one prompt."
@@ -367,6 +362,7 @@ def greedy_decode(model, input_ids: torch.Tensor, # (1, T) the prompt
         new.append(int(out.logits[0, -1].argmax()))
     return Decoded(new, time.perf_counter() - t0)
 
+# %% ../nbs/08_mtp.ipynb #0f57308b
 @torch.no_grad()
 def speculative_decode(model, heads: MTPHeads, input_ids: torch.Tensor, # (1, T) the prompt
                        max_new_tokens: int = 32, # tokens to produce

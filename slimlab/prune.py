@@ -11,15 +11,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .lab import atomic_dir, check_out_dir, load_config, load_model, load_tokenizer, check_real_weights, did_you_mean, read_yaml
+from .lab import atomic_dir, check_out_dir, did_you_mean, read_yaml, save_model
 from .anatomy import Anatomy, count_params
+from .importance import Calibration, LoadedModel, start_job
 
 # %% auto #0
-__all__ = ['Indices', 'PerLayer', 'EXPERT_ALIGN', 'TARGET_METRICS', 'CUTS', 'ModelShape', 'PruningPlan', 'target_shape',
-           'validate_plan', 'check_expert_alignment', 'check_stock_config', 'sync_config', 'head_rows', 'apply_plan',
-           'keep_all_plan', 'least_ratio', 'resolve_size', 'resolve_drop', 'resolve_width', 'make_plan',
-           'random_scores', 'plan_to_dict', 'plan_from_dict', 'save_plan', 'load_plan', 'save_pruned', 'layer_scores',
-           'plan_scores', 'needed_metrics', 'check_cuts', 'run_prune']
+__all__ = ['Indices', 'PerLayer', 'EXPERT_ALIGN', 'TARGETS', 'PLAN_STEPS', 'TARGET_METRICS', 'CUTS', 'ModelShape', 'PruningPlan',
+           'target_shape', 'validate_plan', 'check_expert_alignment', 'check_stock_config', 'sync_config', 'head_rows',
+           'apply_plan', 'keep_all_plan', 'least_ratio', 'resolve_size', 'resolve_drop', 'resolve_width',
+           'check_targets', 'make_plan', 'random_scores', 'plan_to_dict', 'plan_from_dict', 'save_plan', 'load_plan',
+           'save_pruned', 'layer_scores', 'plan_scores', 'needed_metrics', 'check_cuts', 'check_plan_file',
+           'check_prune_targets', 'run_prune']
 
 # %% ../nbs/05_pruning.ipynb #ec2db7d1
 @dataclass(frozen=True)
@@ -41,9 +43,8 @@ class ModelShape:
     def of(cls, model_or_config) -> ModelShape:
         "The shape of a model or config."
         a = Anatomy(model_or_config)
-        has_dense = any(not a.is_moe_layer(i) for i in range(a.num_layers))
         return cls(a.config.model_type, a.num_layers, a.hidden_size, a.num_heads, a.num_kv_heads, a.head_dim,
-                   a.intermediate_size if has_dense else 0, a.num_experts, a.top_k, a.expert_size, a.shared_expert_size)
+                   a.intermediate_size if a.dense_layers else 0, a.num_experts, a.top_k, a.expert_size, a.shared_expert_size)
 
 # %% ../nbs/05_pruning.ipynb #cadfa6d2
 Indices = list[int]
@@ -105,9 +106,7 @@ def validate_plan(plan: PruningPlan, model_or_config) -> ModelShape:
                          f"{ModelShape.of(a.config)}")
     if plan.layers is not None: _check_indices('layers', plan.layers, s.num_layers)
     if plan.channels is not None: _check_indices('channels', plan.channels, s.hidden_size)
-    full = [i for i in range(s.num_layers) if a.layer_type(i) != 'linear_attention']
-    moe = [i for i in range(s.num_layers) if a.is_moe_layer(i)]
-    dense = [i for i in range(s.num_layers) if not a.is_moe_layer(i)]
+    full, moe, dense = a.attention_layers, a.moe_layers, a.dense_layers
     _check_per_layer('kv_heads', plan.kv_heads, full, s.num_kv_heads)
     _check_per_layer('heads', plan.heads, full, s.num_heads)
     _check_per_layer('neurons', plan.neurons, dense, s.intermediate_size)
@@ -297,8 +296,7 @@ def apply_plan(model, # the source model (never modified)
 def keep_all_plan(model_or_config) -> PruningPlan:
     "A plan that lists every index of every axis (the identity)."
     a, s = Anatomy(model_or_config), ModelShape.of(model_or_config)
-    full = [i for i in range(s.num_layers) if a.layer_type(i) != 'linear_attention']
-    moe = [i for i in range(s.num_layers) if a.is_moe_layer(i)]
+    full, moe = a.attention_layers, a.moe_layers
     r = lambda n: list(range(n))
     return PruningPlan(s, layers=r(s.num_layers), channels=r(s.hidden_size),
                        kv_heads={i: r(s.num_kv_heads) for i in full}, heads={i: r(s.num_heads) for i in full},
@@ -382,66 +380,102 @@ def _need(scores: dict, key: str, why: str) -> torch.Tensor:
     return scores[key]
 
 # %% ../nbs/05_pruning.ipynb #f801f060
-def make_plan(model_or_config,
+TARGETS = { # the targets of `make_plan`, each optional (None keeps its axis whole); sizes are a count or a ratio in (0, 1)
+    'drop_layers': 'blocks to remove: a count, or a ratio in (0, 1) (None: keep every block)',
+    'hidden_size': 'kept hidden channels',
+    'num_heads': 'kept query heads per block',
+    'num_kv_heads': 'kept KV groups per block',
+    'intermediate_size': 'kept neurons of dense MLPs',
+    'num_experts': 'kept experts per MoE block',
+    'expert_size': 'kept neurons per expert',
+    'shared_expert_size': 'kept neurons of the shared expert',
+    'top_k': "experts per token after pruning (None: the model's, which kept experts must reach)",
+}
+
+def check_targets(targets: dict, # target name -> value (None: not set)
+                  allowed=tuple(TARGETS), # the names a caller accepts
+                 ) -> dict:
+    "The targets that are set; an unknown name is refused, naming the closest allowed one."
+    for key in targets:
+        if key not in allowed: raise ValueError(f"target {key!r} is unknown{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}")
+    return {k: v for k, v in targets.items() if v is not None}
+
+def _keep_layers(plan: PruningPlan, a: Anatomy, scores: dict, targets: dict, round_to: int):
+    "Keep every block but the `drop_layers` lowest-scoring ones."
+    n_drop = resolve_drop(targets.get('drop_layers'), a.num_layers)
+    if n_drop: plan.layers = _top(_need(scores, 'layers', 'drop layers'), a.num_layers - n_drop)
+
+def _keep_channels(plan: PruningPlan, a: Anatomy, scores: dict, targets: dict, round_to: int):
+    "Keep the `hidden_size` top-scoring hidden channels (an MoE's width suited to its expert kernel)."
+    if 'hidden_size' not in targets: return
+    k = resolve_width(targets['hidden_size'], a.hidden_size, 'hidden_size', round_to, grouped=bool(a.moe_layers))
+    plan.channels = _top(_need(scores, 'channels', 'prune hidden_size'), k)
+
+def _keep_heads(plan: PruningPlan, a: Anatomy, scores: dict, targets: dict, round_to: int):
+    "Keep the best `num_kv_heads` KV groups of every attention block, and in each the best `num_heads / num_kv_heads` query heads."
+    num_heads, num_kv_heads = targets.get('num_heads'), targets.get('num_kv_heads')
+    if num_heads is None and num_kv_heads is None: return
+    hpg = a.heads_per_group
+    kv = resolve_size(num_kv_heads, a.num_kv_heads, 'num_kv_heads')
+    nh = resolve_size(num_heads, a.num_heads, 'num_heads') if num_heads is not None else kv*hpg
+    if nh % kv or nh//kv > hpg:
+        raise ValueError(f"num_heads={nh} with num_kv_heads={kv}: each KV group must keep the same number of query heads, "
+                         f"at most {hpg}; allowed num_heads: {', '.join(str(kv*m) for m in range(1, hpg + 1))}")
+    heads = _need(scores, 'heads', 'prune heads').float()  # (L, n_q)
+    plan.kv_heads, plan.heads = {}, {}
+    for i in a.attention_layers:
+        by_group = heads[i].view(a.num_kv_heads, hpg)  # (G, heads per group)
+        plan.kv_heads[i] = groups = _top(by_group.sum(1), kv)
+        plan.heads[i] = sorted(g*hpg + h for g in groups for h in _top(by_group[g], nh//kv))
+
+def _keep_neurons(plan: PruningPlan, a: Anatomy, scores: dict, targets: dict, round_to: int):
+    "Keep the `intermediate_size` top-scoring neurons of every dense MLP."
+    if 'intermediate_size' not in targets or not a.dense_layers: return
+    k = resolve_size(targets['intermediate_size'], a.intermediate_size, 'intermediate_size', round_to)
+    plan.neurons = {i: _top(_need(scores, 'neurons', 'prune intermediate_size')[i], k) for i in a.dense_layers}
+
+# %% ../nbs/05_pruning.ipynb #766c05c1
+def _check_moe_targets(a: Anatomy, targets: dict):
+    "Refuse expert targets on a model without routed experts, and `shared_expert_size` on one without a shared expert."
+    for name in ('num_experts', 'expert_size', 'shared_expert_size'):
+        if name in targets and not a.moe_layers: raise ValueError(f"{name} applies to MoE models; {a.config.model_type} has no routed experts here")
+    if 'shared_expert_size' in targets and not a.shared_expert_size:
+        raise ValueError(f"shared_expert_size applies to MoE models with a shared expert; {a.config.model_type} has none")
+
+def _keep_experts(plan: PruningPlan, a: Anatomy, scores: dict, targets: dict, round_to: int):
+    "Keep the `num_experts` top-scoring experts of every MoE block: at least top-k, unless `top_k` is lowered too."
+    _check_moe_targets(a, targets)
+    if 'num_experts' not in targets: return
+    value, k = targets['num_experts'], resolve_size(targets['num_experts'], a.num_experts, 'num_experts')
+    if 'top_k' not in targets and k < a.top_k:
+        raise ValueError(f"num_experts={value if value == k else f'{value} ({k})'} must be at least top_k "
+                         f"(num_experts_per_tok={a.top_k}): allowed {a.top_k}..{a.num_experts}, or pass top_k <= {k} to lower "
+                         f"top-k as well")
+    plan.experts = {i: _top(_need(scores, 'experts', 'prune experts')[i], k) for i in a.moe_layers}
+
+def _keep_expert_neurons(plan: PruningPlan, a: Anatomy, scores: dict, targets: dict, round_to: int):
+    "Keep the `expert_size` top-scoring neurons of every kept expert, and the `shared_expert_size` best of the shared expert."
+    if 'expert_size' in targets:
+        k = resolve_width(targets['expert_size'], a.expert_size, 'expert_size', round_to, grouped=True)
+        en = _need(scores, 'expert_neurons', 'prune expert_size')
+        kept = plan.experts or {i: list(range(a.num_experts)) for i in a.moe_layers}
+        plan.expert_neurons = {i: [_top(en[i, e], k) for e in kept[i]] for i in a.moe_layers}
+    if 'shared_expert_size' in targets:
+        k = resolve_size(targets['shared_expert_size'], a.shared_expert_size, 'shared_expert_size', round_to)
+        plan.shared_neurons = {i: _top(_need(scores, 'shared_neurons', 'prune shared_expert_size')[i], k) for i in a.moe_layers}
+
+PLAN_STEPS = (_keep_layers, _keep_channels, _keep_heads, _keep_neurons, _keep_experts, _keep_expert_neurons) # in the order they check
+
+def make_plan(model_or_config, # the model (or its config) to plan a cut of
               scores: dict[str, torch.Tensor], # importance per axis (see above); higher = keep
-              drop_layers: int | float | None = None, # blocks to remove: a count, or a ratio in (0, 1) (None: keep every block)
-              hidden_size: int | float | None = None, # kept hidden channels
-              num_heads: int | float | None = None, # kept query heads per block
-              num_kv_heads: int | float | None = None, # kept KV groups per block
-              intermediate_size: int | float | None = None, # kept neurons of dense MLPs
-              num_experts: int | float | None = None, # kept experts per MoE block
-              expert_size: int | float | None = None, # kept neurons per expert
-              shared_expert_size: int | float | None = None, # kept neurons of the shared expert
-              top_k: int | None = None, # experts per token after pruning (None: the model's, which kept experts must reach)
               round_to: int = 1, # round widths down to a multiple of this (and of `EXPERT_ALIGN` for MoE widths)
+              **targets, # the cut, by name (see `TARGETS`): drop_layers, hidden_size, num_heads, ..., top_k; None keeps an axis
              ) -> PruningPlan:
     "A plan keeping the top-scoring indices on each axis, with uniform counts per layer."
-    a, s = Anatomy(model_or_config), ModelShape.of(model_or_config)
-    plan = PruningPlan(s, top_k=top_k)
-    n_drop = resolve_drop(drop_layers, s.num_layers)
-    if n_drop: plan.layers = _top(_need(scores, 'layers', 'drop layers'), s.num_layers - n_drop)
-    dense = [i for i in range(s.num_layers) if not a.is_moe_layer(i)]
-    moe = [i for i in range(s.num_layers) if a.is_moe_layer(i)]
-    if hidden_size is not None:
-        k = resolve_width(hidden_size, s.hidden_size, 'hidden_size', round_to, grouped=bool(moe))
-        plan.channels = _top(_need(scores, 'channels', 'prune hidden_size'), k)
-    full = [i for i in range(s.num_layers) if a.layer_type(i) != 'linear_attention']
-    if num_heads is not None or num_kv_heads is not None:
-        kv = resolve_size(num_kv_heads, s.num_kv_heads, 'num_kv_heads')
-        nh = resolve_size(num_heads, s.num_heads, 'num_heads') if num_heads is not None else kv*(s.num_heads//s.num_kv_heads)
-        hpg = s.num_heads//s.num_kv_heads
-        if nh % kv or nh//kv > hpg:
-            raise ValueError(f"num_heads={nh} with num_kv_heads={kv}: each KV group must keep the same number of query heads, "
-                             f"at most {hpg}; allowed num_heads: {', '.join(str(kv*m) for m in range(1, hpg + 1))}")
-        heads = _need(scores, 'heads', 'prune heads').float()  # (L, n_q)
-        plan.kv_heads, plan.heads = {}, {}
-        for i in full:
-            by_group = heads[i].view(s.num_kv_heads, hpg)  # (G, heads per group)
-            groups = _top(by_group.sum(1), kv)
-            plan.kv_heads[i] = groups
-            plan.heads[i] = sorted(g*hpg + h for g in groups for h in _top(by_group[g], nh//kv))
-    if intermediate_size is not None and dense:
-        k = resolve_size(intermediate_size, s.intermediate_size, 'intermediate_size', round_to)
-        plan.neurons = {i: _top(_need(scores, 'neurons', 'prune intermediate_size')[i], k) for i in dense}
-    for value, name in ((num_experts, 'num_experts'), (expert_size, 'expert_size'), (shared_expert_size, 'shared_expert_size')):
-        if value is not None and not moe: raise ValueError(f"{name} applies to MoE models; {s.model_type} has no routed experts here")
-    if shared_expert_size is not None and not s.shared_expert_size:
-        raise ValueError(f"shared_expert_size applies to MoE models with a shared expert; {s.model_type} has none")
-    if num_experts is not None:
-        k = resolve_size(num_experts, s.num_experts, 'num_experts')
-        if top_k is None and k < s.top_k:
-            raise ValueError(f"num_experts={num_experts if num_experts == k else f'{num_experts} ({k})'} must be at least top_k "
-                             f"(num_experts_per_tok={s.top_k}): allowed {s.top_k}..{s.num_experts}, or pass top_k <= {k} to lower "
-                             f"top-k as well")
-        plan.experts = {i: _top(_need(scores, 'experts', 'prune experts')[i], k) for i in moe}
-    if expert_size is not None:
-        k = resolve_width(expert_size, s.expert_size, 'expert_size', round_to, grouped=True)
-        en = _need(scores, 'expert_neurons', 'prune expert_size')
-        kept = plan.experts or {i: list(range(s.num_experts)) for i in moe}
-        plan.expert_neurons = {i: [_top(en[i, e], k) for e in kept[i]] for i in moe}
-    if shared_expert_size is not None:
-        k = resolve_size(shared_expert_size, s.shared_expert_size, 'shared_expert_size', round_to)
-        plan.shared_neurons = {i: _top(_need(scores, 'shared_neurons', 'prune shared_expert_size')[i], k) for i in moe}
+    targets = check_targets(targets)
+    a = Anatomy(model_or_config)
+    plan = PruningPlan(ModelShape.of(model_or_config), top_k=targets.get('top_k'))
+    for step in PLAN_STEPS: step(plan, a, scores, targets, round_to)
     validate_plan(plan, model_or_config)
     sync_config(a.config, plan)  # the stock config class must accept the shape
     return plan
@@ -496,12 +530,9 @@ def save_pruned(model, # the pruned model
                 overwrite: bool = False, # allow replacing a folder that holds results
                ) -> Path:
     "Save a pruned model as a stock Hugging Face folder, atomically."
-    out = check_out_dir(out, overwrite)
-    with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp)
-        if tokenizer is not None: tokenizer.save_pretrained(tmp)
-        if plan is not None: save_plan(plan, tmp/'slimlab_plan.yaml')
-    return out
+    import yaml
+    record = None if plan is None else {'slimlab_plan.yaml': yaml.safe_dump(plan_to_dict(plan), sort_keys=False)}
+    return save_model(model, out, tokenizer, record, overwrite)
 
 # %% ../nbs/05_pruning.ipynb #684c2a08
 def layer_scores(score, # a depth score (axis 'layer' or 'window_start')
@@ -571,47 +602,56 @@ def check_cuts(source: ModelShape, # the model's shape
         raise ValueError(f"{key}={value} is the whole {key} of this model ({getattr(source, key)}), so it cuts nothing; "
                          f"give a smaller size or a ratio in (0, 1)")
 
+# %% ../nbs/05_pruning.ipynb #2df47b17
+def check_plan_file(plan_file: str | Path, # a saved plan
+                    config, # the model's config
+                    targets: dict, # the targets that are set (none may be, beside a plan)
+                   ) -> PruningPlan:
+    "The saved plan, checked against the model's config; targets beside it are refused."
+    if targets: raise ValueError(f"--plan and targets ({', '.join(targets)}) exclude each other; give one of them")
+    plan = load_plan(plan_file)
+    validate_plan(plan, config)
+    sync_config(config, plan)
+    return plan
+
+def check_prune_targets(config, # the model's config
+                        targets: dict, # the targets that are set, and `round_to`
+                        calibration: Calibration, # the calibration that will score them
+                        layer_metric: str = 'block_influence', # depth score for `drop_layers`
+                        expert_metric: str = 'expert_frequency', # expert score for `num_experts`
+                       ) -> tuple[list, int]:
+    "Every target and metric checked on the config, before any weights: (the pass's metric requests, the blocks to drop)."
+    if not targets.keys() & CUTS.keys():
+        raise ValueError(f"nothing to prune: give --plan, or at least one of "
+                         f"{', '.join('--' + k.replace('_', '-') for k in CUTS if k != 'top_k')}")
+    trial = make_plan(config, random_scores(config), **targets)
+    check_cuts(trial.source, target_shape(trial), targets)
+    requests = calibration.check(Anatomy(config), needed_metrics(targets, layer_metric, expert_metric))
+    return requests, trial.source.num_layers - target_shape(trial).num_layers
+
 def run_prune(model: str, # model to prune: name, folder or hub id (see `slimlab.lab.resolve_model`)
               out: str | Path, # output folder: a stock HF model with tokenizer and `slimlab_plan.yaml`
               plan_file: str | Path | None = None, # a saved plan; without it, the targets and a calibration pass make one
+              calibration: Calibration = Calibration(), # samples of the lab corpus that score the targets
               layer_metric: str = 'block_influence', # depth score for `drop_layers`
               expert_metric: str = 'expert_frequency', # expert score for `num_experts`
-              samples: int = 32, # calibration samples of the lab corpus train split
-              seq_len: int = 256, # tokens per calibration sample
-              seed: int = 0, # seed of the calibration samples
               overwrite: bool = False, # replace an output folder that holds results
               progress: bool = True, # show tqdm bars
               log=print, # where the summary lines go
-              **targets, # `make_plan` targets: drop_layers, hidden_size, num_heads, num_kv_heads, intermediate_size, ...
+              **targets, # `make_plan` targets (see `TARGETS`: drop_layers, hidden_size, ...) and its `round_to`
              ) -> PruningPlan:
     "Check everything on the config, then load, score (unless a plan is given), cut and save a stock pruned model."
-    from slimlab.importance import check_calibration, importance
-    from slimlab.data import calibration_samples
-    out = check_out_dir(out, overwrite)
-    check_real_weights(model, 'pruning')
-    config = load_config(model)
-    set_targets = {k: v for k, v in targets.items() if v is not None}
-    if plan_file is not None:
-        if set_targets: raise ValueError(f"--plan and targets ({', '.join(set_targets)}) exclude each other; give one of them")
-        plan = load_plan(plan_file)
-        validate_plan(plan, config)
-        sync_config(config, plan)
-    else:
-        if not set_targets.keys() & CUTS.keys():
-            raise ValueError(f"nothing to prune: give --plan, or at least one of "
-                             f"{', '.join('--' + k.replace('_', '-') for k in CUTS if k != 'top_k')}")
-        trial = make_plan(config, random_scores(config), **set_targets)  # every target checked on the config, before any weights
-        check_cuts(trial.source, target_shape(trial), set_targets)
-        n_drop = trial.source.num_layers - target_shape(trial).num_layers
-        requests = check_calibration(Anatomy(config), samples, seq_len, needed_metrics(set_targets, layer_metric, expert_metric))
-    teacher, tokenizer = load_model(model), load_tokenizer(model)
+    out, config = start_job(model, out, overwrite, 'pruning')
+    targets = check_targets(targets, (*TARGETS, 'round_to'))
+    if plan_file is not None: plan = check_plan_file(plan_file, config, targets)
+    else: requests, n_drop = check_prune_targets(config, targets, calibration, layer_metric, expert_metric)
+    job = LoadedModel.load(model, calibration)
     if plan_file is None:
-        report = importance(teacher, calibration_samples(tokenizer, n_samples=samples, seq_len=seq_len, seed=seed), requests,
-                            seed=seed, progress=progress)
-        plan = make_plan(teacher, plan_scores(report, n_drop, layers=layer_metric, experts=expert_metric), **set_targets)
-    student = apply_plan(teacher, plan)
-    save_pruned(student, out, tokenizer, plan, overwrite)
-    before, after = (sum(count_params(m).values()) for m in (teacher, student))
+        scores = plan_scores(job.score(requests, progress), n_drop, layers=layer_metric, experts=expert_metric)
+        plan = make_plan(job.model, scores, **targets)
+    student = apply_plan(job.model, plan)
+    save_pruned(student, out, job.tokenizer, plan, overwrite)
+    before, after = (sum(count_params(m).values()) for m in (job.model, student))
     log(f"{model}: {before/1e6:.1f}M -> {after/1e6:.1f}M parameters ({100*after/before:.1f}%), {target_shape(plan)}")
     log(f"pruned model written to {out}")
     return plan

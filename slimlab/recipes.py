@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_recipes.ipynb #79a529ed
 from __future__ import annotations
-import copy, hashlib, json, math, shutil, time, types, typing, warnings
+import copy, hashlib, json, math, re, shutil, time, types, typing, warnings
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
@@ -12,31 +12,30 @@ import torch
 import yaml
 from fastcore.docments import docments
 
-from .lab import (atomic_dir, cache_dir, check_run_folder, did_you_mean, link_tree, load_config, load_model, load_tokenizer, read_yaml,
-                         resolve_model)
+from .lab import (Job, atomic_dir, cache_dir, check_run_folder, did_you_mean, link_tree, load_config, load_model, load_tokenizer,
+                         read_yaml, resolve_model)
 from .anatomy import active_params, actual_params, count_params
-from .data import SPLITS, calibration_samples, lm_dataset, load_lab_corpus, load_text_dataset, token_stream
-from .prune import ModelShape, make_plan, random_scores, sync_config
-from .experts import ROUTERS, MoefyConfig, check_strategy, moe_config, moefy, save_moe
-from .losses import FEATURE_DISTANCES, CompositeConfig, Divergence, Schedule
-from .distill import DistillConfig, correct_teacher, correction_config, finished_run, lab_data
-from .schedules import (SCHEDULE_FILE, SCHEDULES, TARGETS, ScheduleResult, Stage, StageRecord, check_expert_strategy, check_init,
-                               check_schedule, check_training, final_shape,
-                               make_schedule, run_schedule)
+from .data import SPLITS, lm_dataset, load_lab_corpus, load_text_dataset, token_stream
 from .evaluate import EvalConfig, check_tasks, ci_json, ci_text, evaluate_models, perplexity, write_report
+from .importance import Calibration
+from .prune import ModelShape, make_plan, random_scores, sync_config
+from .experts import ROUTERS, MoefyConfig, moe_config, moefy, save_moe
+from .losses import CompositeConfig
+from .distill import DistillConfig, DistillData, correct_teacher, correction_config, finished_run, lab_data, minitron_loss
+from .schedules import (SCHEDULE_FILE, PruneSchedule, Stage, ScheduleResult, StageRecord, StageTraining, check_expert_strategy, check_init,
+                               check_schedule, check_training, final_shape, run_schedule)
 from .plots import curves, new_figure
 
 # %% auto #0
-__all__ = ['DEFAULT_RECIPE', 'RECIPE_FILE', 'SUMMARY_FILE', 'RUN_PARTS', 'TeacherSpec', 'MoefySpec', 'CorrectionSpec',
-           'StageSpec', 'PruneSpec', 'WeightSpec', 'DivergenceSpec', 'LossSpec', 'DistillSpec', 'DataSpec',
-           'ReportSpec', 'Recipe', 'schema_rows', 'check_keys', 'from_dict', 'set_key', 'parse_set', 'recipes_dir',
-           'bundled_recipes', 'read_bundled_yaml', 'read_recipe_file', 'resolve_data', 'loss_config', 'distill_config',
-           'eval_config', 'check_recipe', 'load_recipe', 'recipe_to_yaml', 'teacher_config', 'source_config',
-           'recipe_stages', 'stage_config', 'PlanRow', 'RecipePlan', 'human', 'meta_params', 'check_budgets',
-           'plan_recipe', 'changed_keys', 'check_run_dir', 'clear_run', 'write_recipe', 'read_run_recipe',
-           'recipe_data', 'moefy_cache_key', 'prepare_teacher', 'correction_cache_key', 'prepare_correction',
-           'RecipeRun', 'run_recipe', 'recovery_curve', 'plot_recovery', 'summary_lines', 'recipe_report',
-           'show_report']
+__all__ = ['RECIPE_DISTILL', 'MOVED_KEYS', 'DEFAULT_RECIPE', 'RECIPE_FILE', 'SUMMARY_FILE', 'RUN_PARTS', 'TeacherSpec',
+           'CorrectionSpec', 'DataSpec', 'Recipe', 'recipe_fields', 'schema_rows', 'check_keys', 'from_dict',
+           'to_plain', 'set_key', 'parse_set', 'recipes_dir', 'bundled_recipes', 'read_bundled_yaml',
+           'read_recipe_file', 'resolve_data', 'distill_config', 'check_recipe', 'load_recipe', 'recipe_to_yaml',
+           'teacher_config', 'source_config', 'recipe_stages', 'stage_config', 'PlanRow', 'RecipePlan', 'human',
+           'meta_params', 'check_budgets', 'plan_recipe', 'changed_keys', 'check_run_dir', 'clear_run', 'write_recipe',
+           'read_run_recipe', 'recipe_data', 'moefy_cache_key', 'prepare_teacher', 'correction_cache_key',
+           'prepare_correction', 'RecipeRun', 'run_recipe', 'recovery_curve', 'plot_recovery', 'summary_lines',
+           'recipe_report', 'show_report']
 
 # %% ../nbs/12_recipes.ipynb #65d77271
 @dataclass
@@ -46,91 +45,10 @@ class TeacherSpec:
     config: dict | None = None # its config fields with `model_type`, for a dry run where the weights are not at hand
 
 @dataclass
-class MoefySpec:
-    "Split the teacher's dense MLPs into experts first (see the experts chapter); the MoE becomes the teacher."
-    num_experts: int # routed experts per block
-    top_k: int # experts per token
-    shared_size: int = 0 # neurons of the always-on shared expert
-    model_type: str | None = None # target MoE type (default: the first that expresses the teacher)
-    router: str = 'fitted' # 'fitted' or 'uniform'
-    samples: int = 32 # calibration samples
-    seq_len: int = 256 # tokens per calibration sample
-
-@dataclass
 class CorrectionSpec:
     "Minitron's teacher correction: fine-tune the teacher on the distillation data before pruning."
     tokens: int # training tokens of the correction
     lr_factor: float = 0.1 # its learning rates relative to distillation's
-
-@dataclass
-class StageSpec:
-    "One stage written out by hand: the architecture after it and its distillation tokens."
-    targets: dict # `make_plan` targets as absolute sizes after the stage (`drop_layers`: original blocks removed so far)
-    tokens: int # distillation tokens of the stage
-
-@dataclass
-class PruneSpec:
-    "What the student becomes, and the path there."
-    final: dict # the final architecture as `make_plan` targets (counts, or ratios in (0, 1); `round_to` allowed)
-    schedule: str = 'one-shot' # a progressive schedule (`slimlab.schedules.SCHEDULES`), or 'custom' with a stage list
-    stages: int | list[StageSpec] = 1 # number of prune → distill stages, or the stages themselves (schedule 'custom')
-    token_split: list[float] | None = None # share of the tokens per stage (None: the schedule's split)
-    layer_metric: str = 'block_influence' # depth score (e.g. 'angular_distance:n=10' for a contiguous block, 'last_n')
-    expert_metric: str = 'expert_frequency' # expert score (e.g. 'reap')
-    expert_strategy: str = 'drop' # at the cut that reduces the experts: 'drop', 'merge' or 'partial' (see the experts chapter)
-    preserve: float = 0.5 # 'partial': share of the kept experts preserved intact
-    expert_similarity: str = 'router' # 'merge' and 'partial': what expert similarity compares ('router', 'weights', 'output')
-    init: str = 'pruned' # the student's start: 'pruned' (the weights the cut leaves) or 'random' (the same architecture re-initialised; one stage)
-    samples: int = 32 # calibration samples per stage
-    seq_len: int = 256 # tokens per calibration sample
-
-# %% ../nbs/12_recipes.ipynb #a717fed4
-@dataclass
-class WeightSpec:
-    "A loss weight over training progress (see `slimlab.losses.Schedule`)."
-    kind: str = 'constant' # constant, linear, cosine or step
-    start: float = 1.0 # value at the start
-    end: float | None = None # value at the end (None: as start)
-    steps: int = 2 # stages of a step schedule
-
-@dataclass
-class DivergenceSpec:
-    "The distillation divergence (see `slimlab.losses.Divergence`)."
-    kind: str = 'forward_kl' # forward_kl, reverse_kl, skew_forward_kl, skew_reverse_kl, generalized_jsd
-    temperature: float = 1.0 # softmax temperature
-    alpha: float = 0.1 # skew divergences: mixing share
-    beta: float = 0.5 # generalized JSD: the teacher's share
-
-@dataclass
-class LossSpec:
-    "The composite loss: L = (1-λ)L_LM + λL_KD + β((1-μ)L_MTP-LM + μL_MTP-KD) + γ_feat·L_feat + γ_FDD·L_FDD (μ = λ unless mtp_lam)."
-    lam: WeightSpec = field(default_factory=WeightSpec) # λ, the share of distillation (1: logit-only KD)
-    beta: WeightSpec = field(default_factory=lambda: WeightSpec(start=0.0)) # β, the weight of the MTP terms
-    mtp_lam: WeightSpec | None = None # μ, the share of distillation in the MTP terms (null: μ = λ)
-    divergence: DivergenceSpec = field(default_factory=DivergenceSpec) # KD divergence
-    feature_weight: float = 0.0 # γ_feat, hidden-state value term
-    dynamics_weight: float = 0.0 # γ_FDD, feature-dynamics term
-    feature_distance: str = 'mse' # 'mse' or 'cosine'
-    mtp_depth: int = 0 # MTP modules trained with the student (0: none)
-    chunk: int = 512 # tokens per float32 logit chunk
-
-@dataclass
-class DistillSpec:
-    "Budget, batch and optimiser of the distillation (see `slimlab.distill.DistillConfig`)."
-    max_tokens: int # the token budget of all stages together, over all processes
-    micro_batch_size: int = 4 # sequences per forward pass, per process
-    grad_accum: int = 1 # micro-batches per optimizer step
-    seq_len: int = 128 # tokens per training sequence
-    lr: float = 4e-4 # peak learning rate
-    lr_floor: float = 3e-5 # final learning rate
-    warmup_steps: int = 10 # linear warm-up steps of each stage
-    weight_decay: float = 0.1 # AdamW weight decay
-    grad_clip: float = 1.0 # gradient-norm clip (0: none)
-    seed: int = 0 # data order
-    log_every: int = 10 # steps between train metrics
-    eval_every: int = 50 # steps between held-out evaluations (0: start and end only)
-    save_every: int = 100 # steps between checkpoints (0: none)
-    keep_last: int = 2 # checkpoints kept
 
 @dataclass
 class DataSpec:
@@ -140,56 +58,79 @@ class DataSpec:
     eval_split: str = 'valid' # lab split of the held-out stream read during distillation
     eval_tokens: int = 4096 # its length
 
-@dataclass
-class ReportSpec:
-    "The retention report of teacher and student on the lab corpus test split."
-    seq_len: int = 256 # perplexity / agreement window
-    max_tokens: int | None = 8192 # first test tokens (None: all)
-    tasks: list[str] = field(default_factory=list) # lm-eval tasks (e.g. slimlab_cloze)
-    task_limit: int | None = None # first examples of each task
-    speed: bool = False # measure throughput (batch 1 and 8)
+RECIPE_DISTILL = dict(omit=('loss', 'max_steps'), require=('max_tokens',)) # `distill` is a DistillConfig whose loss is the recipe's `loss` and whose budget is tokens
 
 @dataclass
 class Recipe:
     "Everything a compression run needs, in one file."
     name: str # short name, used for the default run directory
     teacher: TeacherSpec # the model to compress
-    prune: PruneSpec # the target architecture and the schedule
-    distill: DistillSpec # the token budget and the optimiser
+    prune: PruneSchedule # the target architecture, the schedule, the metrics and expert strategy of every cut
+    distill: DistillConfig = field(metadata=RECIPE_DISTILL) # the token budget of all stages together (max_tokens), batch and optimiser
     description: str = '' # one paragraph: what the recipe does
     reproduces: str = '' # the source and its numbers
-    moefy: MoefySpec | None = None # MoEfication of a dense teacher first
+    moefy: MoefyConfig | None = None # MoEfication of a dense teacher first (it then becomes the teacher)
     correction: CorrectionSpec | None = None # teacher correction before pruning
-    loss: LossSpec = field(default_factory=LossSpec) # the composite loss
+    calibration: Calibration = field(default_factory=Calibration) # the samples of the MoEfication and of every cut's scoring
+    training: StageTraining = field(default_factory=StageTraining) # what trains beside the student (MTP heads, feature distance), its init
+    loss: CompositeConfig = field(default_factory=minitron_loss) # the composite loss; keys not given are Minitron's (logit-only KD: λ = 1, β = 0)
     data: DataSpec = field(default_factory=DataSpec) # training and held-out text
-    report: ReportSpec = field(default_factory=ReportSpec) # the final evaluation
+    report: EvalConfig = field(default_factory=EvalConfig) # the final evaluation on the lab corpus test split
     published: dict | None = None # the source's parameter counts: {teacher: {total, active}, student: {total, active}}
 
 # %% ../nbs/12_recipes.ipynb #50309db4
+def _is_label(cls, f) -> bool:
+    "A `name` field with a default inside a section is the object's label for messages (e.g. a loss weight's), not a setting: it comes from the key."
+    return f.name == 'name' and cls is not Recipe and (f.default is not MISSING or f.default_factory is not MISSING)
+
+def recipe_fields(cls, # a dataclass of the schema
+                  meta: dict | None = None, # the metadata of the field that holds it (`omit`: fields that are not recipe keys)
+                 ) -> list:
+    "The fields of `cls` that are recipe keys."
+    omit = (meta or {}).get('omit', ())
+    return [f for f in fields(cls) if f.name not in omit and not _is_label(cls, f)]
+
+def _section(tp):
+    "The dataclass a field's annotation holds (directly or as `X | None`), or None."
+    return next((a for a in (typing.get_args(tp) or (tp,)) if is_dataclass(a)), None)
+
+def _default(f):
+    "A field's default value (MISSING when it has none)."
+    return f.default if f.default is not MISSING else f.default_factory() if f.default_factory is not MISSING else MISSING
+
 def schema_rows(cls=None, # a schema dataclass (None: `Recipe`)
                 prefix: str = '', # dotted path of `cls` in a recipe
+                meta: dict | None = None, # metadata of the field holding `cls`
+                instance=None, # the default object of that field (its values are the defaults shown)
                ) -> list[tuple[str, str, str, str]]:
     "(key, type, default, meaning) of every recipe key, sections flattened into dotted keys."
-    cls, rows, docs = cls or Recipe, [], docments(cls or Recipe)
-    for f in fields(cls):
-        key, tp = prefix + f.name, typing.get_type_hints(cls)[f.name]
-        inner = next((a for a in (typing.get_args(tp) or (tp,)) if is_dataclass(a)), None)
-        default = 'required' if f.default is MISSING and f.default_factory is MISSING else \
-                  '' if inner else repr(f.default if f.default is not MISSING else f.default_factory())
-        rows.append((key, str(f.type), default, docs[f.name]))
-        if inner is not None and inner is not StageSpec: rows += schema_rows(inner, key + '.')
+    cls = cls or Recipe
+    rows, docs, hints = [], docments(cls), typing.get_type_hints(cls)
+    for f in recipe_fields(cls, meta):
+        key, inner = prefix + f.name, _section(hints[f.name])
+        value = getattr(instance, f.name) if instance is not None else _default(f)
+        required = value is MISSING or f.name in (meta or {}).get('require', ())
+        rows.append((key, str(f.type), 'required' if required else '' if inner and value is not None else repr(value), docs[f.name]))
+        if inner is not None: rows += schema_rows(inner, key + '.', f.metadata, value if is_dataclass(value) else None)
     return rows
 
 # %% ../nbs/12_recipes.ipynb #f2935f70
+MOVED_KEYS = {'prune.expert_strategy': 'prune.experts.strategy', 'prune.preserve': 'prune.experts.preserve',
+              'prune.expert_similarity': 'prune.experts.similarity', 'prune.init': 'training.init', 'prune.samples': 'calibration.samples',
+              'prune.seq_len': 'calibration.seq_len', 'moefy.samples': 'calibration.samples', 'moefy.seq_len': 'calibration.seq_len',
+              'loss.mtp_depth': 'training.mtp_depth', 'loss.feature_distance': 'training.feature_distance',
+              'report.speed': 'report.speed_batch_sizes'} # keys of earlier recipes -> where they live now
+
 def check_keys(data: dict, # a mapping read from YAML
                allowed, # the keys it may have
                where: str, # its place in the recipe, for the message ('' for the top level)
               ):
-    "Refuse unknown keys, naming the closest allowed one."
+    "Refuse unknown keys, naming the closest allowed one (or where a key of an earlier recipe moved)."
     for key in data:
-        if key not in allowed:
-            raise ValueError(f"unknown key {where + '.' if where else ''}{key}{did_you_mean(str(key), allowed)}; "
-                             f"allowed{' in ' + where if where else ''}: {', '.join(allowed)}")
+        if key in allowed: continue
+        dotted = f"{where}.{key}" if where else str(key)
+        if dotted in MOVED_KEYS: raise ValueError(f"{dotted} has moved to {MOVED_KEYS[dotted]}; write it there")
+        raise ValueError(f"unknown key {dotted}{did_you_mean(str(key), allowed)}; allowed{' in ' + where if where else ''}: {', '.join(allowed)}")
 
 def _number(value, kind: type, where: str):
     "An int or float from a number or a numeric string like '120e9'; bools are refused."
@@ -203,43 +144,70 @@ def _number(value, kind: type, where: str):
         return int(value)
     return float(value)
 
-def _convert(value, tp, where: str):
-    "`value` checked against the annotation `tp` (dataclasses, lists, unions with None, int, float, str, bool, dict)."
+def _convert(value, tp, where: str, meta: dict | None = None, base=None):
+    "`value` checked against the annotation `tp` (dataclasses, lists, tuples, unions with None, int, float, str, bool, dict); a section's missing keys come from `base`."
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args: return None
         options = [a for a in args if a is not type(None)]
         if len(options) > 1:  # int | list[...]: choose by the value's kind
             options = [a for a in options if (typing.get_origin(a) is list) == isinstance(value, list)] or options
-        return _convert(value, options[0], where)
+        return _convert(value, options[0], where, meta, base)
     if value is None: raise ValueError(f"{where} must be set (got null)")
-    if is_dataclass(tp): return from_dict(tp, value, where)
-    if origin is list:
-        if not isinstance(value, list): raise ValueError(f"{where} must be a list; got {value!r}")
-        return [_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if is_dataclass(tp): return from_dict(tp, value, where, meta, base if is_dataclass(base) else None)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)): raise ValueError(f"{where} must be a list; got {value!r}")
+        return origin(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
     if tp in (int, float): return _number(value, tp, where)
+    if tp is object: return value
     if not isinstance(value, tp): raise ValueError(f"{where}={value!r} must be a {tp.__name__}")
     return value
 
-def from_dict(cls, # a dataclass of the schema
+# %% ../nbs/12_recipes.ipynb #8343f4c2
+def _build(cls, kwargs: dict, where: str):
+    "`cls(**kwargs)`; the class's own check failing names the section: 'prune.stages is ...' when its message starts with a field, else 'prune: ...'."
+    try: return cls(**kwargs)
+    except ValueError as e:
+        msg = str(e)
+        if not where or msg.startswith(where): raise
+        starts = any(re.match(rf"{re.escape(f.name)}\b", msg) for f in fields(cls))
+        raise ValueError(f"{where}.{msg}" if starts else f"{where}: {msg}") from None
+
+def from_dict(cls, # a dataclass of the schema (a recipe section, or a library config)
               data: dict, # its plain-data form
               where: str = '', # its place in the recipe
+              meta: dict | None = None, # metadata of the field holding it (`omit`, `require`)
+              base=None, # the section's default object: keys not given take its values (None: the class defaults)
              ):
-    "Build a schema dataclass from plain data: unknown keys, missing keys and wrong types fail with the key's full name."
+    "Build a schema dataclass from plain data: unknown keys, missing keys and wrong types fail with the key's full name; the class checks its values."
     if where == 'teacher' and isinstance(data, str): data = {'model': data}  # `teacher: smollm2-135m` is short for teacher.model
     if not isinstance(data, dict): raise ValueError(f"{where or 'the recipe'} must be a mapping of keys; got {data!r:.60}")
-    hints, names = typing.get_type_hints(cls), [f.name for f in fields(cls)]
-    check_keys(data, names, where)
-    kwargs = {}
-    for f in fields(cls):
+    hints, keys = typing.get_type_hints(cls), recipe_fields(cls, meta)
+    check_keys(data, [f.name for f in keys], where)
+    kwargs = {f.name: getattr(base, f.name) if base is not None else where for f in fields(cls) if _is_label(cls, f)}  # a label: the default's, else the key
+    for f in keys:
         key = f"{where}.{f.name}" if where else f.name
-        if f.name not in data:
-            if f.default is MISSING and f.default_factory is MISSING:
-                doc = docments(cls)[f.name]  # the field's comment (None where the source cannot be read, as in a notebook)
-                raise ValueError(f"{key} is required" + (f": {doc}" if doc else ''))
-            continue
-        kwargs[f.name] = _convert(data[f.name], hints[f.name], key)
-    return cls(**kwargs)
+        default = getattr(base, f.name) if base is not None else _default(f)
+        if f.name in data: kwargs[f.name] = _convert(data[f.name], hints[f.name], key, f.metadata, default)
+        elif base is not None: kwargs[f.name] = default
+        elif default is MISSING or f.name in (meta or {}).get('require', ()):
+            doc = docments(cls)[f.name]  # the field's comment (None where the source cannot be read, as in a notebook)
+            raise ValueError(f"{key} is required" + (f": {doc}" if doc else ''))
+    return _build(cls, kwargs, where)
+
+def to_plain(obj) -> dict:
+    "A recipe (or section) as plain data: the inverse of `from_dict` (labels and omitted fields left out)."
+    out = {}
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        if _is_label(type(obj), f): continue
+        if is_dataclass(v):
+            d = to_plain(v)
+            out[f.name] = {k: x for k, x in d.items() if k not in f.metadata.get('omit', ())}
+        elif isinstance(v, list): out[f.name] = [to_plain(x) if is_dataclass(x) else x for x in v]
+        elif isinstance(v, tuple): out[f.name] = list(v)
+        else: out[f.name] = copy.deepcopy(v)
+    return out
 
 # %% ../nbs/12_recipes.ipynb #09742629
 def set_key(data: dict, # a recipe's plain data (modified in place)
@@ -247,20 +215,21 @@ def set_key(data: dict, # a recipe's plain data (modified in place)
             value, # the new value
             cls=Recipe, # the schema of `data` (None: a free mapping such as prune.final)
             where: str = '', # the path so far, for messages
+            meta: dict | None = None, # metadata of the field holding `cls`
            ):
     "Set one dotted key; every part of the path is checked against the schema (an unknown part names the closest key)."
     head, _, rest = dotted.partition('.')
     key = f"{where}.{head}" if where else head
-    if cls is not None: check_keys({head: None}, [f.name for f in fields(cls)], where)
+    if cls is not None: check_keys({head: None}, [f.name for f in recipe_fields(cls, meta)], where)
     if not rest:
         data[head] = value
         return
     tp = typing.get_type_hints(cls)[head] if cls is not None else dict
-    inner = next((a for a in (typing.get_args(tp) or (tp,)) if is_dataclass(a)), None)
+    inner = _section(tp)
     if inner is None and dict not in (typing.get_args(tp) or (tp,)): raise ValueError(f"{key} has no sub-keys; cannot set {where + '.' if where else ''}{dotted}")
     if head == 'teacher' and isinstance(data.get(head), str): data[head] = {'model': data[head]}
     if not isinstance(data.get(head), dict): data[head] = {}
-    set_key(data[head], rest, value, inner, key)
+    set_key(data[head], rest, value, inner, key, next(f.metadata for f in fields(cls) if f.name == head) if cls is not None else None)
 
 def parse_set(text: str # 'key=value'; the value is read as YAML ('4096' is a number, '[1, 2]' a list, 'null' None)
              ) -> tuple[str, object]:
@@ -305,7 +274,7 @@ def read_recipe_file(path: str | Path # a recipe YAML file, or the name of a bun
 
 def resolve_data(data: dict, # a recipe's plain data, possibly with a `scales:` section
                  scale: str | None = None, # a key of `scales` (None: 'lab' if the recipe has it, else its first scale)
-                 sets: list[str] = (), # `key=value` overrides, applied after the scale
+                 sets: dict | None = None, # {dotted key: value} overrides, applied after the scale (e.g. `--set` arguments read by `parse_set`)
                 ) -> dict:
     "The plain data of a recipe with a scale's overrides and then `--set` overrides applied; `scales` itself removed."
     data = copy.deepcopy(data)
@@ -316,7 +285,7 @@ def resolve_data(data: dict, # a recipe's plain data, possibly with a `scales:` 
     if scale is not None and scale not in scales:
         raise ValueError(f"--scale {scale!r} is not in this recipe{did_you_mean(scale, scales)}; allowed: {', '.join(scales) or 'none (the recipe has no scales)'}")
     for key, value in (scales.get(scale) or {}).items(): set_key(data, key, value)
-    for text in sets: set_key(data, *parse_set(text))
+    for key, value in (sets or {}).items(): set_key(data, key, value)
     return data
 
 # %% ../nbs/12_recipes.ipynb #ca3288fa
@@ -331,74 +300,35 @@ def _prefixed(where: str, build, sep: str = ': '):
     try: return build()
     except ValueError as e: raise ValueError(f"{where}{sep}{e}") from None
 
-def loss_config(spec: LossSpec) -> CompositeConfig:
-    "The `CompositeConfig` a recipe's loss section describes."
-    weight = lambda w, name: Schedule(w.kind, w.start, w.end, w.steps, name=name)
-    return _prefixed('loss', lambda: CompositeConfig(
-        lam=weight(spec.lam, 'lambda'), beta=weight(spec.beta, 'beta'),
-        mtp_lam=None if spec.mtp_lam is None else weight(spec.mtp_lam, 'mtp_lambda'),
-        divergence=Divergence(spec.divergence.kind, spec.divergence.temperature, spec.divergence.alpha, spec.divergence.beta),
-        feature_weight=spec.feature_weight, dynamics_weight=spec.dynamics_weight, chunk=spec.chunk))
-
 def distill_config(recipe: Recipe) -> DistillConfig:
-    "The `DistillConfig` of the whole run (its `max_tokens` is the budget of all stages; each stage gets its share)."
-    return _prefixed('distill', lambda: DistillConfig(**asdict(recipe.distill), loss=loss_config(recipe.loss)))
+    "The `DistillConfig` of the whole run with the recipe's loss (its `max_tokens` is the budget of all stages; each stage gets its share)."
+    return replace(recipe.distill, loss=recipe.loss)
 
-def eval_config(spec: ReportSpec) -> EvalConfig:
-    "The `EvalConfig` of the report."
-    return _prefixed('report', lambda: EvalConfig(seq_len=spec.seq_len, tasks=check_tasks(spec.tasks), task_limit=spec.task_limit,
-                                                   speed_batch_sizes=(1, 8) if spec.speed else ()))
-
-# %% ../nbs/12_recipes.ipynb #338c8405
-def _peak(w: WeightSpec) -> float: return max(w.start, w.start if w.end is None else w.end)
+def _check_mtp_terms(recipe: Recipe):
+    "MTP heads and the β weight come together; μ splits MTP terms that exist."
+    depth, beta = recipe.training.mtp_depth, recipe.loss.beta.peak
+    if depth and beta == 0: raise ValueError(f"training.mtp_depth={depth} trains MTP heads, but loss.beta is 0 throughout; set loss.beta")
+    if beta > 0 and not depth: raise ValueError("loss.beta > 0 weighs MTP terms, but training.mtp_depth is 0; set training.mtp_depth or loss.beta.start: 0")
+    if recipe.loss.mtp_lam is not None and not depth:
+        raise ValueError("loss.mtp_lam splits the MTP terms between MTP-LM and MTP-KD, but training.mtp_depth is 0; set training.mtp_depth or remove loss.mtp_lam")
 
 def check_recipe(recipe: Recipe) -> Recipe:
-    "Check what a recipe says without looking at any model: names, budgets, the loss, the schedule's form."
-    _at_least(recipe.distill.max_tokens, 1, 'distill.max_tokens', ' (the token budget of the distillation)')
+    "Check what the sections say together, without looking at any model (each section checked its own values when it was built)."
     if recipe.correction: _at_least(recipe.correction.tokens, 1, 'correction.tokens', ' (remove the correction section to skip it)')
     p = recipe.prune
-    if not p.final: raise ValueError(f"prune.final is empty: give the final architecture as targets ({', '.join(TARGETS)})")
-    check_keys(p.final, TARGETS + ('round_to',), 'prune.final')
-    _in(p.schedule, SCHEDULES + ('custom',), 'prune.schedule')
-    if isinstance(p.stages, list):
-        if p.schedule != 'custom': raise ValueError(f"prune.stages is a list of stages, which needs prune.schedule='custom' (got {p.schedule!r})")
-        if not p.stages: raise ValueError("prune.stages is an empty list; give at least one stage")
-        for i, s in enumerate(p.stages):
-            check_keys(s.targets, TARGETS, f'prune.stages[{i}].targets')
-            _at_least(s.tokens, 1, f'prune.stages[{i}].tokens', ' (each stage distils)')
-        if sum(s.tokens for s in p.stages) != recipe.distill.max_tokens:
-            raise ValueError(f"prune.stages' tokens add up to {sum(s.tokens for s in p.stages):,}, but distill.max_tokens is "
-                             f"{recipe.distill.max_tokens:,}; make them agree")
-    else:
-        if p.schedule == 'custom': raise ValueError("prune.schedule='custom' needs prune.stages as a list of {targets, tokens}")
-        _at_least(p.stages, 1, 'prune.stages')
-        if p.token_split is not None and len(p.token_split) != p.stages:
-            raise ValueError(f"prune.token_split has {len(p.token_split)} shares for {p.stages} stages; give one per stage")
-    n_stages = 1 if p.schedule == 'one-shot' else len(p.stages) if isinstance(p.stages, list) else p.stages
-    _prefixed('prune', lambda: check_init(p.init, n_stages), sep='.')
-    _prefixed('prune', lambda: check_strategy(p.expert_strategy, p.preserve, p.expert_similarity, prefix='expert_'), sep='.')
-    _at_least(p.samples, 1, 'prune.samples'); _at_least(p.seq_len, 2, 'prune.seq_len')
-    if recipe.moefy:
-        m = recipe.moefy
-        _in(m.router, ROUTERS, 'moefy.router')
-        _at_least(m.samples, 1, 'moefy.samples'); _at_least(m.seq_len, 2, 'moefy.seq_len')
-    l = recipe.loss
-    _in(l.feature_distance, FEATURE_DISTANCES, 'loss.feature_distance')
-    _at_least(l.mtp_depth, 0, 'loss.mtp_depth')
-    if l.mtp_depth and _peak(l.beta) == 0: raise ValueError(f"loss.mtp_depth={l.mtp_depth} trains MTP heads, but loss.beta is 0 throughout; set loss.beta")
-    if _peak(l.beta) > 0 and not l.mtp_depth: raise ValueError("loss.beta > 0 weighs MTP terms, but loss.mtp_depth is 0; set loss.mtp_depth or loss.beta.start: 0")
-    if l.mtp_lam is not None and not l.mtp_depth:
-        raise ValueError("loss.mtp_lam splits the MTP terms between MTP-LM and MTP-KD, but loss.mtp_depth is 0; set loss.mtp_depth or remove loss.mtp_lam")
-    distill_config(recipe)
-    d = recipe.data
-    _in(d.eval_split, SPLITS, 'data.eval_split'); _at_least(d.eval_tokens, 2, 'data.eval_tokens')
-    eval_config(recipe.report)
-    if recipe.report.max_tokens is not None: _at_least(recipe.report.max_tokens, 2, 'report.max_tokens')
+    if isinstance(p.stages, list) and sum(s.tokens for s in p.stages) != recipe.distill.max_tokens:
+        raise ValueError(f"prune.stages' tokens add up to {sum(s.tokens for s in p.stages):,}, but distill.max_tokens is "
+                         f"{recipe.distill.max_tokens:,}; make them agree")
+    _prefixed('training', lambda: check_init(recipe.training.init, p.n_stages), sep='.')
+    if recipe.moefy: _in(recipe.moefy.router, ROUTERS, 'moefy.router')
+    _check_mtp_terms(recipe)
+    _in(recipe.data.eval_split, SPLITS, 'data.eval_split'); _at_least(recipe.data.eval_tokens, 2, 'data.eval_tokens')
+    _prefixed('report', lambda: check_tasks(recipe.report.tasks))
     return recipe
 
 def load_recipe(path: str | Path, # a recipe YAML file, or a bundled recipe's name
                 scale: str | None = None, # a key of its `scales:` section (None: 'lab', else the first)
-                sets: list[str] = (), # 'key=value' overrides applied after the scale
+                sets: dict | None = None, # {dotted key: value} overrides applied after the scale
                ) -> Recipe:
     "Read, override and check a recipe (no model is looked at yet)."
     path, data = read_recipe_file(path)
@@ -406,7 +336,7 @@ def load_recipe(path: str | Path, # a recipe YAML file, or a bundled recipe's na
 
 def recipe_to_yaml(recipe: Recipe) -> str:
     "The resolved recipe as YAML (every key, defaults included); `from_dict(Recipe, yaml.safe_load(...))` gives it back."
-    return yaml.safe_dump(asdict(recipe), sort_keys=False, allow_unicode=True)
+    return yaml.safe_dump(to_plain(recipe), sort_keys=False, allow_unicode=True)
 
 # %% ../nbs/12_recipes.ipynb #54d32f64
 def teacher_config(spec: TeacherSpec):
@@ -429,10 +359,7 @@ def source_config(recipe: Recipe, config):
 
 def recipe_stages(recipe: Recipe, config) -> list:
     "The schedule's stages for a source config: written out in the recipe, or made by `make_schedule`."
-    p = recipe.prune
-    if isinstance(p.stages, list): return [Stage(dict(s.targets), s.tokens) for s in p.stages]
-    return _prefixed('prune', lambda: make_schedule(config, dict(p.final), p.schedule, stages=p.stages, total_tokens=recipe.distill.max_tokens,
-                                                    token_split=p.token_split, token_multiple=distill_config(recipe).tokens_per_step()))
+    return _prefixed('prune', lambda: recipe.prune.stage_list(config, recipe.distill.max_tokens, recipe.distill.tokens_per_step()))
 
 def stage_config(config, # the source config
                  targets: dict, # absolute `make_plan` targets (drop_layers counted from the source)
@@ -527,10 +454,8 @@ def plan_recipe(recipe: Recipe, # a checked recipe (see `load_recipe`)
     shapes = _prefixed('prune.stages', lambda: check_schedule(source, stages, recipe.prune.final))
     configs = [stage_config(source, s.targets) for s in stages]
     p = recipe.prune
-    _prefixed('prune', lambda: check_expert_strategy(source, configs, p.expert_strategy, p.preserve, p.expert_similarity), sep='.')
-    _prefixed('loss', lambda: check_training(source, source, shapes, configs, distill_config(recipe), recipe.loss.mtp_depth,
-                                             recipe.loss.feature_distance, p.init,
-                                             p.expert_strategy, p.preserve, p.expert_similarity))
+    _prefixed('prune', lambda: check_expert_strategy(source, configs, p.experts), sep='.')
+    _prefixed('training', lambda: check_training(source, source, shapes, configs, distill_config(recipe), recipe.training, p.experts))
     check_budgets(recipe, stages)
     rows += [_row(f"stage {i + 1}", c, s.tokens) for i, (s, c) in enumerate(zip(stages, configs))]
     if meta and (built := meta_params(configs[-1])) != rows[-1].total:
@@ -568,7 +493,7 @@ def check_run_dir(run_dir: str | Path, # the run directory
     "Refuse, before any work, a run directory that holds results unless resuming the same recipe or overwriting."
     run_dir = check_run_folder(run_dir, resume, overwrite, marker=RECIPE_FILE, field='--out', flags=('--resume', '--overwrite'))
     if resume and (run_dir/RECIPE_FILE).exists():
-        changed = changed_keys(_run_data(run_dir), asdict(recipe))
+        changed = changed_keys(_run_data(run_dir), to_plain(recipe))
         if changed: raise ValueError(f"--resume, but {', '.join(changed)} differ from the run's {RECIPE_FILE}; resume with the same recipe, "
                                      "scale and --set overrides, or start a new run")
     return run_dir
@@ -626,7 +551,7 @@ def _keep_cached(out: Path, cached: Path | None, ready):
 def moefy_cache_key(recipe: Recipe) -> str | None:
     "The lab-cache key of a recipe's MoEfied teacher (teacher name, MoEfication settings, seed); None when nothing to cache or the teacher is a folder or hub id, whose weights its name does not pin down."
     if recipe.moefy is None or resolve_model(recipe.teacher.model).kind not in ('bundled', 'scaled'): return None
-    settings = dict(teacher=recipe.teacher.model, moefy=asdict(recipe.moefy), seed=recipe.distill.seed)
+    settings = dict(teacher=recipe.teacher.model, moefy=to_plain(recipe.moefy), calibration=to_plain(recipe.calibration))
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 def prepare_teacher(recipe: Recipe, run_dir: Path, tokenizer, state, progress: bool, log):
@@ -642,10 +567,9 @@ def prepare_teacher(recipe: Recipe, run_dir: Path, tokenizer, state, progress: b
         cached = None if key is None else cache_dir('moefied')/key  # the same MoE for every run of these settings
         if _link_cached(cached, out, _ready): log(f"MoEfied teacher: reused from the lab cache ({cached})")
         elif not _ready(out):
-            config = MoefyConfig(m.num_experts, m.top_k, m.shared_size, m.model_type, m.router, seed=recipe.distill.seed)
             log(f"MoEfying the teacher: {m.num_experts} experts, top-{m.top_k}")
-            samples = calibration_samples(tokenizer, m.samples, m.seq_len, seed=recipe.distill.seed)
-            save_moe(moefy(teacher, samples, config, progress=progress), out, tokenizer, asdict(config), 'slimlab_moefy.json')
+            samples = recipe.calibration.token_ids(tokenizer)
+            save_moe(moefy(teacher, samples, m, progress=progress), out, tokenizer, asdict(m), 'slimlab_moefy.json')
         _keep_cached(out, cached, _ready)
     return load_model(out)
 
@@ -656,7 +580,7 @@ def correction_cache_key(recipe: Recipe, # the resolved recipe
     "The lab-cache key of a recipe's corrected teacher (teacher, MoEfication, data and the correction's exact config); None when nothing to cache, on several processes, or when a folder, hub id or data set names the teacher or the text without pinning it down."
     if (recipe.correction is None or num_processes != 1 or recipe.data.train != 'lab'
             or resolve_model(recipe.teacher.model).kind not in ('bundled', 'scaled')): return None
-    settings = dict(teacher=asdict(recipe.teacher), moefy=asdict(recipe.moefy) if recipe.moefy else None, data=asdict(recipe.data),
+    settings = dict(teacher=asdict(recipe.teacher), moefy=to_plain(recipe.moefy) if recipe.moefy else None, data=asdict(recipe.data),
                     config=json.loads(json.dumps(asdict(config))))
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -668,7 +592,7 @@ def prepare_correction(recipe: Recipe, run_dir: Path, teacher, train, held_out, 
     cached = None if key is None else cache_dir('corrected')/key  # the same corrected teacher for every run of these settings
     if _link_cached(cached, out, finished_run): log(f"corrected teacher: reused from the lab cache ({cached})")
     else: log(f"teacher correction: {c.tokens:,} tokens")
-    done = correct_teacher(teacher, out, train, budget, c.lr_factor, eval_data=held_out, tokenizer=tokenizer, resume=out.exists(),
+    done = correct_teacher(teacher, out, DistillData(train, held_out, tokenizer), budget, c.lr_factor, resume=out.exists(),
                            progress=progress, log=log)
     _keep_cached(out, cached, finished_run)
     return load_model(done.model_dir)
@@ -681,10 +605,31 @@ class RecipeRun:
     model_dir: Path # the final student, a stock Hugging Face folder
     summary: dict # the report's key numbers (see `recipe_report`)
 
+def _source_line(source: str, scale: str | None, sets: dict) -> str:
+    "How the run was asked for, for the header of its recipe.yaml."
+    return source + (f" --scale {scale}" if scale else '') + ''.join(f" --set {k}={json.dumps(v)}" for k, v in sets.items())
+
+def _finished(run_dir: Path, recipe: Recipe, say) -> RecipeRun:
+    "A finished run, left as it is: its key numbers."
+    say(f"{run_dir} is a finished run of {recipe.name}; nothing to do")
+    summary = json.loads((run_dir/'report'/SUMMARY_FILE).read_text())
+    for line in summary_lines(summary): say(line)
+    return RecipeRun(run_dir, run_dir/'schedule'/'model', summary)
+
+def _distill_run(recipe: Recipe, run_dir: Path, state, job: Job) -> ScheduleResult:
+    "The work of a run: the teacher (MoEfied, corrected), the data, then the schedule's prune → distil stages."
+    tokenizer = load_tokenizer(recipe.teacher.model)
+    teacher = prepare_teacher(recipe, run_dir, tokenizer, state, job.progress, job.say)
+    config = distill_config(recipe)
+    train, held_out = recipe_data(recipe.data, tokenizer, config.seq_len)
+    if recipe.correction: teacher = prepare_correction(recipe, run_dir, teacher, train, held_out, config, tokenizer, state, job.progress, job.say)
+    return run_schedule(teacher, recipe_stages(recipe, teacher.config), run_dir/'schedule', DistillData(train, held_out, tokenizer), config, teacher,
+                        recipe.prune, recipe.calibration, recipe.training, replace(job, resume=(run_dir/'schedule').exists(), overwrite=False))
+
 def run_recipe(recipe: str | Path | Recipe, # a recipe file, a bundled recipe's name, or a loaded `Recipe`
                out: str | Path | None = None, # the run directory (default: runs/<name>-<timestamp>)
                scale: str | None = None, # a key of the recipe's `scales:` (None: 'lab', else its first)
-               sets: list[str] = (), # 'key=value' overrides after the scale
+               sets: dict | None = None, # {dotted key: value} overrides after the scale
                resume: bool = False, # continue an interrupted run (a finished one is left as it is)
                overwrite: bool = False, # replace a run directory that holds results
                dry_run: bool = False, # only plan: shapes, parameter counts and token schedule on the meta device
@@ -693,7 +638,7 @@ def run_recipe(recipe: str | Path | Recipe, # a recipe file, a bundled recipe's 
               ) -> RecipePlan | RecipeRun:
     "Check and plan a recipe, then MoEfy, correct the teacher, prune and distil stage by stage, and report — resumable."
     from accelerate import PartialState
-    source = str(recipe) if not isinstance(recipe, Recipe) else recipe.name
+    source, sets = str(recipe) if not isinstance(recipe, Recipe) else recipe.name, sets or {}
     if not isinstance(recipe, Recipe): recipe = load_recipe(recipe, scale, sets)
     plan = plan_recipe(recipe)
     if dry_run:
@@ -702,33 +647,17 @@ def run_recipe(recipe: str | Path | Recipe, # a recipe file, a bundled recipe's 
         return plan
     run_dir = check_run_dir(out or Path('runs')/f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}", recipe, resume, overwrite)
     state = PartialState(cpu=not torch.cuda.is_available())
-    say = log if state.is_main_process else (lambda *a: None)
-    if resume and (run_dir/'report'/SUMMARY_FILE).exists():
-        say(f"{run_dir} is a finished run of {recipe.name}; nothing to do")
-        summary = json.loads((run_dir/'report'/SUMMARY_FILE).read_text())
-        for line in summary_lines(summary): say(line)
-        return RecipeRun(run_dir, run_dir/'schedule'/'model', summary)
+    job = Job(resume, overwrite, progress, log if state.is_main_process else None)
+    if resume and (run_dir/'report'/SUMMARY_FILE).exists(): return _finished(run_dir, recipe, job.say)
     state.wait_for_everyone()
     if state.is_main_process:
         if overwrite: clear_run(run_dir)
-        write_recipe(run_dir, recipe, source + (f" --scale {scale}" if scale else '') + ''.join(f" --set {s}" for s in sets))
+        write_recipe(run_dir, recipe, _source_line(source, scale, sets))
     state.wait_for_everyone()
-    say(f"run directory: {run_dir}")
-    for line in plan.lines(): say(line)
-    tokenizer = load_tokenizer(recipe.teacher.model)
-    teacher = prepare_teacher(recipe, run_dir, tokenizer, state, progress, say)
-    config = distill_config(recipe)
-    train, held_out = recipe_data(recipe.data, tokenizer, config.seq_len)
-    if recipe.correction: teacher = prepare_correction(recipe, run_dir, teacher, train, held_out, config, tokenizer, state, progress, say)
-    stages = recipe_stages(recipe, teacher.config)
-    calibration = calibration_samples(tokenizer, recipe.prune.samples, recipe.prune.seq_len, seed=recipe.distill.seed)
-    result = run_schedule(teacher, stages, run_dir/'schedule', train, config, teacher, calibration, eval_data=held_out, tokenizer=tokenizer,
-                          mtp_depth=recipe.loss.mtp_depth, feature_distance=recipe.loss.feature_distance, init=recipe.prune.init,
-                          expert_strategy=recipe.prune.expert_strategy, preserve=recipe.prune.preserve,
-                          expert_similarity=recipe.prune.expert_similarity,
-                          layer_metric=recipe.prune.layer_metric, expert_metric=recipe.prune.expert_metric, final=dict(recipe.prune.final),
-                          seed=recipe.distill.seed, resume=(run_dir/'schedule').exists(), progress=progress, log=say)
-    summary = recipe_report(run_dir, overwrite=True, log=say) if state.is_main_process else {}
+    job.say(f"run directory: {run_dir}")
+    for line in plan.lines(): job.say(line)
+    result = _distill_run(recipe, run_dir, state, job)
+    summary = recipe_report(run_dir, overwrite=True, log=job.say) if state.is_main_process else {}
     state.wait_for_everyone()
     return RecipeRun(run_dir, result.model_dir, summary)
 
@@ -776,7 +705,7 @@ def recipe_report(run_dir: str | Path, # a recipe run with a final student (sche
     if not _ready(student_dir): raise FileNotFoundError(f"{run_dir} has no final student yet ({student_dir}); finish the run with slimlab run ... --resume")
     if (out/SUMMARY_FILE).exists() and not overwrite:
         raise FileExistsError(f"{out} already holds a report; pass --overwrite to measure again")
-    config, tokenizer = eval_config(recipe.report), load_tokenizer(recipe.teacher.model)
+    config, tokenizer = recipe.report, load_tokenizer(recipe.teacher.model)
     refs = {'teacher': recipe.teacher.model, 'moefied teacher': run_dir/'moefied', 'corrected teacher': run_dir/'correction'/'model',
             'student': student_dir}
     models = {name: load_model(ref) for name, ref in refs.items() if name in ('teacher', 'student') or _ready(Path(ref))}

@@ -5,32 +5,32 @@
 # %% ../nbs/10_progressive.ipynb #2b47a57d
 from __future__ import annotations
 import json, math, os, re, shutil
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
+from fastcore.basics import patch
 
+from .lab import Job, atomic_dir, atomic_write, check_run_folder, did_you_mean, link_tree
 from .anatomy import Anatomy, count_params
-from .prune import (ModelShape, PruningPlan, apply_plan, make_plan, needed_metrics, plan_from_dict, plan_scores,
+from .prune import (TARGETS, ModelShape, PruningPlan, apply_plan, make_plan, needed_metrics, plan_from_dict, plan_scores,
                            plan_to_dict, random_scores, sync_config, target_shape)
-from .distill import DONE_FILE, DistillConfig, _peak, distill, finished_run, read_metrics
+from .importance import Calibration
 from .losses import FEATURE_DISTANCES, FeatureDistiller, layer_map_from_plan
 from .mtp import MTPHeads, load_mtp, mtp_block_config, prune_mtp
-from .experts import Groups, check_compression, check_strategy, expert_groups, fold_experts, mlp_inputs
-from .lab import check_run_folder, link_tree
+from .experts import ExpertCompression, Groups, check_compression, expert_groups, fold_experts, mlp_inputs
+from .distill import DONE_FILE, Alongside, DistillConfig, DistillData, distill, finished_run, read_metrics
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'TARGETS', 'SHAPE_FIELDS', 'INITS', 'EXPERT_GROUPS_FILE', 'SCHEDULE_FILE', 'PLAN_FILE', 'NO_EXTRAS',
+__all__ = ['SCHEDULES', 'SHAPE_FIELDS', 'WIDTH_AXES', 'INITS', 'EXPERT_GROUPS_FILE', 'SCHEDULE_FILE', 'PLAN_FILE', 'NO_EXTRAS',
            'Stage', 'describe', 'relative_targets', 'final_shape', 'check_schedule', 'stage_fractions', 'split_tokens',
            'make_schedule', 'trajectory', 'plot_trajectories', 'plot_schedule_runs', 'StageRecord', 'ScheduleResult',
            'compose_maps', 'feature_maps', 'check_init', 'random_init', 'check_expert_strategy', 'base_scores',
-           'groups_to_dict', 'groups_from_dict', 'check_schedule_dir', 'stage_requests', 'check_training',
-           'run_schedule']
+           'groups_to_dict', 'groups_from_dict', 'StageTraining', 'PruneSchedule', 'check_schedule_dir',
+           'stage_requests', 'check_training', 'SchedulePlan', 'plan_schedule', 'ScheduleRun', 'run_schedule']
 
 # %% ../nbs/10_progressive.ipynb #685daa19
 SCHEDULES = ('one-shot', 'depth-first', 'width-first', 'joint') # the named schedules of `make_schedule`
-TARGETS = ('drop_layers', 'hidden_size', 'num_heads', 'num_kv_heads', 'intermediate_size', 'num_experts', 'expert_size',
-           'shared_expert_size', 'top_k') # the `make_plan` targets a stage may set
 SHAPE_FIELDS = ('num_layers', 'hidden_size', 'num_heads', 'num_kv_heads', 'intermediate_size', 'num_experts', 'top_k',
                 'expert_size', 'shared_expert_size') # the `ModelShape` fields pruning changes
 
@@ -157,16 +157,10 @@ def _candidates(ideal: int, low: int, high: int, multiple: int = 1) -> list[int]
     "Sizes in [low, high], multiples of `multiple` first, then by distance from `ideal`."
     return sorted(range(low, high + 1), key=lambda v: (v % multiple != 0, abs(v - ideal), v))
 
-def make_schedule(model_or_config, # the source model or its config
-                  final: dict, # final `make_plan` targets: absolute sizes or ratios of the source (`round_to` allowed)
-                  name: str, # 'one-shot', 'depth-first', 'width-first' or 'joint'
-                  stages: int = 2, # number of cuts (one-shot always makes 1)
-                  total_tokens: int | None = None, # distillation tokens of the whole schedule
-                  token_split: list[float] | None = None, # share of the tokens of each stage (default: equal)
-                  token_multiple: int = 1, # give each stage a multiple of this many tokens (e.g. tokens per optimizer step)
-                 ) -> list[Stage]:
-    "Split the cut from the source to `final` into stages by the named rule; every stage's shape is valid and the last is `final`."
-    config = _config(model_or_config)
+WIDTH_AXES = ('hidden_size', 'intermediate_size', 'num_experts', 'expert_size', 'shared_expert_size', 'top_k') # axes cut with the width
+
+def _stage_tokens(name: str, stages: int, total_tokens: int, token_split: list[float] | None, token_multiple: int) -> list[int]:
+    "Check the schedule's name and counts; the tokens of each stage."
     if name not in SCHEDULES: raise ValueError(f"schedule {name!r} is unknown; allowed: {', '.join(SCHEDULES)}")
     if isinstance(stages, bool) or not isinstance(stages, int) or stages < 1: raise ValueError(f"stages={stages!r} must be an integer >= 1")
     n = 1 if name == 'one-shot' else stages
@@ -179,70 +173,108 @@ def make_schedule(model_or_config, # the source model or its config
         raise ValueError(f"token_split={token_split!r} must hold {n} positive shares, one per stage of {name}")
     tokens = split_tokens(total_tokens, list(token_split), token_multiple)
     if min(tokens) < 1: raise ValueError(f"stage {tokens.index(min(tokens)) + 1} would get no tokens; raise total_tokens or change token_split")
-    src, fin = ModelShape.of(config), final_shape(config, final)
-    round_to = final.get('round_to', 1)
-    cuts_depth = fin.num_layers < src.num_layers
-    cuts_width = any(getattr(fin, k) != getattr(src, k) for k in SHAPE_FIELDS[1:])
-    if name in ('depth-first', 'width-first') and n > 1 and not (cuts_depth and cuts_width):
-        raise ValueError(f"{name} orders a depth cut and a width cut, and final has only a {'depth' if cuts_depth else 'width'} cut; "
-                         "use one-shot or joint")
-    fr = stage_fractions(name, n)
-    # sizes after each stage k = 0..n on every axis (heads as KV groups × heads per group, so GQA stays valid)
-    layers = _axis_values(src.num_layers, fin.num_layers, fr['depth'])
-    width = {k: _axis_values(getattr(src, k), getattr(fin, k), fr['width']) for k in ('hidden_size', 'intermediate_size', 'num_experts',
-                                                                                      'expert_size', 'shared_expert_size', 'top_k')}
-    kv = _axis_values(src.num_kv_heads, fin.num_kv_heads, fr['width'])
-    hpg = _axis_values(src.num_heads//src.num_kv_heads, fin.num_heads//fin.num_kv_heads, fr['width'])
-    heads = [(a*b, a) for a, b in zip(kv, hpg)]
-    keys = [k for k in TARGETS if k in final or (k in ('num_heads', 'num_kv_heads') and {'num_heads', 'num_kv_heads'} & set(final))]
-    if 'drop_layers' not in keys and cuts_depth: keys.insert(0, 'drop_layers')
-    out, before, before_config, scores = [], src, config, random_scores(config)
-    before_scores = scores
+    return tokens
 
-    def targets_of(size: dict) -> dict: return {k: size[k] for k in keys}
-    def valid(size: dict) -> ModelShape | None:
+def _ideal_sizes(src: ModelShape, fin: ModelShape, fractions: dict, n: int) -> list[dict]:
+    "The size of every axis after each stage k = 0..n, before any rounding to a valid shape (heads as KV groups × heads per group, so GQA stays valid)."
+    layers = _axis_values(src.num_layers, fin.num_layers, fractions['depth'])
+    width = {k: _axis_values(getattr(src, k), getattr(fin, k), fractions['width']) for k in WIDTH_AXES}
+    kv = _axis_values(src.num_kv_heads, fin.num_kv_heads, fractions['width'])
+    hpg = _axis_values(src.num_heads//src.num_kv_heads, fin.num_heads//fin.num_kv_heads, fractions['width'])
+    return [dict(drop_layers=src.num_layers - layers[k], num_heads=kv[k]*hpg[k], num_kv_heads=kv[k], **{a: v[k] for a, v in width.items()})
+            for k in range(n + 1)]
+
+# %% ../nbs/10_progressive.ipynb #a330f5d1
+class _StageSearch:
+    "The valid shapes between the shape before a stage and the final one: which sizes `make_plan` accepts on the source and on the model before the stage."
+    def __init__(self, config, keys: list[str], fin: ModelShape, round_to: int):
+        self.config, self.keys, self.fin, self.round_to = config, keys, fin, round_to
+        self.scores = random_scores(config)
+        self.before, self.before_config, self.before_scores = ModelShape.of(config), config, self.scores
+
+    def targets(self, size: dict) -> dict: return {k: size[k] for k in self.keys}
+
+    def valid(self, size: dict) -> ModelShape | None:
         "The shape after the stage if it is a valid cut of the source and of the shape before it, else None."
         try:
-            after = target_shape(make_plan(config, scores, **targets_of(size)))
-            if any(getattr(after, f) > getattr(before, f) for f in SHAPE_FIELDS): return None
-            make_plan(before_config, before_scores, **relative_targets(before, after))
+            after = target_shape(make_plan(self.config, self.scores, **self.targets(size)))
+            if any(getattr(after, f) > getattr(self.before, f) for f in SHAPE_FIELDS): return None
+            make_plan(self.before_config, self.before_scores, **relative_targets(self.before, after))
             return after
         except ValueError: return None
 
-    prev = dict(drop_layers=0, num_heads=src.num_heads, num_kv_heads=src.num_kv_heads, **{a: getattr(src, a) for a in width})
+    def nearest(self, size: dict, axis: str, ideal: dict) -> int | None:
+        "The valid size of `axis` nearest its ideal (multiples of `round_to` first), the other axes as in `size`."
+        high = min(size[axis], size['num_experts']) if axis == 'top_k' else size[axis]
+        multiple = 1 if axis in ('num_experts', 'top_k') else self.round_to
+        return next((v for v in _candidates(min(ideal[axis], high), getattr(self.fin, axis), high, multiple) if self.valid(size | {axis: v})), None)
+
+    def heads(self, size: dict, ideal: dict, todo: list[str]) -> dict:
+        "Heads and hidden size together (a config may want one to divide the other): the nearest head pair for which a hidden size fits."
+        fin = self.fin
+        pairs = sorted({(a*b, a) for a in range(fin.num_kv_heads, size['num_kv_heads'] + 1)
+                        for b in range(fin.num_heads//fin.num_kv_heads, size['num_heads']//size['num_kv_heads'] + 1)},
+                       key=lambda p: (abs(p[0] - ideal['num_heads']), abs(p[1] - ideal['num_kv_heads']), -p[0]))
+        for h, g in pairs:
+            trial = size | dict(num_heads=h, num_kv_heads=g)
+            if 'hidden_size' not in todo:
+                if self.valid(trial): return trial
+            elif (v := self.nearest(trial, 'hidden_size', ideal)) is not None:
+                todo.remove('hidden_size')
+                return trial | dict(hidden_size=v)
+        return size
+
+    def middle(self, prev: dict, ideal: dict) -> dict:
+        "The size of a stage before the last: the depth as ideal, then every width axis at the valid size nearest its ideal, given the axes already set."
+        size = prev | dict(drop_layers=ideal['drop_layers'])
+        todo = [a for a in WIDTH_AXES if a in self.keys]
+        if 'num_heads' in self.keys and (ideal['num_heads'], ideal['num_kv_heads']) != (size['num_heads'], size['num_kv_heads']):
+            size = self.heads(size, ideal, todo)
+        for axis in todo:
+            if (v := self.nearest(size, axis, ideal)) is not None: size[axis] = v
+        return size
+
+    def advance(self, after: ModelShape):
+        "Move the search past a stage that ends at `after`."
+        self.before_config = sync_config(self.before_config, make_plan(self.before_config, self.before_scores, **relative_targets(self.before, after)))
+        self.before, self.before_scores = after, random_scores(self.before_config)
+
+# %% ../nbs/10_progressive.ipynb #13935a5c
+def _target_keys(src: ModelShape, fin: ModelShape, final: dict) -> list[str]:
+    "The targets every stage states: those of `final` (both head counts if either is given), and `drop_layers` whenever depth is cut."
+    keys = [k for k in TARGETS if k in final or (k in ('num_heads', 'num_kv_heads') and {'num_heads', 'num_kv_heads'} & set(final))]
+    if 'drop_layers' not in keys and fin.num_layers < src.num_layers: keys.insert(0, 'drop_layers')
+    return keys
+
+def make_schedule(model_or_config, # the source model or its config
+                  final: dict, # final `make_plan` targets: absolute sizes or ratios of the source (`round_to` allowed)
+                  name: str, # 'one-shot', 'depth-first', 'width-first' or 'joint'
+                  stages: int = 2, # number of cuts (one-shot always makes 1)
+                  total_tokens: int | None = None, # distillation tokens of the whole schedule
+                  token_split: list[float] | None = None, # share of the tokens of each stage (default: equal)
+                  token_multiple: int = 1, # give each stage a multiple of this many tokens (e.g. tokens per optimizer step)
+                 ) -> list[Stage]:
+    "Split the cut from the source to `final` into stages by the named rule; every stage's shape is valid and the last is `final`."
+    config = _config(model_or_config)
+    tokens = _stage_tokens(name, stages, total_tokens, token_split, token_multiple)
+    n, src, fin = len(tokens), ModelShape.of(config), final_shape(config, final)
+    cuts_depth, cuts_width = fin.num_layers < src.num_layers, any(getattr(fin, k) != getattr(src, k) for k in SHAPE_FIELDS[1:])
+    if name in ('depth-first', 'width-first') and n > 1 and not (cuts_depth and cuts_width):
+        raise ValueError(f"{name} orders a depth cut and a width cut, and final has only a {'depth' if cuts_depth else 'width'} cut; "
+                         "use one-shot or joint")
+    ideals = _ideal_sizes(src, fin, stage_fractions(name, n), n)
+    search, out, prev = _StageSearch(config, _target_keys(src, fin, final), fin, final.get('round_to', 1)), [], ideals[0]
     for k in range(1, n + 1):
-        ideal = dict(drop_layers=src.num_layers - layers[k], num_heads=heads[k][0], num_kv_heads=heads[k][1], **{a: v[k] for a, v in width.items()})
-        if k == n: size, after = ideal, valid(ideal)
-        else:
-            size = prev | dict(drop_layers=ideal['drop_layers'])
-            def nearest(size: dict, axis: str) -> int | None:
-                "The valid size of `axis` nearest its ideal (multiples of `round_to` first), the other axes as in `size`."
-                high = min(size[axis], size['num_experts']) if axis == 'top_k' else size[axis]
-                multiple = 1 if axis in ('num_experts', 'top_k') else round_to
-                return next((v for v in _candidates(min(ideal[axis], high), getattr(fin, axis), high, multiple) if valid(size | {axis: v})), None)
-            todo = [a for a in ('hidden_size', 'intermediate_size', 'num_experts', 'expert_size', 'shared_expert_size', 'top_k') if a in keys]
-            if 'num_heads' in keys and (ideal['num_heads'], ideal['num_kv_heads']) != (size['num_heads'], size['num_kv_heads']):
-                # heads and hidden size together (a config may want one to divide the other): the nearest pair for which a hidden size fits
-                pairs = sorted({(a*b, a) for a in range(fin.num_kv_heads, size['num_kv_heads'] + 1)
-                                for b in range(fin.num_heads//fin.num_kv_heads, size['num_heads']//size['num_kv_heads'] + 1)},
-                               key=lambda p: (abs(p[0] - ideal['num_heads']), abs(p[1] - ideal['num_kv_heads']), -p[0]))
-                for h, g in pairs:
-                    trial = size | dict(num_heads=h, num_kv_heads=g)
-                    if 'hidden_size' not in todo:
-                        if valid(trial): size = trial; break
-                    elif (v := nearest(trial, 'hidden_size')) is not None:
-                        size = trial | dict(hidden_size=v); todo.remove('hidden_size'); break
-            for axis in todo:  # one axis after the other, each at the valid size nearest its ideal, given the axes already set
-                if (v := nearest(size, axis)) is not None: size[axis] = v
-            after = valid(size)
+        size = ideals[k] if k == n else search.middle(prev, ideals[k])
+        after = search.valid(size)
         if after is None:
-            raise ValueError(f"{name}, stage {k} of {n}: no valid shape between {describe(before)} and {describe(fin)} "
-                             f"near {targets_of(ideal)}; try fewer stages or other final sizes")
-        if after == before:
-            raise ValueError(f"{name} with {n} stages: stage {k} would cut nothing ({describe(before)}); use fewer stages")
-        out.append(Stage(targets_of(size), tokens[k - 1]))
-        before_config = sync_config(before_config, make_plan(before_config, before_scores, **relative_targets(before, after)))
-        before, before_scores, prev = after, random_scores(before_config), size
+            raise ValueError(f"{name}, stage {k} of {n}: no valid shape between {describe(search.before)} and {describe(fin)} "
+                             f"near {search.targets(ideals[k])}; try fewer stages or other final sizes")
+        if after == search.before:
+            raise ValueError(f"{name} with {n} stages: stage {k} would cut nothing ({describe(search.before)}); use fewer stages")
+        out.append(Stage(search.targets(size), tokens[k - 1]))
+        search.advance(after)
+        prev = size
     check_schedule(config, out, final)
     return out
 
@@ -412,22 +444,20 @@ EXPERT_GROUPS_FILE = 'expert_groups.json' # in a stage folder whose cut merges e
 
 def check_expert_strategy(model_or_config, # the source model or its config
                           configs: list, # the config after each stage
-                          strategy: str = 'drop', # `STRATEGIES`
-                          preserve: float = 0.5, # 'partial': share of the kept experts preserved intact, in [0, 1]
-                          similarity: str = 'router', # `SIMILARITIES`
+                          experts: ExpertCompression = ExpertCompression(), # strategy, preserve share, similarity
                          ) -> dict | None:
     "Refuse an expert strategy the schedule cannot apply; its settings for schedule.json (None: experts are dropped)."
-    check_strategy(strategy, preserve, similarity, prefix='expert_')
+    strategy = experts.strategy
     if strategy == 'drop': return None
     chain = [_config(model_or_config), *configs]
     cuts = [k for k in range(1, len(chain)) if ModelShape.of(chain[k]).num_experts != ModelShape.of(chain[k - 1]).num_experts]
     if not cuts:
-        raise ValueError(f"expert_strategy={strategy!r} compresses experts at the cut that reduces them, but no stage changes num_experts "
+        raise ValueError(f"experts.strategy={strategy!r} compresses experts at the cut that reduces them, but no stage changes num_experts "
                          f"({ModelShape.of(chain[0]).num_experts}); cut experts in the final shape or use 'drop'")
     for k in cuts:
-        try: check_compression(chain[k - 1], ModelShape.of(chain[k]).num_experts, strategy, preserve, similarity)
-        except ValueError as e: raise ValueError(f"expert_strategy={strategy!r} at stage {k} of {len(configs)}: {e}") from None
-    return dict(strategy=strategy, preserve=float(preserve) if strategy == 'partial' else None, similarity=similarity)
+        try: check_compression(chain[k - 1], ModelShape.of(chain[k]).num_experts, experts)
+        except ValueError as e: raise ValueError(f"experts.strategy={strategy!r} at stage {k} of {len(configs)}: {e}") from None
+    return dict(strategy=strategy, preserve=float(experts.preserve) if strategy == 'partial' else None, similarity=experts.similarity)
 
 def base_scores(groups: Groups, # per MoE block, groups of expert ids (base first)
                 importance: torch.Tensor, # (L, E) the expert scores of the cut
@@ -445,16 +475,74 @@ def groups_from_dict(d: dict) -> tuple[Groups, torch.Tensor]:
     "The groups and importance `groups_to_dict` wrote (float32 values read back exactly)."
     return {int(i): block for i, block in d['groups'].items()}, torch.tensor(d['importance'], dtype=torch.float32)
 
+# %% ../nbs/10_progressive.ipynb #426eac32
+@dataclass
+class StageTraining:
+    "What trains beside the student in every stage, and how the first student starts."
+    mtp_depth: int = 0 # MTP modules made for the source, cut with the student and trained in every stage (needs the loss's β > 0)
+    feature_distance: str = 'mse' # 'mse' or 'cosine': distance of the feature terms, trained when the loss weighs them
+    init: str = 'pruned' # 'pruned': the student keeps the weights the cut leaves; 'random': re-initialised after the cut (one stage only)
+
+    def __post_init__(self):
+        if isinstance(self.mtp_depth, bool) or not isinstance(self.mtp_depth, int) or self.mtp_depth < 0:
+            raise ValueError(f"mtp_depth={self.mtp_depth!r} must be an integer >= 0 (MTP modules trained with the student; 0: none)")
+        if self.feature_distance not in FEATURE_DISTANCES:
+            raise ValueError(f"feature_distance={self.feature_distance!r} is unknown{did_you_mean(str(self.feature_distance), FEATURE_DISTANCES)}; "
+                             f"allowed: {', '.join(FEATURE_DISTANCES)}")
+        check_init(self.init, 1)
+
+@dataclass
+class PruneSchedule:
+    "What the student becomes and the way there: the final architecture, the stages, how each cut is scored, what it does with experts."
+    final: dict # the final architecture as `make_plan` targets (counts, or ratios in (0, 1); `round_to` allowed)
+    schedule: str = 'one-shot' # one of `SCHEDULES`, or 'custom' with the stages written out
+    stages: int | list[Stage] = 1 # number of prune → distill stages, or the stages themselves (schedule 'custom')
+    token_split: list[float] | None = None # share of the tokens per stage (None: equal shares)
+    layer_metric: str = 'block_influence' # depth score (e.g. 'angular_distance:n=10', 'last_n'); window metrics get each cut's window
+    expert_metric: str = 'expert_frequency' # expert score (e.g. 'reap')
+    experts: ExpertCompression = field(default_factory=ExpertCompression) # what the cut that reduces the experts does with them
+
+    def __post_init__(self):
+        if not self.final: raise ValueError(f"final is empty: give the final architecture as targets ({', '.join(TARGETS)})")
+        for key in self.final:
+            if key not in (*TARGETS, 'round_to'):
+                raise ValueError(f"final has an unknown target {key!r}{did_you_mean(str(key), TARGETS)}; allowed: {', '.join(TARGETS)}, round_to")
+        if self.schedule not in SCHEDULES + ('custom',):
+            raise ValueError(f"schedule={self.schedule!r} is unknown{did_you_mean(str(self.schedule), SCHEDULES)}; allowed: {', '.join(SCHEDULES)}, custom")
+        if isinstance(self.stages, list): self._check_written_stages()
+        else: self._check_counted_stages()
+
+    def _check_written_stages(self):
+        if self.schedule != 'custom': raise ValueError(f"stages is a list of stages, which needs schedule='custom' (got {self.schedule!r})")
+        if not self.stages: raise ValueError("stages is an empty list; give at least one stage")
+        for i, s in enumerate(self.stages):
+            unknown = [k for k in s.targets if k not in TARGETS]
+            if unknown: raise ValueError(f"stages[{i}].targets has an unknown target {unknown[0]!r}{did_you_mean(str(unknown[0]), TARGETS)}; allowed: {', '.join(TARGETS)}")
+            if isinstance(s.tokens, bool) or not isinstance(s.tokens, int) or s.tokens < 1: raise ValueError(f"stages[{i}].tokens={s.tokens!r} must be at least 1 (each stage distils)")
+
+    def _check_counted_stages(self):
+        if self.schedule == 'custom': raise ValueError("schedule='custom' needs stages as a list of {targets, tokens}")
+        if isinstance(self.stages, bool) or not isinstance(self.stages, int) or self.stages < 1: raise ValueError(f"stages={self.stages!r} must be at least 1")
+        if self.token_split is not None and len(self.token_split) != self.stages:
+            raise ValueError(f"token_split has {len(self.token_split)} shares for {self.stages} stages; give one per stage")
+
+    @property
+    def n_stages(self) -> int: return 1 if self.schedule == 'one-shot' else len(self.stages) if isinstance(self.stages, list) else self.stages
+
+    def stage_list(self, model_or_config, # the source model or its config
+                   total_tokens: int, # distillation tokens of all stages
+                   token_multiple: int = 1, # give each stage a multiple of this many tokens
+                  ) -> list[Stage]:
+        "The stages: as written (schedule 'custom'), or made by `make_schedule`."
+        if isinstance(self.stages, list): return [Stage(dict(s.targets), s.tokens) for s in self.stages]
+        return make_schedule(model_or_config, dict(self.final), self.schedule, self.stages, total_tokens, self.token_split, token_multiple)
+
 # %% ../nbs/10_progressive.ipynb #77c30461
 SCHEDULE_FILE = 'schedule.json' # in the run directory: the stages, their shapes, sizes and results
 PLAN_FILE = 'plan.json' # in each stage folder: the plan of its cut, made on the model before it
 NO_EXTRAS = dict(mtp_depth=0, features=None, init='pruned', experts=None) # schedule.json's `training` of a plain run: only the student, pruned weights, experts dropped
 
-def _write_json(path: Path, data: dict):
-    "Write JSON atomically (a temporary file, then a rename)."
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+def _write_json(path: Path, data: dict): atomic_write(path, json.dumps(data, indent=1))
 
 def _stage_dir(run_dir: Path, k: int) -> Path: return run_dir/f"stage-{k}"
 
@@ -514,47 +602,44 @@ def _load_stage_model(model_dir: Path, like):
     from transformers import AutoModelForCausalLM
     return AutoModelForCausalLM.from_pretrained(model_dir, dtype=like.dtype).to(like.device).eval()
 
+def _check_mtp(model, configs: list, config: DistillConfig, depth: int):
+    "Refuse MTP heads the loss does not weigh, sequences too short for them, or a cut after which the MTP block no longer matches the student's last block."
+    if config.loss.beta.peak == 0:
+        raise ValueError(f"mtp_depth={depth} trains MTP heads, but config.loss.beta is 0 throughout; give the MTP terms a weight "
+                         "(e.g. slimlab.losses.SLIMQWEN_BETA) or pass mtp_depth=0")
+    if depth >= config.seq_len:
+        raise ValueError(f"mtp_depth={depth} needs training sequences longer than {depth} tokens; config.seq_len is {config.seq_len}")
+    kind = lambda c: 'MoE' if Anatomy(mtp_block_config(c)).is_moe_layer(0) else 'dense'
+    for k, c in enumerate(configs, 1):
+        if kind(c) != kind(model):
+            raise ValueError(f"stage {k} of {len(configs)}: the MTP block is {kind(model)} like the source's last block, but the student's last block "
+                             f"is {kind(c)} after this stage; MTP heads cannot follow that cut (pass mtp_depth=0)")
+
+def _check_features(model, teacher, shapes: list[ModelShape], config: DistillConfig):
+    "Refuse feature terms whose maps cannot be built: a teacher of another depth or width than the source, FDD on a one-block student."
+    src, t, n = ModelShape.of(model), ModelShape.of(teacher), len(shapes)
+    if (t.num_layers, t.hidden_size) != (src.num_layers, src.hidden_size):
+        raise ValueError(f"config.loss weighs feature terms, which map the student's blocks and channels to the source model's; the teacher "
+                         f"must have its {src.num_layers} blocks of width {src.hidden_size}, not {t.num_layers} of width {t.hidden_size}")
+    if config.loss.dynamics_weight and (few := next((k for k, s in enumerate(shapes, 1) if s.num_layers < 2), None)):
+        raise ValueError(f"stage {few} of {n}: config.loss.dynamics_weight > 0 compares changes from one block to the next, "
+                         f"which needs at least 2 blocks; the student has {shapes[few - 1].num_layers}")
+
 def check_training(model, # the source model
                    teacher, # the teacher of every stage
                    shapes: list[ModelShape], # the shape after each stage (`check_schedule`)
                    configs: list, # the config after each stage
                    config: DistillConfig, # the stages' distillation settings
-                   mtp_depth: int, # MTP modules trained beside the student (0: none)
-                   feature_distance: str, # distance of the feature terms
-                   init: str = 'pruned', # how the first stage's student starts (`INITS`)
-                   expert_strategy: str = 'drop', # how the cut that reduces the experts compresses them (`slimlab.experts.STRATEGIES`)
-                   preserve: float = 0.5, # 'partial': share of the kept experts preserved intact
-                   expert_similarity: str = 'router', # 'merge' and 'partial': what expert similarity compares (`SIMILARITIES`)
+                   training: StageTraining = StageTraining(), # what trains beside the student, and the first student's init
+                   experts: ExpertCompression = ExpertCompression(), # what the cut that reduces the experts does with them
                   ) -> dict:
     "Refuse, before any work, an init, expert strategy, MTP heads or feature terms the schedule cannot train; the training settings (for schedule.json)."
-    if isinstance(mtp_depth, bool) or not isinstance(mtp_depth, int) or mtp_depth < 0:
-        raise ValueError(f"mtp_depth={mtp_depth!r} must be an integer >= 0 (MTP modules trained with the student; 0: none)")
-    if feature_distance not in FEATURE_DISTANCES:
-        raise ValueError(f"feature_distance={feature_distance!r} is unknown; allowed: {', '.join(FEATURE_DISTANCES)}")
-    loss, n = config.loss, len(shapes)
-    check_init(init, n)
-    experts = check_expert_strategy(model, configs, expert_strategy, preserve, expert_similarity)
-    if mtp_depth:
-        if _peak(loss.beta) == 0:
-            raise ValueError(f"mtp_depth={mtp_depth} trains MTP heads, but config.loss.beta is 0 throughout; give the MTP terms a weight "
-                             "(e.g. slimlab.losses.SLIMQWEN_BETA) or pass mtp_depth=0")
-        if mtp_depth >= config.seq_len:
-            raise ValueError(f"mtp_depth={mtp_depth} needs training sequences longer than {mtp_depth} tokens; config.seq_len is {config.seq_len}")
-        kind = lambda c: 'MoE' if Anatomy(mtp_block_config(c)).is_moe_layer(0) else 'dense'
-        for k, c in enumerate(configs, 1):
-            if kind(c) != kind(model):
-                raise ValueError(f"stage {k} of {n}: the MTP block is {kind(model)} like the source's last block, but the student's last block "
-                                 f"is {kind(c)} after this stage; MTP heads cannot follow that cut (pass mtp_depth=0)")
-    features = bool(loss.feature_weight or loss.dynamics_weight)
-    if features:
-        src, t = ModelShape.of(model), ModelShape.of(teacher)
-        if (t.num_layers, t.hidden_size) != (src.num_layers, src.hidden_size):
-            raise ValueError(f"config.loss weighs feature terms, which map the student's blocks and channels to the source model's; the teacher "
-                             f"must have its {src.num_layers} blocks of width {src.hidden_size}, not {t.num_layers} of width {t.hidden_size}")
-        if loss.dynamics_weight and (few := next((k for k, s in enumerate(shapes, 1) if s.num_layers < 2), None)):
-            raise ValueError(f"stage {few} of {n}: config.loss.dynamics_weight > 0 compares changes from one block to the next, "
-                             f"which needs at least 2 blocks; the student has {shapes[few - 1].num_layers}")
-    return dict(mtp_depth=mtp_depth, features=feature_distance if features else None, init=init, experts=experts)
+    check_init(training.init, len(shapes))
+    settings = check_expert_strategy(model, configs, experts)
+    if training.mtp_depth: _check_mtp(model, configs, config, training.mtp_depth)
+    features = bool(config.loss.feature_weight or config.loss.dynamics_weight)
+    if features: _check_features(model, teacher, shapes, config)
+    return dict(mtp_depth=training.mtp_depth, features=training.feature_distance if features else None, init=training.init, experts=settings)
 
 def _source_mtp(model, depth: int, seed: int, init: str = 'last_block') -> MTPHeads:
     "MTP heads for `model`, their random weights drawn from `seed` (a rerun makes the same heads)."
@@ -569,129 +654,213 @@ def _stage_features(plans: list[PruningPlan], config: DistillConfig, kind: str, 
     return FeatureDistiller(target_shape(plans[-1]).hidden_size, plans[0].source.hidden_size, layer_map, kind,
                             channels).to(Anatomy(student).embed.weight.dtype)
 
-def run_schedule(model, # the source model (never modified)
-                 stages: list[Stage], # the schedule (`make_schedule`)
-                 run_dir: str | Path, # schedule.json, stage-1/ ... stage-n/ (each a distillation run with plan.json), model/
-                 train_data, # distillation blocks (N, seq_len) or an `lm_dataset`
-                 config: DistillConfig, # every stage's distillation settings; its budget is replaced by the stage's tokens
-                 teacher, # the frozen teacher of every stage (usually the source model)
-                 calibration: torch.Tensor, # (N, T) calibration token ids for the importance before each cut
-                 eval_data: torch.Tensor | None = None, # held-out token stream: perplexity after each cut and during healing
-                 tokenizer=None, # saved with every stage's student
-                 mtp_depth: int = 0, # MTP modules made for the source, cut with the student and trained in every stage (needs config.loss.beta > 0)
-                 feature_distance: str = 'mse', # 'mse' or 'cosine': distance of the feature terms, trained when config.loss weighs them
-                 init: str = 'pruned', # 'pruned': the student keeps the weights the cut leaves; 'random': re-initialised after the cut (one stage only)
-                 expert_strategy: str = 'drop', # at the cut that reduces the experts: 'drop', 'merge' or 'partial' (see the experts chapter)
-                 preserve: float = 0.5, # 'partial': share of the kept experts preserved intact
-                 expert_similarity: str = 'router', # 'merge' and 'partial': what expert similarity compares
-                 layer_metric: str = 'block_influence', # depth score (window metrics get each cut's window)
-                 expert_metric: str = 'expert_frequency', # expert score
-                 final: dict | None = None, # the final architecture the last stage must reach (checked first)
-                 batch_size: int = 8, # calibration samples per forward pass
-                 seed: int = 0, # seed of randomised importance metrics
-                 resume: bool = False, # continue: finished stages are reloaded, an interrupted one resumes from its checkpoint
-                 overwrite: bool = False, # replace the run `run_dir` holds
-                 progress: bool = True, # tqdm bars
-                 log=print, # summary lines (None: silent)
-                ) -> ScheduleResult:
-    "Prune in stages, re-scoring importance on the current (healed) model before each cut and distilling after it."
-    from accelerate import PartialState
-    from slimlab.importance import check_calibration, importance
-    say = log or (lambda *a: None)
-    if not isinstance(config, DistillConfig): raise ValueError(f"config must be a DistillConfig, got {type(config).__name__}")
-    if teacher is None: raise ValueError("teacher is needed: every stage distils from it (usually the source model)")
-    shapes = check_schedule(model, stages, final)
-    source = ModelShape.of(model)
-    configs, before, shape_before = [], model.config, source  # the config before each cut, for checks and sizes
-    for stage, shape in zip(stages, shapes):
-        configs.append(before)
-        before = sync_config(before, make_plan(before, random_scores(before), **relative_targets(shape_before, shape)))
-        shape_before = shape
-    params = [sum(count_params(c).values()) for c in [*configs[1:], before]]
-    training = check_training(model, teacher, shapes, [*configs[1:], before], config, mtp_depth, feature_distance, init,
-                              expert_strategy, preserve, expert_similarity)
-    calibration = torch.as_tensor(calibration)
-    if calibration.ndim != 2: raise ValueError(f"calibration must be (N, T) token ids; got shape {tuple(calibration.shape)}")
-    stage_configs = []
-    for k, (stage, cfg, shape, prev) in enumerate(zip(stages, configs, shapes, [source, *shapes]), 1):
+# %% ../nbs/10_progressive.ipynb #158a43ef
+@dataclass
+class SchedulePlan:
+    "What the checks of a run worked out before any weights are touched."
+    stages: list[Stage] # the schedule
+    shapes: list[ModelShape] # the shape after each stage
+    configs: list # the config before each cut, then the final student's
+    params: list[int] # parameters after each stage
+    distill_configs: list[DistillConfig] # each stage's distillation settings, its budget the stage's tokens
+    training: dict # what trains beside the student (schedule.json's `training`)
+
+def _config_chain(model, shapes: list[ModelShape]) -> list:
+    "The config before each cut, then the one after the last (random scores: a shape does not depend on which indices are kept)."
+    chain, before = [model.config], ModelShape.of(model)
+    for shape in shapes:
+        chain.append(sync_config(chain[-1], make_plan(chain[-1], random_scores(chain[-1]), **relative_targets(before, shape))))
+        before = shape
+    return chain
+
+def _stage_distill_configs(stages: list[Stage], shapes: list[ModelShape], chain: list, source: ModelShape, config: DistillConfig,
+                           calibration: Calibration, prune: PruneSchedule) -> list[DistillConfig]:
+    "Each stage's distillation config (its budget: the stage's tokens), every cut's calibration metrics checked on the shape it cuts."
+    out = []
+    for k, (stage, cfg, shape, prev) in enumerate(zip(stages, chain, shapes, [source, *shapes]), 1):
         try:
             c = replace(config, max_steps=None, max_tokens=stage.tokens)
             c.total_steps()
-            check_calibration(Anatomy(cfg), calibration.shape[0], calibration.shape[1],
-                              stage_requests(relative_targets(prev, shape), layer_metric, expert_metric) or ['channel'])
+            calibration.check(Anatomy(cfg), stage_requests(relative_targets(prev, shape), prune.layer_metric, prune.expert_metric) or ['channel'])
         except ValueError as e: raise ValueError(f"stage {k} of {len(stages)}: {e}") from None
-        stage_configs.append(c)
-    run_dir = check_schedule_dir(run_dir, stages, resume, overwrite, training)
-    state = PartialState()
-    main = state.is_main_process
-    doc = dict(source=asdict(source), source_params=sum(count_params(model).values()), stages=[asdict(s) for s in stages],
-               shapes=[asdict(s) for s in shapes], params=params, final=final, training=training, records=[], done=False)
-    if main:
-        if overwrite: _clear(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if (run_dir/SCHEDULE_FILE).exists(): doc = json.loads((run_dir/SCHEDULE_FILE).read_text())
-        else: _write_json(run_dir/SCHEDULE_FILE, doc)
-    state.wait_for_everyone()
-    if resume and doc.get('done') and (run_dir/'model').is_dir():
-        return ScheduleResult(run_dir, run_dir/'model', [StageRecord.from_dict(r) for r in doc['records']], source, doc['source_params'])
+        out.append(c)
+    return out
 
-    done = 0  # stages finished before this call
-    while resume and done < len(stages) and finished_run(_stage_dir(run_dir, done + 1)) and (_stage_dir(run_dir, done + 1)/PLAN_FILE).exists():
-        done += 1
-    records = [_record(k, stages[k - 1], shapes[k - 1], params[k - 1], _stage_dir(run_dir, k)) for k in range(1, done + 1)]
-    current = _load_stage_model(_stage_dir(run_dir, done)/'model', model) if done else model
-    plans = [plan_from_dict(json.loads((_stage_dir(run_dir, k)/PLAN_FILE).read_text())) for k in range(1, done + 1)]
-    heads = None if not mtp_depth else load_mtp(current, _stage_dir(run_dir, done)/'model') if done else _source_mtp(model, mtp_depth, seed)
-    if done: say(f"resumed after stage {done} of {len(stages)}: {describe(shapes[done - 1])}")
+def plan_schedule(model, # the source model (never modified)
+                  stages: list[Stage], # the schedule (`make_schedule`)
+                  config: DistillConfig, # every stage's distillation settings
+                  teacher, # the frozen teacher of every stage
+                  calibration: Calibration, # the samples every cut is scored on
+                  prune: PruneSchedule, # the final architecture, the metrics, the expert strategy
+                  training: StageTraining = StageTraining(), # what trains beside the student
+                 ) -> SchedulePlan:
+    "Check a whole run on configs before any weights are touched: the schedule reaches `prune.final`, every stage can be scored and trained."
+    if not isinstance(config, DistillConfig): raise ValueError(f"config must be a DistillConfig, got {type(config).__name__}")
+    if teacher is None: raise ValueError("teacher is needed: every stage distils from it (usually the source model)")
+    shapes = check_schedule(model, stages, prune.final)
+    chain = _config_chain(model, shapes)
+    settings = check_training(model, teacher, shapes, chain[1:], config, training, prune.experts)
+    configs = _stage_distill_configs(stages, shapes, chain, ModelShape.of(model), config, calibration, prune)
+    return SchedulePlan(stages, shapes, chain, [sum(count_params(c).values()) for c in chain[1:]], configs, settings)
+
+# %% ../nbs/10_progressive.ipynb #acce017f
+@dataclass
+class ScheduleRun:
+    "One run of a schedule: what its steps share."
+    model: object # the source model (never modified)
+    run_dir: Path # schedule.json, stage-1/ ... stage-n/, model/
+    plan: SchedulePlan # what the checks worked out
+    data: DistillData # training blocks, held-out stream, tokenizer
+    teacher: object # the frozen teacher of every stage
+    calibration: Calibration # the samples every cut is scored on
+    prune: PruneSchedule # metrics and expert strategy of every cut
+    training: StageTraining # what trains beside the student
+    job: Job # resume / overwrite, progress, log
+    seed: int = 0 # seed of the MTP heads' and a random init's weights
+
+    @property
+    def main(self) -> bool:
+        from accelerate import PartialState
+        return PartialState().is_main_process
+
+    def stage_dir(self, k: int) -> Path: return _stage_dir(self.run_dir, k)
+
+    def wait(self):
+        from accelerate import PartialState
+        PartialState().wait_for_everyone()
+
+    def result(self, records: list[StageRecord], source_params: int) -> ScheduleResult:
+        return ScheduleResult(self.run_dir, self.run_dir/'model', records, ModelShape.of(self.model), source_params)
+
+# %% ../nbs/10_progressive.ipynb #1edff88d
+@patch
+def start(self: ScheduleRun) -> dict:
+    "Step 1: write schedule.json (the stages, shapes, sizes, training settings), or read the one a resumed run wrote."
+    p = self.plan
+    doc = dict(source=asdict(ModelShape.of(self.model)), source_params=sum(count_params(self.model).values()), stages=[asdict(s) for s in p.stages],
+               shapes=[asdict(s) for s in p.shapes], params=p.params, final=self.prune.final, training=p.training, records=[], done=False)
+    if self.main:
+        if self.job.overwrite: _clear(self.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if (self.run_dir/SCHEDULE_FILE).exists(): doc = json.loads((self.run_dir/SCHEDULE_FILE).read_text())
+        else: _write_json(self.run_dir/SCHEDULE_FILE, doc)
+    self.wait()
+    return doc
+
+@patch
+def finished_stages(self: ScheduleRun) -> int:
+    "Step 2: how many stages a resumed run finished (each with its plan and a finished distillation)."
+    done, n = 0, len(self.plan.stages)
+    while self.job.resume and done < n and finished_run(self.stage_dir(done + 1)) and (self.stage_dir(done + 1)/PLAN_FILE).exists(): done += 1
+    return done
+
+@patch
+def resume_state(self: ScheduleRun, done: int) -> tuple:
+    "Step 3: the records, current student, plans and MTP heads after `done` finished stages (the source and fresh heads when none)."
+    p, depth = self.plan, self.training.mtp_depth
+    records = [_record(k, p.stages[k - 1], p.shapes[k - 1], p.params[k - 1], self.stage_dir(k)) for k in range(1, done + 1)]
+    current = _load_stage_model(self.stage_dir(done)/'model', self.model) if done else self.model
+    plans = [plan_from_dict(json.loads((self.stage_dir(k)/PLAN_FILE).read_text())) for k in range(1, done + 1)]
+    heads = None if not depth else load_mtp(current, self.stage_dir(done)/'model') if done else _source_mtp(self.model, depth, self.seed)
+    if done: self.job.say(f"resumed after stage {done} of {len(p.stages)}: {describe(p.shapes[done - 1])}")
+    return records, current, plans, heads
+
+# %% ../nbs/10_progressive.ipynb #36a360af
+@patch
+def score_and_plan(self: ScheduleRun, current, # the model this stage cuts
+                   rel: dict, # the stage's relative targets
+                   stage_dir: Path, # the stage's folder (made anew)
+                  ):
+    "Step 4 (main process): score the current model for the cut and save its plan (and, when the cut merges experts, their groups)."
+    from slimlab.importance import importance
+    c, e, n_drop = self.calibration, self.prune.experts, rel.get('drop_layers', 0)
+    ids = c.token_ids(self.data.tokenizer)
+    requests = stage_requests(rel, self.prune.layer_metric, self.prune.expert_metric)
+    report = importance(current, ids, requests, c.batch_size, c.seed, self.job.progress) if requests else None
+    scores = plan_scores(report, n_drop, layers=_layer_request(self.prune.layer_metric, n_drop), experts=self.prune.expert_metric) if report else {}
+    if stage_dir.exists(): shutil.rmtree(stage_dir)  # a stage folder without its plan holds no usable run
+    stage_dir.mkdir(parents=True)
+    if self.plan.training['experts'] is not None and 'num_experts' in rel:  # the plan keeps the groups' bases; their weights become the groups' averages
+        inputs = mlp_inputs(current, ids, c.batch_size, self.job.progress) if e.similarity == 'output' else None
+        groups = expert_groups(current, rel['num_experts'], scores['experts'], e.strategy, e.preserve, e.similarity, inputs)
+        _write_json(stage_dir/EXPERT_GROUPS_FILE, groups_to_dict(groups, scores['experts'], self.plan.training['experts']))
+        scores = scores | dict(experts=base_scores(groups, scores['experts']))
+    _write_json(stage_dir/PLAN_FILE, plan_to_dict(make_plan(current, scores, **rel)))
+
+@patch
+def cut(self: ScheduleRun, k: int, current, heads) -> tuple:
+    "Step 5: the plan of stage `k` (made by step 4 unless a resumed stage has one), applied: the plan, the student and its MTP heads."
+    stage_dir, shape = self.stage_dir(k), self.plan.shapes[k - 1]
+    if not (self.job.resume and (stage_dir/PLAN_FILE).exists()):  # a resumed stage keeps the plan it was trained from
+        if self.main: self.score_and_plan(current, relative_targets(ModelShape.of(current), shape), stage_dir)
+        self.wait()
+    plan = plan_from_dict(json.loads((stage_dir/PLAN_FILE).read_text()))
+    groups_file = stage_dir/EXPERT_GROUPS_FILE  # written by a cut that merges experts
+    folded = fold_experts(current, *groups_from_dict(json.loads(groups_file.read_text()))) if groups_file.exists() else current
+    student = apply_plan(folded, plan)
+    if target_shape(plan) != shape: raise RuntimeError(f"stage {k}: the plan gives {describe(target_shape(plan))}, not {describe(shape)}")
+    if self.training.init == 'random' and k == 1:  # the same architecture from scratch: nothing of the source is kept
+        student = random_init(student, self.seed)
+        return plan, student, _source_mtp(student, self.training.mtp_depth, self.seed, 'random') if heads is not None else None
+    return plan, student, prune_mtp(heads, plan, student) if heads is not None else None
+
+# %% ../nbs/10_progressive.ipynb #08dc6f3a
+@patch
+def heal(self: ScheduleRun, k: int, student, mtp, plans: list[PruningPlan]):
+    "Step 6: distil stage `k`'s student (and what trains beside it) from the teacher for the stage's tokens; resumes an interrupted stage."
+    stage_dir, p = self.stage_dir(k), self.plan
+    self.job.say(f"stage {k} of {len(p.stages)}: cut to {describe(p.shapes[k - 1])} ({p.params[k - 1]/1e6:.1f}M parameters), "
+                 f"distil {p.stages[k - 1].tokens:,} tokens")
+    resume = self.job.resume and (stage_dir/'config.json').exists()
+    alongside = Alongside(_stage_features(plans, p.distill_configs[k - 1], self.training.feature_distance, student), mtp)
+    distill(student, stage_dir, self.data, p.distill_configs[k - 1], teacher=self.teacher, alongside=alongside, resume=resume,
+            overwrite=not resume, progress=self.job.progress, log=self.job.log)
+    return _record(k, p.stages[k - 1], p.shapes[k - 1], p.params[k - 1], stage_dir)
+
+@patch
+def finish(self: ScheduleRun, doc: dict, records: list[StageRecord]) -> ScheduleResult:
+    "Step 7: link the last stage's student into model/ (with what trained it), mark schedule.json done."
+    p = self.plan
+    if self.main:
+        with atomic_dir(self.run_dir/'model') as tmp:
+            link_tree(self.stage_dir(len(p.stages))/'model', tmp, skip=(DONE_FILE,))
+            (tmp/'slimlab_schedule.json').write_text(json.dumps(dict(stages=[asdict(s) for s in p.stages], shape=asdict(p.shapes[-1]),
+                                                                    tokens=sum(r.tokens for r in records), **p.training), indent=1))
+        _write_json(self.run_dir/SCHEDULE_FILE, doc | dict(records=[r.to_dict() for r in records], done=True))
+    self.wait()
+    result = self.result(records, doc['source_params'])
+    self.job.say(f"{len(p.stages)} stage(s), {result.tokens:,} tokens: {describe(result.source)} → {describe(p.shapes[-1])}; "
+                 f"student saved to {result.model_dir}")
+    return result
+
+# %% ../nbs/10_progressive.ipynb #43be76b6
+def run_schedule(model, # the source model (never modified)
+                 stages: list[Stage], # the schedule (`make_schedule`, or `PruneSchedule.stage_list`)
+                 run_dir: str | Path, # schedule.json, stage-1/ ... stage-n/ (each a distillation run with plan.json), model/
+                 data: DistillData, # training blocks, held-out stream (perplexity after each cut and during healing), tokenizer (calibration, saved students)
+                 config: DistillConfig, # every stage's distillation settings; its budget is replaced by the stage's tokens, its seed seeds MTP heads and a random init
+                 teacher, # the frozen teacher of every stage (usually the source model)
+                 prune: PruneSchedule, # the final architecture (checked first), the metrics and the expert strategy of every cut
+                 calibration: Calibration = Calibration(), # the samples every cut is scored on
+                 training: StageTraining = StageTraining(), # what trains beside the student, and the first student's init
+                 job: Job = Job(), # resume or overwrite, progress bars, log lines
+                ) -> ScheduleResult:
+    "Prune in stages, re-scoring importance on the current (healed) model before each cut and distilling after it."
+    if data.tokenizer is None: raise ValueError("data.tokenizer is needed: the calibration samples are drawn with it and every student is saved with it")
+    plan = plan_schedule(model, stages, config, teacher, calibration, prune, training)
+    run_dir = check_schedule_dir(run_dir, stages, job.resume, job.overwrite, plan.training)
+    run = ScheduleRun(model, run_dir, plan, data, teacher, calibration, prune, training, job, config.seed)
+    doc = run.start()
+    if job.resume and doc.get('done') and (run_dir/'model').is_dir():
+        return run.result([StageRecord.from_dict(r) for r in doc['records']], doc['source_params'])
+    done = run.finished_stages()
+    records, current, plans, heads = run.resume_state(done)
     for k in range(done + 1, len(stages) + 1):
-        stage, shape, sd = stages[k - 1], shapes[k - 1], _stage_dir(run_dir, k)
-        rel = relative_targets(ModelShape.of(current), shape)
-        if not (resume and (sd/PLAN_FILE).exists()):  # a resumed stage keeps the plan it was trained from
-            if main:
-                requests = stage_requests(rel, layer_metric, expert_metric)
-                report = importance(current, calibration, requests, batch_size, seed, progress) if requests else None
-                scores = plan_scores(report, rel.get('drop_layers', 0), layers=_layer_request(layer_metric, rel.get('drop_layers', 0)),
-                                     experts=expert_metric) if report else {}
-                merging = training['experts'] is not None and 'num_experts' in rel
-                if sd.exists(): shutil.rmtree(sd)  # a stage folder without its plan holds no usable run
-                sd.mkdir(parents=True)
-                if merging:  # the plan keeps the groups' bases; their weights become the groups' averages below
-                    inputs = mlp_inputs(current, calibration, batch_size, progress) if expert_similarity == 'output' else None
-                    groups = expert_groups(current, rel['num_experts'], scores['experts'], expert_strategy, preserve, expert_similarity, inputs)
-                    _write_json(sd/EXPERT_GROUPS_FILE, groups_to_dict(groups, scores['experts'], training['experts']))
-                    scores = scores | dict(experts=base_scores(groups, scores['experts']))
-                plan = make_plan(current, scores, **rel)
-                _write_json(sd/PLAN_FILE, plan_to_dict(plan))
-            state.wait_for_everyone()
-        plan = plan_from_dict(json.loads((sd/PLAN_FILE).read_text()))
-        groups_file = sd/EXPERT_GROUPS_FILE  # written by a cut that merges experts
-        folded = fold_experts(current, *groups_from_dict(json.loads(groups_file.read_text()))) if groups_file.exists() else current
-        student = apply_plan(folded, plan)
-        del folded
-        if target_shape(plan) != shape: raise RuntimeError(f"stage {k}: the plan gives {describe(target_shape(plan))}, not {describe(shape)}")
+        plan, student, mtp = run.cut(k, current, heads)
         if current is not model: del current
         plans.append(plan)
-        if init == 'random' and k == 1:  # the same architecture from scratch: nothing of the source is kept
-            student = random_init(student, seed)
-            mtp = _source_mtp(student, mtp_depth, seed, 'random') if heads is not None else None
-        else: mtp = prune_mtp(heads, plan, student) if heads is not None else None
-        say(f"stage {k} of {len(stages)}: cut to {describe(shape)} ({params[k - 1]/1e6:.1f}M parameters), distil {stage.tokens:,} tokens")
-        distill(student, sd, train_data, stage_configs[k - 1], teacher=teacher, eval_data=eval_data, tokenizer=tokenizer,
-                features=_stage_features(plans, config, feature_distance, student), mtp=mtp,
-                resume=resume and (sd/'config.json').exists(), overwrite=not (resume and (sd/'config.json').exists()),
-                progress=progress, log=log)
+        records.append(run.heal(k, student, mtp, plans))
         current = student.eval()
-        if mtp is not None: heads = load_mtp(current, sd/'model')  # the trained heads, as the next stage and a resumed run see them
-        records.append(_record(k, stage, shape, params[k - 1], sd))
-        if main: _write_json(run_dir/SCHEDULE_FILE, doc | dict(records=[r.to_dict() for r in records]))
-    if main:
-        from slimlab.lab import atomic_dir
-        with atomic_dir(run_dir/'model') as tmp:
-            link_tree(_stage_dir(run_dir, len(stages))/'model', tmp, skip=(DONE_FILE,))
-            (tmp/'slimlab_schedule.json').write_text(json.dumps(dict(stages=[asdict(s) for s in stages],
-                                                                    shape=asdict(shapes[-1]), tokens=sum(r.tokens for r in records), **training), indent=1))
-        _write_json(run_dir/SCHEDULE_FILE, doc | dict(records=[r.to_dict() for r in records], done=True))
-    state.wait_for_everyone()
-    result = ScheduleResult(run_dir, run_dir/'model', records, source, doc['source_params'])
-    say(f"{len(stages)} stage(s), {result.tokens:,} tokens: {describe(source)} → {describe(shapes[-1])}; student saved to {result.model_dir}")
-    return result
+        if mtp is not None: heads = load_mtp(current, run.stage_dir(k)/'model')  # the trained heads, as the next stage and a resumed run see them
+        if run.main: _write_json(run_dir/SCHEDULE_FILE, doc | dict(records=[r.to_dict() for r in records]))
+    return run.finish(doc, records)

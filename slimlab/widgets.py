@@ -18,15 +18,15 @@ from matplotlib.figure import Figure
 
 from . import plots
 from .anatomy import Anatomy, count_params, flops_per_token, kv_cache_bytes_per_token
-from .distill import lr_schedule
+from .losses import lr_schedule
 from .evaluate import token_nll
-from .experts import Groups, check_compression, check_similarity, expert_similarity, merge_experts, partial_groups
-from .importance import Importance, Score, moe_layers
-from .losses import SCHEDULES, CompositeConfig, Schedule
+from .experts import ExpertCompression, Groups, check_compression, check_similarity, expert_similarity, merge_experts, partial_groups
+from .importance import Importance, Score
+from .losses import WEIGHT_SCHEDULES, CompositeConfig, Schedule
 from .prune import EXPERT_ALIGN, ModelShape, PruningPlan, apply_plan, make_plan, plan_scores, plan_to_dict, save_plan, sync_config
 
 # %% auto #0
-__all__ = ['NO_WIDGETS', 'PICTURES', 'PICTURE_MARGINS', 'STEP_FIELDS', 'SPLITS', 'widget_frontend', 'View', 'Preview',
+__all__ = ['NO_WIDGETS', 'PICTURES', 'PICTURE_MARGINS', 'STEP_FIELDS', 'METRIC_FIELDS', 'widget_frontend', 'View', 'Preview',
            'hidden_step', 'Axis', 'explorer_axes', 'plan_targets', 'score_axis', 'metric_options', 'kept_mask',
            'merge_targets', 'draw_layers', 'draw_heads', 'draw_channels', 'draw_neurons', 'draw_experts',
            'PruningExplorer', 'weight_series', 'lr_series', 'ScheduleViewer', 'check_record', 'MetricsLog',
@@ -441,14 +441,14 @@ class PruningExplorer(View):
         "The similarity of every MoE block's experts (computed at the first cut of the expert count, then reused)."
         if self._similarities is None:
             self._similarities = {i: expert_similarity(self.model, i, self.similarity, self.block_inputs[i] if self.block_inputs else None)
-                                  for i in moe_layers(Anatomy(self.model))}
+                                  for i in Anatomy(self.model).moe_layers}
         return self._similarities
 
     def _expert_groups(self, values: dict) -> Groups | None:
         "The experts chapter's partial-preservation merge for the slider values (None while the expert count is whole)."
         if 'experts' not in self.menus or values['num_experts'] == self.axes['num_experts'].full: return None  # no expert score: `make_plan` says so
         n, preserve = values['num_experts'], values['preserve']
-        check_compression(self.model, n, 'partial', preserve, self.similarity)
+        check_compression(self.model, n, ExpertCompression('partial', preserve, self.similarity))
         importance = self.report[self.metrics['experts']].values
         return {i: partial_groups(sim, importance[i], n, preserve) for i, sim in self._expert_similarities().items()}
 
@@ -640,7 +640,7 @@ def lr_series(lr_fn: Callable, # lr(step, total_steps, peak, floor, warmup_steps
 def _schedule_controls(s: Schedule) -> dict[str, W.Widget]:
     "Kind, start, end and stages of one schedule."
     box = dict(style={'description_width': '60px'}, layout=W.Layout(width='260px'), continuous_update=False)
-    return dict(kind=W.Dropdown(options=list(SCHEDULES), value=s.kind, description='kind', style=box['style'], layout=box['layout']),
+    return dict(kind=W.Dropdown(options=list(WEIGHT_SCHEDULES), value=s.kind, description='kind', style=box['style'], layout=box['layout']),
                 start=W.FloatSlider(value=s.start, min=0, max=1, step=0.01, description='start', **box),
                 end=W.FloatSlider(value=s.start if s.end is None else s.end, min=0, max=1, step=0.01, description='end', **box),
                 steps=W.IntSlider(value=s.steps, min=2, max=10, description='stages', **box))
@@ -717,7 +717,7 @@ class ScheduleViewer(View):
 
 # %% ../nbs/11_widgets.ipynb #41dc74a7
 STEP_FIELDS = ('step', 'tokens') # positions of a metrics line; either can be the x axis
-SPLITS = {'train': 'loss', 'eval': 'ppl'} # split -> the field every line of it has
+METRIC_FIELDS = {'train': 'loss', 'eval': 'ppl'} # split -> the field every line of it has
 
 def check_record(record, # a parsed metrics line
                  where: str, # file and line, for errors
@@ -725,11 +725,11 @@ def check_record(record, # a parsed metrics line
     "A metrics line, checked: split 'train' or 'eval', integer step and tokens, numbers everywhere else."
     if not isinstance(record, dict): raise ValueError(f"{where}: a metrics line must be a JSON object, got {type(record).__name__}")
     split = record.get('split')
-    if split not in SPLITS: raise ValueError(f"{where}: field 'split' must be one of {', '.join(SPLITS)}; got {split!r}")
+    if split not in METRIC_FIELDS: raise ValueError(f"{where}: field 'split' must be one of {', '.join(METRIC_FIELDS)}; got {split!r}")
     for k in STEP_FIELDS:
         v = record.get(k)
         if not isinstance(v, int) or isinstance(v, bool) or v < 0: raise ValueError(f"{where}: field {k!r} must be an integer >= 0; got {v!r}")
-    if SPLITS[split] not in record: raise ValueError(f"{where}: {split} lines need the field {SPLITS[split]!r}")
+    if METRIC_FIELDS[split] not in record: raise ValueError(f"{where}: {split} lines need the field {METRIC_FIELDS[split]!r}")
     for k, v in record.items():
         if k != 'split' and (not isinstance(v, (int, float)) or isinstance(v, bool)):
             raise ValueError(f"{where}: field {k!r} must be a number; got {v!r}")

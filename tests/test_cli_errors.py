@@ -11,9 +11,10 @@ import yaml
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1', 'OMP_NUM_THREADS': '1', 'TOKENIZERS_PARALLELISM': 'false'}
 # a one-stage recipe on the tiny Llama whose distillation outlasts the test: a checkpoint every 2 steps of 64 tokens
-TINY = dict(name='tiny', teacher='llama-tiny', prune=dict(final=dict(drop_layers=2), samples=4, seq_len=32), loss=dict(chunk=128),
+TINY = dict(name='tiny', teacher='llama-tiny', prune=dict(final=dict(drop_layers=2)), calibration=dict(samples=4, seq_len=32),
+            loss=dict(chunk=128),
             distill=dict(max_tokens=64*2000, micro_batch_size=2, seq_len=32, warmup_steps=1, eval_every=0, save_every=2, keep_last=2),
-            data=dict(eval_tokens=128), report=dict(seq_len=32, max_tokens=256))
+            data=dict(eval_tokens=128), report=dict(seq_len=32, max_tokens=256, speed_batch_sizes=[]))
 
 
 def slimlab(*args) -> subprocess.CompletedProcess:

@@ -10,7 +10,7 @@ import torch
 
 import slimlab.lab
 from slimlab.anatomy import Anatomy
-from slimlab.importance import (Importance, Request, Score, blocks_removed, default_metrics,
+from slimlab.importance import (Calibration, Importance, Request, Score, blocks_removed, default_metrics,
                                 importance, layers_to_remove, plot_score, run_importance)
 from slimlab.prune import apply_plan, keep_all_plan
 from slimlab.lab import load_model
@@ -22,6 +22,7 @@ def stock_model(model, keep):
     return apply_plan(model, replace(plan, layers=list(keep)))
 
 
+TINY_CAL = Calibration(samples=2, seq_len=16)
 SAMPLES = torch.randint(0, 1000, (4, 12), generator=torch.Generator().manual_seed(0))
 
 
@@ -105,7 +106,7 @@ def test_blocks_removed_restores_after_error():
     (SAMPLES, ['reap'], "metric 'reap' needs routed experts and this llama model has none; allowed for this model: channel"),
     (SAMPLES, ['expert_frequency'], "needs routed experts"),
     (torch.zeros(1, 2049, dtype=torch.long), ['channel'], "seq_len=2049 is longer than the model's context (max_position_embeddings); allowed: 2..2048"),
-    (SAMPLES, ['channels'], "metric 'channels' is unknown; allowed: channel, head, neuron"),
+    (SAMPLES, ['channels'], "metric 'channels' is unknown (did you mean 'channel'?); allowed: channel, head, neuron"),
     (SAMPLES, ['head:batch=max'], "option batch='max' of metric 'head' is not allowed for this llama model; allowed: mean, l2"),
     (SAMPLES, ['angular_distance:n=4'], "allowed: 1..3"),
     (SAMPLES, ['ppl_drop:window=2'], "option 'window' of metric 'ppl_drop' is unknown; allowed: n, scorer"),
@@ -152,38 +153,39 @@ def test_layers_to_remove():
 
 def test_run_importance_writes_atomically(tmp_path):
     out = tmp_path/'scores'
-    report = run_importance('llama-tiny', samples=2, seq_len=16, metrics=['channel', 'angular_distance:n=2'], out=out, progress=False)
+    report = run_importance('llama-tiny', out, ['channel', 'angular_distance:n=2'], Calibration(samples=2, seq_len=16), progress=False)
     assert sorted(p.name for p in out.iterdir()) == ['.slimlab-owned', 'angular_distance_n_2.png', 'channel.png', 'importance.json', 'scores.safetensors']
     assert Importance.load(out).meta == report.meta and report.meta['model'] == 'llama-tiny'
     with pytest.raises(FileExistsError, match='already holds results; pass --overwrite'):
-        run_importance('llama-tiny', 2, 16, ['channel'], out, progress=False)
-    run_importance('llama-tiny', 2, 16, ['head'], out, overwrite=True, progress=False)
+        run_importance('llama-tiny', out, ['channel'], TINY_CAL, progress=False)
+    run_importance('llama-tiny', out, ['head'], TINY_CAL, overwrite=True, progress=False)
     assert list(Importance.load(out).scores) == ['head']
     assert sorted(p.name for p in tmp_path.iterdir()) == ['scores']  # no temporary or old folder left
 
 
 def test_run_importance_failure_keeps_old_results(tmp_path, monkeypatch):
     out = tmp_path/'scores'
-    run_importance('llama-tiny', 2, 16, ['channel'], out, progress=False)
+    run_importance('llama-tiny', out, ['channel'], TINY_CAL, progress=False)
     monkeypatch.setattr(Importance, 'save', lambda self, path: (_ for _ in ()).throw(OSError('disk full')))
-    with pytest.raises(OSError, match='disk full'): run_importance('llama-tiny', 2, 16, ['head'], out, overwrite=True, progress=False)
+    with pytest.raises(OSError, match='disk full'): run_importance('llama-tiny', out, ['head'], TINY_CAL, overwrite=True, progress=False)
     monkeypatch.undo()
     assert list(Importance.load(out).scores) == ['channel']
     assert sorted(p.name for p in tmp_path.iterdir()) == ['scores']
 
 
-@pytest.mark.parametrize('args, message', [
-    (('llama-tiny', 0, 16, None), 'samples=0'),
-    (('llama-tiny', 2, 1, None), 'seq_len=1 must be an integer >= 2'),
-    (('llama-tiny', 2, 4096, None), 'allowed: 2..2048'),
-    (('llama-tiny', 2, 16, ['reap']), 'needs routed experts'),
-    (('llama-3.1-8b', 2, 16, None), 'shape-only'),
-    (('llama-tiny', 2, 16, ['channel:seq=max']), 'allowed: mean, l2'),
+@pytest.mark.parametrize('model, calibration, metrics, message', [
+    ('llama-tiny', dict(samples=0, seq_len=16), None, 'samples=0 must be an integer >= 1'),
+    ('llama-tiny', dict(samples=2, seq_len=1), None, 'seq_len=1 must be an integer >= 2'),
+    ('llama-tiny', dict(samples=2, seq_len=16, batch_size=0), None, 'batch_size=0 must be an integer >= 1'),
+    ('llama-tiny', dict(samples=2, seq_len=4096), None, 'allowed: 2..2048'),
+    ('llama-tiny', dict(samples=2, seq_len=16), ['reap'], 'needs routed experts'),
+    ('llama-3.1-8b', dict(samples=2, seq_len=16), None, 'shape-only'),
+    ('llama-tiny', dict(samples=2, seq_len=16), ['channel:seq=max'], 'allowed: mean, l2'),
 ])
-def test_run_importance_validates_before_loading_weights(tmp_path, monkeypatch, args, message):
+def test_run_importance_validates_before_loading_weights(tmp_path, monkeypatch, model, calibration, metrics, message):
     monkeypatch.setattr(slimlab.lab, 'load_model', lambda *a, **k: pytest.fail('weights loaded before validation'))
     with pytest.raises(ValueError, match=message.replace('(', r'\(').replace('.', r'\.')):
-        run_importance(*args, out=tmp_path/'out', progress=False)
+        run_importance(model, tmp_path/'out', metrics, Calibration(**calibration), progress=False)
     assert not (tmp_path/'out').exists()
 
 

@@ -1,15 +1,15 @@
 """Losses at realistic sizes: the chunked head loss equals the plain one at SmolLM2's vocabulary for every divergence,
-never allocates a (tokens, vocab) tensor, and the composite loss on a real pruned student equals its definition
-in value and parameter gradients; the top-k cache round-trips; bad input fails before any work."""
+never allocates a (tokens, vocab) tensor, and its gradient at λ = 1 does not depend on the labels' values; the
+composite loss on a real pruned student equals its definition in value and parameter gradients; bad input fails
+before any work. (Chapter 07 tests every divergence, weight, temperature and top-k teacher on small tensors.)"""
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from slimlab.lab import load_model
-from slimlab.losses import (KD_LOSSES, IGNORE_INDEX, SPARSE_KD_LOSSES, CompositeConfig, CompositeLoss, Divergence, FeatureDistiller,
-                            Schedule, TeacherHead, block_outputs, chunked_head_loss, head_loss, layer_map_from_plan, load_topk,
-                            save_topk, shift_labels, sparse_divergence, teacher_topk, topk_logits)
+from slimlab.losses import (KD_LOSSES, IGNORE_INDEX, CompositeConfig, CompositeLoss, Divergence, FeatureDistiller, Schedule, TeacherHead,
+                            block_outputs, chunked_head_loss, head_loss, layer_map_from_plan, shift_labels, topk_logits)
 from slimlab.prune import ModelShape, PruningPlan, apply_plan
 
 V, D = 49152, 64
@@ -38,70 +38,25 @@ def test_chunked_equals_plain_at_smollm2_vocab(kind):
     for a, b in zip(*results): torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-WEIGHTS = [(0.3, 0.7), (0.0, 1.0), (1.0, 0.0), (0.0, 0.0), (1.0, 1.0)]  # (lm_weight, kd_weight)
-
-
-def chunked_and_plain(divergence, lm_weight, kd_weight, topk=None, n=45, v=1000, chunk=16, labels=None):
-    "Loss terms and gradients of hidden states, weight and bias: chunked, then the plain autograd reference on full logits."
+def chunked_kd_only(divergence, labels, n=45, v=1000, chunk=16):
+    "Loss terms and gradients of hidden states, weight and bias of the chunked loss with λ = 1 (the divergence alone)."
     g = torch.Generator().manual_seed(1)
-    h0, w0, b0 = torch.randn(n, D, generator=g), torch.randn(v, D, generator=g)/D**0.5, torch.randn(v, generator=g)
+    h, w, b = torch.randn(n, D, generator=g), torch.randn(v, D, generator=g)/D**0.5, torch.randn(v, generator=g)
     th, tw = torch.randn(n, D, generator=g), 3*torch.randn(v, D, generator=g)/D**0.5
-    y = torch.randint(0, v, (n,), generator=g) if labels is None else labels
-    y[::5] = IGNORE_INDEX
-    out = []
-    for chunked in (True, False):
-        h, w, b = (x.clone().requires_grad_() for x in (h0, w0, b0))
-        t_logits = th @ tw.T
-        teacher = t_logits if topk is None else topk_logits(t_logits, topk)
-        if chunked:
-            res = chunked_head_loss(h, w, y, TeacherHead(th, tw) if topk is None else teacher, lm_weight, kd_weight, divergence,
-                                    bias=b, chunk=chunk)
-        else: res = head_loss(F.linear(h, w, b), y, teacher, lm_weight, kd_weight, divergence)
-        (1.7*res.total).backward()
-        out.append([res.total, res.lm, res.kd, h.grad, w.grad, b.grad])
-    return out
-
-
-@pytest.mark.parametrize('temperature', [1.0, 2.5])
-@pytest.mark.parametrize('weights', WEIGHTS)
-@pytest.mark.parametrize('kind', KD_LOSSES)
-def test_fused_gradient_of_every_divergence_equals_autograd(kind, weights, temperature):
-    div = Divergence(kind, temperature=temperature, alpha=0.3, beta=0.3)
-    for a, b in zip(*chunked_and_plain(div, *weights)): torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize('temperature', [1.0, 2.5])
-@pytest.mark.parametrize('weights', WEIGHTS)
-@pytest.mark.parametrize('kind', SPARSE_KD_LOSSES)
-def test_fused_gradient_from_a_topk_teacher_equals_autograd(kind, weights, temperature):
-    div = Divergence(kind, temperature=temperature, alpha=0.3)
-    for a, b in zip(*chunked_and_plain(div, *weights, topk=20)): torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize('share', [0.0, 1.0])
-@pytest.mark.parametrize('kind', ['skew_forward_kl', 'skew_reverse_kl', 'generalized_jsd'])
-def test_fused_gradient_at_mixture_endpoints(kind, share):
-    div = Divergence(kind, temperature=1.5, alpha=share, beta=share)
-    for a, b in zip(*chunked_and_plain(div, 0.2, 0.8)): torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-
-
-def test_zero_kd_weight_never_touches_the_teacher():
-    h, w, th, tw, y = random_inputs(64)
-    poisoned = TeacherHead(torch.full_like(th, float('nan')), tw)
-    h1, h2 = h.clone().requires_grad_(), h.clone().requires_grad_()
-    res = chunked_head_loss(h1, w, y, poisoned, 1.0, 0.0, chunk=16)
-    ref = chunked_head_loss(h2, w, y, None, 1.0, 0.0, chunk=16)
-    res.total.backward(); ref.total.backward()
-    assert res.kd == 0 and torch.isfinite(h1.grad).all()
-    torch.testing.assert_close((res.total, res.lm, h1.grad), (ref.total, ref.lm, h2.grad), rtol=0, atol=0)
+    h, w, b = (x.requires_grad_() for x in (h, w, b))
+    labels = labels.clone()
+    labels[::5] = IGNORE_INDEX
+    res = chunked_head_loss(h, w, labels, TeacherHead(th, tw), 0.0, 1.0, divergence, bias=b, chunk=chunk)
+    (1.7*res.total).backward()
+    return [res.total, res.lm, res.kd, h.grad, w.grad, b.grad]
 
 
 @pytest.mark.parametrize('kind', KD_LOSSES)
 def test_zero_lm_weight_gradient_ignores_the_labels(kind):
     "With λ = 1 the labels only select positions: other targets at the same positions leave the gradients bit for bit equal."
     y = torch.randint(0, 1000, (45,), generator=torch.Generator().manual_seed(2))
-    first, _ = chunked_and_plain(Divergence(kind, temperature=2.0), 0.0, 1.0, labels=y.clone())
-    second, _ = chunked_and_plain(Divergence(kind, temperature=2.0), 0.0, 1.0, labels=(y + 1) % 1000)
+    first = chunked_kd_only(Divergence(kind, temperature=2.0), y)
+    second = chunked_kd_only(Divergence(kind, temperature=2.0), (y + 1) % 1000)
     assert first[1] != second[1]  # the cross-entropy is still reported
     for a, b in zip(first[3:], second[3:]): assert torch.equal(a, b)
 
@@ -154,18 +109,6 @@ def test_composite_on_a_pruned_student_equals_its_definition():
     for a, b in zip(*grads): torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_topk_cache_round_trip_and_sparse_loss(tmp_path):
-    teacher = load_model('llama-tiny')
-    ids = torch.randint(0, 1000, (2, 16))
-    path = save_topk(teacher_topk(teacher, ids, k=V), tmp_path/'full.safetensors', dtype=torch.float32)
-    cached = load_topk(path)
-    s_logits = torch.randn(32, V)
-    with torch.no_grad(): t_logits = teacher(ids).logits.flatten(0, 1)
-    flat = type(cached)(cached.indices.flatten(0, 1), cached.values.flatten(0, 1))
-    torch.testing.assert_close(sparse_divergence(s_logits, flat), Divergence()(s_logits, t_logits), rtol=1e-4, atol=1e-5)
-    with pytest.raises(FileExistsError, match='already exists'): save_topk(cached, path)
-
-
 @pytest.mark.parametrize('make, message', [
     (lambda: CompositeConfig(lam=Schedule('linear', 1.0, -0.5, name='lambda')), 'lambda end=-0.5 must be in [0, 1]'),
     (lambda: Schedule('warmup', name='beta'), "beta schedule 'warmup' is unknown; allowed: constant, linear, cosine, step"),
@@ -181,11 +124,3 @@ def test_topk_cache_round_trip_and_sparse_loss(tmp_path):
 def test_bad_input_fails_clearly(make, message):
     with pytest.raises(ValueError, match=message.replace('[', r'\[').replace(']', r'\]').replace('(', r'\(').replace(')', r'\)')):
         make()
-
-
-def test_padded_student_vocab_matches_unpadded():
-    h0, w0, th, tw, y = random_inputs(64)
-    w_pad = torch.cat([w0, torch.randn(64, D)])
-    a = chunked_head_loss(h0, w0, y, TeacherHead(th, tw), 0.5, 0.5)
-    b = chunked_head_loss(h0, w_pad, y, TeacherHead(th, tw), 0.5, 0.5, vocab_size=V)
-    torch.testing.assert_close(a.total, b.total)

@@ -25,9 +25,9 @@ def tiny(tmp_path_factory):
     load_model('llama-tiny').save_pretrained(root/'teacher')
     load_tokenizer('llama-tiny').save_pretrained(root/'teacher')
     recipe = dict(name='tiny', teacher=str(root/'teacher'), correction=dict(tokens=128),
-                  prune=dict(final=dict(drop_layers=2, intermediate_size=96), schedule='depth-first', stages=2, samples=4, seq_len=32),
+                  prune=dict(final=dict(drop_layers=2, intermediate_size=96), schedule='depth-first', stages=2), calibration=dict(samples=4, seq_len=32),
                   loss=dict(chunk=128), distill=dict(max_tokens=256, micro_batch_size=2, seq_len=32, warmup_steps=1, eval_every=2, save_every=2),
-                  data=dict(eval_tokens=128), report=dict(seq_len=32, max_tokens=256),
+                  data=dict(eval_tokens=128), report=dict(seq_len=32, max_tokens=256, speed_batch_sizes=[]),
                   scales=dict(lab={}, bigger={'distill.max_tokens': 512}))
     (root/'tiny.yaml').write_text(yaml.safe_dump(recipe))
     return root
@@ -86,7 +86,7 @@ def test_refuses_an_existing_run(finished, tiny, extra, expected):
 
 @pytest.mark.parametrize('sets, expected', [
     (['distill.max_tokns=512'], "unknown key distill.max_tokns (did you mean 'max_tokens'?)"),
-    (['distill.max_tokens=0'], 'distill.max_tokens=0 must be at least 1 (the token budget of the distillation)'),
+    (['distill.max_tokens=0'], 'distill.max_tokens=0 must be an integer >= 1'),
     (['prune.schedule=custom', 'prune.stages=[{targets: {drop_layers: 1}, tokens: 256}]'],
      "the stage plans don't reach the final architecture: the last stage ends with num_layers 3 instead of 2"),
     (['teacher.model=./no/such/teacher'], "teacher.model: model folder './no/such/teacher' does not exist"),
@@ -122,12 +122,12 @@ def test_run_module_entry_point():
 
 
 SMOKE = ['distill.max_tokens=128', 'distill.micro_batch_size=2', 'distill.seq_len=32', 'distill.warmup_steps=1', 'distill.lr=1e-4',
-         'distill.lr_floor=1e-5', 'distill.eval_every=0', 'distill.save_every=0', 'prune.samples=4', 'prune.seq_len=64',
+         'distill.lr_floor=1e-5', 'distill.eval_every=0', 'distill.save_every=0', 'calibration.samples=4', 'calibration.seq_len=64',
          'data.eval_tokens=64', 'report.seq_len=64', 'report.max_tokens=128']  # one optimizer step of 64 tokens per stage
 
 
 @pytest.mark.parametrize('recipe, sets, term', [
-    ('slimqwen-lab', ['moefy.samples=4', 'moefy.seq_len=64'], 'mtp_lm'),  # MoEfied SmolLM2, two stages, MTP heads
+    ('slimqwen-lab', [], 'mtp_lm'),  # MoEfied SmolLM2, two stages, MTP heads
     ('recovery-lab', [], 'dynamics'),  # one-shot block removal, skew KL and FDD
 ])
 def test_bundled_recipe_smoke_run(tmp_path, recipe, sets, term):
@@ -148,6 +148,6 @@ def test_bundled_recipe_smoke_run(tmp_path, recipe, sets, term):
         assert rows and all(row[term] > 0 for row in rows)
     student = AutoModelForCausalLM.from_pretrained(out/'schedule'/'model')  # a stock folder
     assert student.config.num_hidden_layers == 30 - spec.prune.final['drop_layers']
-    if spec.loss.mtp_depth:
+    if spec.training.mtp_depth:
         heads = load_mtp(student, out/'schedule'/'model')
-        assert (heads.depth, heads.config.hidden_size) == (spec.loss.mtp_depth, spec.prune.final['hidden_size'])
+        assert (heads.depth, heads.config.hidden_size) == (spec.training.mtp_depth, spec.prune.final['hidden_size'])

@@ -48,9 +48,11 @@ WORKER = textwrap.dedent('''
     torch.set_num_threads(1)
     import slimlab.distill as D
     from slimlab.lab import load_model, load_tokenizer
-    from slimlab.data import calibration_samples
+    from slimlab.lab import Job
+    from slimlab.importance import Calibration
+    from slimlab.experts import ExpertCompression
     from slimlab.losses import SLIMQWEN_BETA
-    from slimlab.schedules import make_schedule, run_schedule
+    from slimlab.schedules import PruneSchedule, StageTraining, make_schedule, run_schedule
     run_dir, kill, name, extras, init, strategy = Path(sys.argv[1]), sys.argv[2] == 'kill', sys.argv[3], sys.argv[4] == 'extras', sys.argv[5], sys.argv[6]
     tok = load_tokenizer('llama-tiny')
     blocks, stream = D.lab_data(tok, seq_len=64, eval_tokens=512)
@@ -68,8 +70,9 @@ WORKER = textwrap.dedent('''
         if kill and Path(run_dir_).name == f'stage-{len(sched)}' and state['step'] == 2: os.kill(os.getpid(), signal.SIGKILL)
         return path
     D.save_checkpoint = save_then_die
-    run_schedule(model, sched, run_dir, blocks, config, model, calibration_samples(tok, 4, 64, 0), eval_data=stream, final=final,
-                 mtp_depth=1 if extras else 0, feature_distance='cosine', init=init, expert_strategy=strategy, resume=len(sys.argv) > 7, progress=False, log=None)
+    run_schedule(model, sched, run_dir, D.DistillData(blocks, stream, tok), config, model, PruneSchedule(final, experts=ExpertCompression(strategy)),
+                 Calibration(4, 64), StageTraining(mtp_depth=1 if extras else 0, feature_distance='cosine', init=init),
+                 Job(resume=len(sys.argv) > 7, progress=False, log=None))
 ''')
 
 def _run(*args) -> subprocess.CompletedProcess:
