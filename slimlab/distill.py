@@ -15,21 +15,20 @@ from torch import nn
 
 from .lab import atomic_dir, check_run_folder, seed_everything
 from .data import load_lab_corpus, pack_texts, token_stream, write_jsonl
-from .losses import CompositeConfig, CompositeLoss, FeatureDistiller, LossTerms, Schedule, block_outputs, loss_vocab, lr_schedule
+from .losses import CompositeConfig, CompositeLoss, FeatureDistiller, LossTerms, Schedule, block_outputs, loss_vocab, lr_schedule, TeacherStates
 from .evaluate import check_positions, perplexity
 from .mtp import save_mtp
 
 # %% auto #0
 __all__ = ['RESUMABLE_FIELDS', 'CHECKPOINTS', 'METRICS_FILE', 'RUN_FILES', 'CHECKPOINT_FILES', 'DONE_FILE', 'frozen',
            'minitron_loss', 'lm_only', 'DistillConfig', 'block_order', 'BlockSampler', 'as_blocks', 'as_stream',
-           'lab_data', 'DistillData', 'check_data', 'TeacherStates', 'teacher_states', 'DistillStudent',
-           'checkpoint_path', 'complete_checkpoints', 'latest_checkpoint', 'remove_partial_checkpoints',
-           'retire_checkpoints', 'save_checkpoint', 'checkpoint_problem', 'read_metrics', 'append_metrics',
-           'truncate_metrics', 'damaged_checkpoint', 'check_resume', 'Alongside', 'check_inputs', 'make_accelerator',
-           'check_held_out', 'prepare_run_dir', 'make_optimizer', 'make_loader', 'prepare_training',
-           'restore_checkpoint', 'PreparedRun', 'micro_step', 'record', 'mean_terms', 'log_held_out', 'after_step',
-           'DistillResult', 'save_student', 'finished_run', 'train_steps', 'save_final', 'distill', 'correction_config',
-           'correct_teacher']
+           'lab_data', 'DistillData', 'check_data', 'teacher_states', 'DistillStudent', 'checkpoint_path',
+           'complete_checkpoints', 'latest_checkpoint', 'remove_partial_checkpoints', 'retire_checkpoints',
+           'save_checkpoint', 'checkpoint_problem', 'read_metrics', 'append_metrics', 'truncate_metrics',
+           'damaged_checkpoint', 'check_resume', 'Alongside', 'check_inputs', 'make_accelerator', 'check_held_out',
+           'prepare_run_dir', 'make_optimizer', 'make_loader', 'prepare_training', 'restore_checkpoint', 'PreparedRun',
+           'micro_step', 'record', 'mean_terms', 'log_held_out', 'after_step', 'DistillResult', 'save_student',
+           'finished_run', 'train_steps', 'save_final', 'distill', 'correction_config', 'correct_teacher']
 
 # %% ../nbs/09_distill.ipynb #ba8ac84a
 @contextmanager
@@ -175,12 +174,6 @@ def check_data(data: DistillData, # what the run reads
     return as_blocks(data.train_data, seq_len), None if data.eval_data is None else as_stream(data.eval_data)
 
 # %% ../nbs/09_distill.ipynb #0a160291
-class TeacherStates(NamedTuple):
-    "What the frozen teacher hands over for one batch."
-    hidden: torch.Tensor # (B, T, d_t) final hidden states (after the final norm)
-    weight: torch.Tensor # (V_t, d_t) the output layer
-    blocks: list[torch.Tensor] | None = None # every block's output (B, T, d_t), for the feature terms
-
 @torch.no_grad()
 def teacher_states(teacher, # the frozen teacher
                    input_ids: torch.Tensor, # (B, T) token ids
@@ -208,8 +201,7 @@ class DistillStudent(nn.Module):
         with block_outputs(self.model) if t.blocks is not None else nullcontext() as blocks:
             hidden = self.model.get_decoder()(input_ids=input_ids).last_hidden_state
         mtp_states = self.mtp(hidden, input_ids, self.model.get_input_embeddings()) if self.mtp is not None else ()
-        return self.composite(progress, input_ids, hidden, self.model.get_output_embeddings().weight, t.hidden, t.weight,
-                              mtp_states, student_blocks=blocks, teacher_blocks=t.blocks)
+        return self.composite(progress, input_ids, hidden, self.model.get_output_embeddings().weight, t, mtp_states, student_blocks=blocks)
 
 # %% ../nbs/09_distill.ipynb #ca96b353
 CHECKPOINTS = 'checkpoints' # sub-folder of the run directory

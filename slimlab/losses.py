@@ -24,7 +24,7 @@ __all__ = ['IGNORE_INDEX', 'KD_LOSSES', 'SPARSE_KD_LOSSES', 'FEATURE_DISTANCES',
            'save_topk', 'load_topk', 'loss_vocab', 'HeadLoss', 'head_loss', 'TeacherHead', 'chunked_head_loss',
            'block_outputs', 'layer_map_from_plan', 'feature_distance', 'FeatureDistiller', 'constant_schedule',
            'linear_schedule', 'cosine_schedule', 'step_schedule', 'Schedule', 'lr_schedule', 'CompositeConfig',
-           'LossTerms', 'CompositeLoss']
+           'LossTerms', 'TeacherStates', 'CompositeLoss']
 
 # %% ../nbs/07_losses.ipynb #1301fb3f
 IGNORE_INDEX = -100 # label of positions without a target
@@ -586,6 +586,12 @@ class LossTerms:
 def _flat(x: torch.Tensor) -> torch.Tensor: return x.reshape(-1, x.shape[-1])
 
 # %% ../nbs/07_losses.ipynb #6eb32eb6
+class TeacherStates(NamedTuple):
+    "What the frozen teacher hands over for one batch."
+    hidden: torch.Tensor # (B, T, d_t) final hidden states (after the final norm)
+    weight: torch.Tensor # (V_t, d_t) the output layer
+    blocks: list[torch.Tensor] | None = None # every block's output (B, T, d_t), for the feature terms
+
 class CompositeLoss:
     "L = (1-λ)L_LM + λL_KD + β((1-μ)L_MTP-LM + μL_MTP-KD) + γ_feat·L_feat + γ_FDD·L_FDD, with scheduled λ, β and μ (μ = λ unless `mtp_lam`)."
     def __init__(self, config: CompositeConfig = CompositeConfig(), features: FeatureDistiller | None = None):
@@ -627,16 +633,15 @@ class CompositeLoss:
                  input_ids: torch.Tensor, # (B, T) token ids
                  hidden: torch.Tensor | None, # (B, T, d) student's final hidden states (None: MTP terms only, frozen main model)
                  weight: torch.Tensor, # (V, d) student's output layer (shared by the MTP heads)
-                 teacher_hidden: torch.Tensor | None = None, # (B, T, d_t) teacher's final hidden states
-                 teacher_weight: torch.Tensor | None = None, # (V_t, d_t) teacher's output layer
+                 teacher: TeacherStates | None = None, # the teacher's final hidden states, output layer and (for feature terms) block outputs
                  mtp_hidden: list[torch.Tensor] = (), # per depth k: (B, T-k, d) MTP head states
                  attention_mask: torch.Tensor | None = None, # (B, T) 1 on real tokens
-                 student_blocks: list[torch.Tensor] | None = None, # block outputs for the feature terms
-                 teacher_blocks: list[torch.Tensor] | None = None,
+                 student_blocks: list[torch.Tensor] | None = None, # the student's block outputs, for the feature terms
                 ) -> LossTerms:
         "The composite loss at a training progress, with every term."
         (lam, beta), mu = self.weights(progress), self.mtp_weight(progress)
         c, zero = self.config, weight.new_zeros((), dtype=torch.float32)
+        teacher_hidden, teacher_weight, teacher_blocks = teacher if teacher is not None else (None, None, None)
         total, lm, kd = zero, 0.0, 0.0
         if hidden is not None:
             main = self.head(hidden, weight, shift_labels(input_ids, 1, attention_mask), teacher_hidden, teacher_weight, lam)

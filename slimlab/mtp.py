@@ -13,7 +13,7 @@ from torch import nn
 
 from .anatomy import Anatomy
 from .lab import atomic_dir, atomic_write, check_out_dir
-from .losses import CompositeConfig, CompositeLoss, Divergence, Schedule, lr_schedule
+from .losses import CompositeConfig, CompositeLoss, TeacherStates, Divergence, Schedule, lr_schedule
 
 # %% auto #0
 __all__ = ['MTP_INITS', 'MTP_FILE', 'mtp_block_config', 'MTPModule', 'MTPHeads', 'mtp_states', 'mtp_loss', 'save_mtp', 'load_mtp',
@@ -145,7 +145,8 @@ def mtp_loss(model, heads: MTPHeads, input_ids: torch.Tensor,
             t_hidden = hidden.detach() if teacher is None else t.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         t_weight = t.get_output_embeddings().weight.detach()
     weight = model.get_output_embeddings().weight
-    return loss(progress, input_ids, hidden if train_main else None, weight if train_main else weight.detach(), t_hidden, t_weight,
+    teacher_states = None if t_hidden is None else TeacherStates(t_hidden, t_weight)
+    return loss(progress, input_ids, hidden if train_main else None, weight if train_main else weight.detach(), teacher_states,
                 states, attention_mask)
 
 # %% ../nbs/08_mtp.ipynb #524513ec
@@ -291,7 +292,7 @@ def train_mtp(model, heads: MTPHeads,
     for step in range(c.steps):
         idx = order[step*c.batch_size:(step + 1)*c.batch_size]
         ids, hidden = blocks[idx], states[idx]
-        terms = loss(step/max(1, c.steps - 1), ids, None, weight, hidden if lam else None, weight if lam else None,
+        terms = loss(step/max(1, c.steps - 1), ids, None, weight, TeacherStates(hidden, weight) if lam else None,
                      heads(hidden, ids, embed))
         opt.zero_grad(set_to_none=True); terms.total.backward(); opt.step(); sched.step()
         history.append(dict(step=step, lr=sched.get_last_lr()[0], **terms.as_dict()))

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from slimlab.lab import load_model
-from slimlab.losses import (KD_LOSSES, IGNORE_INDEX, CompositeConfig, CompositeLoss, Divergence, FeatureDistiller, Schedule, TeacherHead,
+from slimlab.losses import (KD_LOSSES, IGNORE_INDEX, CompositeConfig, CompositeLoss, Divergence, FeatureDistiller, Schedule, TeacherHead, TeacherStates,
                             block_outputs, chunked_head_loss, head_loss, layer_map_from_plan, shift_labels, topk_logits)
 from slimlab.prune import ModelShape, PruningPlan, apply_plan
 
@@ -98,8 +98,8 @@ def test_composite_on_a_pruned_student_equals_its_definition():
         with block_outputs(student) as s_blocks: s_hidden = student.model(ids).last_hidden_state
         lam, beta = config.lam(0.3), config.beta(0.3)
         if chunked:
-            total = CompositeLoss(config, features)(0.3, ids, s_hidden, student.lm_head.weight, t_hidden, teacher.lm_head.weight,
-                                                    student_blocks=s_blocks, teacher_blocks=t_blocks).total
+            total = CompositeLoss(config, features)(0.3, ids, s_hidden, student.lm_head.weight,
+                                                    TeacherStates(t_hidden, teacher.lm_head.weight, t_blocks), student_blocks=s_blocks).total
         else:
             main = head_loss((s_hidden @ student.lm_head.weight.T).flatten(0, 1), shift_labels(ids).flatten(),
                              (t_hidden @ teacher.lm_head.weight.T).flatten(0, 1), 1 - lam, lam, config.divergence)
