@@ -5,6 +5,7 @@
 # %% ../nbs/10_progressive.ipynb #2b47a57d
 from __future__ import annotations
 import json, math, os, re, shutil
+from functools import cached_property
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -725,6 +726,11 @@ class ScheduleRun:
 
     def stage_dir(self, k: int) -> Path: return _stage_dir(self.run_dir, k)
 
+    @cached_property
+    def calibration_ids(self) -> torch.Tensor:
+        "The calibration token ids, drawn once for every cut of the run."
+        return self.calibration.token_ids(self.data.tokenizer)
+
     def wait(self):
         from accelerate import PartialState
         PartialState().wait_for_everyone()
@@ -774,7 +780,7 @@ def score_and_plan(self: ScheduleRun, current, # the model this stage cuts
     "Step 4 (main process): score the current model for the cut and save its plan (and, when the cut merges experts, their groups)."
     from slimlab.importance import importance
     c, e, n_drop = self.calibration, self.prune.experts, rel.get('drop_layers', 0)
-    ids = c.token_ids(self.data.tokenizer)
+    ids = self.calibration_ids
     requests = stage_requests(rel, self.prune.layer_metric, self.prune.expert_metric)
     report = importance(current, ids, requests, c.batch_size, c.seed, self.job.progress) if requests else None
     scores = plan_scores(report, n_drop, layers=_layer_request(self.prune.layer_metric, n_drop), experts=self.prune.expert_metric) if report else {}
