@@ -1,6 +1,6 @@
 """Throughput measurement on a real pruned model: SmolLM2 and a half-depth copy (renumbered layers, its own KV cache)
 prefill and decode at every batch size; FLOPs and memory follow their formulas. The ratios' arithmetic and the argument
-checks are tested on tiny models in chapter 03. How much faster a pruned model runs is a benchmark, not a test:
+checks are tested on tiny models in chapter 05. How much faster a pruned model runs is a benchmark, not a test:
 `bench/bench_eval.py` measures it as ratios in one run (results in bench/RESULTS.md)."""
 from dataclasses import replace
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from slimlab.findings import (VERDICTS, bundled_experiments, finding_rows, findings_markdown, read_experiment, result_figures,
-                              run_experiment, save_results)
+from slimlab.findings import VERDICTS, bundled_experiments, finding_rows, findings_markdown, read_experiment, run_experiment, save_results
+from slimlab.results import result_figures
 
 
 @pytest.mark.parametrize('name', bundled_experiments())

@@ -1,7 +1,7 @@
 """Losses at realistic sizes: the chunked head loss equals the plain one at SmolLM2's vocabulary for every divergence,
 never allocates a (tokens, vocab) tensor, and its gradient at λ = 1 does not depend on the labels' values; the
 composite loss on a real pruned student equals its definition in value and parameter gradients; bad input fails
-before any work. (Chapter 07 tests every divergence, weight, temperature and top-k teacher on small tensors.)"""
+before any work. (Chapter 08 tests every divergence, weight, temperature and top-k teacher on small tensors.)"""
 import pytest
 import torch
 import torch.nn.functional as F

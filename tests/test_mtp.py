@@ -25,7 +25,7 @@ def test_speculative_equals_greedy(name):
         assert 1 + sum(a + 1 for a in spec.accepted) >= 20
 
 
-@pytest.mark.parametrize('name', ['qwen3_moe-tiny'])  # chapter 08 tests the tiny Llama
+@pytest.mark.parametrize('name', ['qwen3_moe-tiny'])  # chapter 09 tests the tiny Llama
 def test_incremental_drafts_equal_recomputed(name):
     torch.manual_seed(1)
     model = load_model(name)

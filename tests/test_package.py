@@ -153,11 +153,11 @@ def test_lab_copies_the_chapters_and_starts_jupyterlab(env, away):
 
     # a copied chapter runs from the learner's folder: the kit's data comes through the package, not ../lab_data
     run = subprocess.run([str(env/'python'), '-c', 'from execnb.nbio import read_nb; from execnb.shell import CaptureShell; '
-                          'CaptureShell().run_all(read_nb("13_scale_out.ipynb"), exc_stop=True)'],
+                          'CaptureShell().run_all(read_nb("15_scale_out.ipynb"), exc_stop=True)'],
                          cwd=folder, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
 
-    (folder/'03_eval.ipynb').write_text('{"my": "edits"}')  # the learner's edits survive a second `slimlab lab`
+    (folder/'05_eval.ipynb').write_text('{"my": "edits"}')  # the learner's edits survive a second `slimlab lab`
     proc, _ = _lab(env, folder, log)
     try:
         deadline = time.monotonic() + 60
@@ -165,8 +165,8 @@ def test_lab_copies_the_chapters_and_starts_jupyterlab(env, away):
     finally: _stop(proc)
     out = log.read_text()
     assert f"chapters in {folder}: 0 new, 0 updated, {len(shipped) - 1} unchanged, 1 kept" in out, out[-2000:]
-    assert 'kept your changed chapter (not overwritten): 03_eval.ipynb' in out
-    assert (folder/'03_eval.ipynb').read_text() == '{"my": "edits"}'
+    assert 'kept your changed chapter (not overwritten): 05_eval.ipynb' in out
+    assert (folder/'05_eval.ipynb').read_text() == '{"my": "edits"}'
 
 
 def test_missing_parts_say_what_to_install(bare, away, monkeypatch):

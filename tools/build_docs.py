@@ -376,7 +376,7 @@ _NB_LINK = re.compile(r"""(?P<pre>\]\(\s*<?|href=["'])(?P<path>[^)"'\s#<>]+\.ipy
 def make_link_fixer(doc_url: str, src_rel: Path, page_of: dict, warn=None):
     """Rewrite links in one notebook's markdown/HTML:
     * nbdev's links to the published docs (`https://host/baseurl/x.html#y`) -> relative links into this site;
-    * links to other notebooks (`01_anatomy.ipynb#x`, as in Quarto) -> their page (`anatomy.html#x`)."""
+    * links to other notebooks (`03_anatomy.ipynb#x`, as in Quarto) -> their page (`anatomy.html#x`)."""
     here = src_rel.parent.as_posix()
     root_rel = "../" * len(src_rel.parent.parts)
 
