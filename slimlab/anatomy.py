@@ -6,6 +6,7 @@
 from __future__ import annotations
 from dataclasses import dataclass
 
+from fastcore.basics import patch
 from torch import nn
 
 # %% auto #0
@@ -82,10 +83,6 @@ def get_family(model_or_config) -> Family:
     raise ValueError(f"architecture {model_type!r} is not supported; supported: {', '.join(supported_model_types())}")
 
 # %% ../nbs/03_anatomy.ipynb #62f57aa5
-def _get(root: nn.Module, path: str) -> nn.Module:
-    "The sub-module of `root` at a dotted `path`."
-    return root.get_submodule(path)
-
 class Anatomy:
     "Geometry (from the config) and parts (from the model) of one causal LM, read through its family's adapter."
     def __init__(self, model_or_config):
@@ -93,7 +90,6 @@ class Anatomy:
         self.config = getattr(model_or_config, 'config', model_or_config)
         self.family = get_family(self.config)
 
-    # --- geometry, from the config ---
     @property
     def hidden_size(self) -> int: return self.config.hidden_size
     @property
@@ -123,78 +119,115 @@ class Anatomy:
     @property
     def intermediate_size(self) -> int: return self.config.intermediate_size
 
-    def layer_type(self, i: int) -> str:
-        "'full_attention', 'sliding_attention' or 'linear_attention' for block `i`."
-        types = getattr(self.config, 'layer_types', None)
-        return types[i] if types else 'full_attention'
+# %% ../nbs/03_anatomy.ipynb #f763a950
+@patch
+def layer_type(self: Anatomy, i: int) -> str:
+    "'full_attention', 'sliding_attention' or 'linear_attention' for block `i`."
+    types = getattr(self.config, 'layer_types', None)
+    return types[i] if types else 'full_attention'
 
-    def is_moe_layer(self, i: int) -> bool:
-        "Whether block `i` holds routed experts (else a dense MLP)."
-        if not self.num_experts: return False
-        if not self.family.sparse_layers_by_step: return True
-        c = self.config
-        return i not in (c.mlp_only_layers or []) and (i + 1) % c.decoder_sparse_step == 0
-    @property
-    def moe_layers(self) -> list[int]:
-        "Blocks with routed experts."
-        return [i for i in range(self.num_layers) if self.is_moe_layer(i)]
-    @property
-    def dense_layers(self) -> list[int]:
-        "Blocks with a dense MLP."
-        return [i for i in range(self.num_layers) if not self.is_moe_layer(i)]
-    @property
-    def attention_layers(self) -> list[int]:
-        "Blocks with softmax attention (hybrid models also have linear-attention blocks, which have no heads)."
-        return [i for i in range(self.num_layers) if self.layer_type(i) != 'linear_attention']
+@patch
+def is_moe_layer(self: Anatomy, i: int) -> bool:
+    "Whether block `i` holds routed experts (else a dense MLP)."
+    if not self.num_experts: return False
+    if not self.family.sparse_layers_by_step: return True
+    c = self.config
+    return i not in (c.mlp_only_layers or []) and (i + 1) % c.decoder_sparse_step == 0
 
-    # --- parts, from the model ---
-    def _need_model(self) -> nn.Module:
-        if self.model is None: raise ValueError("this Anatomy was built from a config; pass the model to reach its modules")
-        return self.model
-    @property
-    def embed(self) -> nn.Embedding: return _get(self._need_model(), self.family.embed)
-    @property
-    def blocks(self) -> nn.ModuleList: return _get(self._need_model(), self.family.blocks)
-    @property
-    def final_norm(self) -> nn.Module: return _get(self._need_model(), self.family.final_norm)
-    @property
-    def lm_head(self) -> nn.Linear: return _get(self._need_model(), self.family.lm_head)
-    def norms(self, i: int) -> tuple[nn.Module, nn.Module]:
-        "The input and post-attention norms of block `i`."
-        b = self.blocks[i]
-        return _get(b, self.family.input_norm), _get(b, self.family.post_attention_norm)
-    def attention(self, i: int) -> nn.Module:
-        "The mixer of block `i`: full attention, or linear attention on hybrid models."
-        b, f = self.blocks[i], self.family
-        return _get(b, f.linear_attention if self.layer_type(i) == 'linear_attention' else f.attention)
-    def mlp(self, i: int) -> nn.Module:
-        "The dense MLP or the sparse MoE block of block `i`."
-        return _get(self.blocks[i], self.family.mlp)
-    def router(self, i: int) -> nn.Module | None:
-        "The router of block `i` (its `weight` is `[E, H]`), or None for a dense layer."
-        return _get(self.mlp(i), self.family.router) if self.is_moe_layer(i) else None
-    def experts(self, i: int) -> nn.Module | None:
-        "The packed experts of block `i` (`gate_up_proj [E, 2I, H]`, `down_proj [E, H, I]`), or None."
-        return _get(self.mlp(i), self.family.experts) if self.is_moe_layer(i) else None
-    def shared_expert(self, i: int) -> nn.Module | None:
-        "The shared expert MLP of block `i`, or None."
-        return _get(self.mlp(i), self.family.shared_expert) if self.is_moe_layer(i) and self.family.shared_expert else None
-    def shared_expert_gate(self, i: int) -> nn.Linear | None:
-        "The sigmoid gate (`[1, H]`) of block `i`'s shared expert, or None."
-        return _get(self.mlp(i), self.family.shared_expert_gate) if self.shared_expert(i) is not None else None
-    def attention_projections(self, i: int) -> dict[str, nn.Linear]:
-        "The q, k, v and o projections of full-attention block `i`."
-        if self.layer_type(i) == 'linear_attention': raise ValueError(f"block {i} has linear attention, not q/k/v/o projections")
-        f, attn = self.family, self.attention(i)
-        return {k: _get(attn, getattr(f, f"{k}_proj")) for k in 'qkvo'}
-    def mlp_projections(self, mlp: nn.Module) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
-        "The gate, up and down projections of a dense SwiGLU MLP (a block's MLP or a shared expert)."
-        f = self.family
-        return _get(mlp, f.gate_proj), _get(mlp, f.up_proj), _get(mlp, f.down_proj)
-    def linear_attention_projections(self, i: int) -> tuple[list[nn.Linear], nn.Linear]:
-        "The projections of linear-attention block `i` that read the hidden state, and the one that writes it."
-        attn = self.attention(i)
-        return [_get(attn, n) for n in self.family.linear_in_projs], _get(attn, self.family.linear_out_proj)
+@patch(as_prop=True)
+def moe_layers(self: Anatomy) -> list[int]:
+    "Blocks with routed experts."
+    return [i for i in range(self.num_layers) if self.is_moe_layer(i)]
+
+@patch(as_prop=True)
+def dense_layers(self: Anatomy) -> list[int]:
+    "Blocks with a dense MLP."
+    return [i for i in range(self.num_layers) if not self.is_moe_layer(i)]
+
+@patch(as_prop=True)
+def attention_layers(self: Anatomy) -> list[int]:
+    "Blocks with softmax attention (hybrid models also have linear-attention blocks, which have no heads)."
+    return [i for i in range(self.num_layers) if self.layer_type(i) != 'linear_attention']
+
+# %% ../nbs/03_anatomy.ipynb #38fe03cc
+def _get(root: nn.Module, path: str) -> nn.Module:
+    "The sub-module of `root` at a dotted `path`."
+    return root.get_submodule(path)
+
+@patch
+def _need_model(self: Anatomy) -> nn.Module:
+    if self.model is None: raise ValueError("this Anatomy was built from a config; pass the model to reach its modules")
+    return self.model
+
+@patch(as_prop=True)
+def embed(self: Anatomy) -> nn.Embedding: return _get(self._need_model(), self.family.embed)
+
+@patch(as_prop=True)
+def blocks(self: Anatomy) -> nn.ModuleList: return _get(self._need_model(), self.family.blocks)
+
+@patch(as_prop=True)
+def final_norm(self: Anatomy) -> nn.Module: return _get(self._need_model(), self.family.final_norm)
+
+@patch(as_prop=True)
+def lm_head(self: Anatomy) -> nn.Linear: return _get(self._need_model(), self.family.lm_head)
+
+@patch
+def norms(self: Anatomy, i: int) -> tuple[nn.Module, nn.Module]:
+    "The input and post-attention norms of block `i`."
+    b = self.blocks[i]
+    return _get(b, self.family.input_norm), _get(b, self.family.post_attention_norm)
+
+@patch
+def attention(self: Anatomy, i: int) -> nn.Module:
+    "The mixer of block `i`: full attention, or linear attention on hybrid models."
+    b, f = self.blocks[i], self.family
+    return _get(b, f.linear_attention if self.layer_type(i) == 'linear_attention' else f.attention)
+
+@patch
+def mlp(self: Anatomy, i: int) -> nn.Module:
+    "The dense MLP or the sparse MoE block of block `i`."
+    return _get(self.blocks[i], self.family.mlp)
+
+# %% ../nbs/03_anatomy.ipynb #d27fd4e5
+@patch
+def router(self: Anatomy, i: int) -> nn.Module | None:
+    "The router of block `i` (its `weight` is `[E, H]`), or None for a dense layer."
+    return _get(self.mlp(i), self.family.router) if self.is_moe_layer(i) else None
+
+@patch
+def experts(self: Anatomy, i: int) -> nn.Module | None:
+    "The packed experts of block `i` (`gate_up_proj [E, 2I, H]`, `down_proj [E, H, I]`), or None."
+    return _get(self.mlp(i), self.family.experts) if self.is_moe_layer(i) else None
+
+@patch
+def shared_expert(self: Anatomy, i: int) -> nn.Module | None:
+    "The shared expert MLP of block `i`, or None."
+    return _get(self.mlp(i), self.family.shared_expert) if self.is_moe_layer(i) and self.family.shared_expert else None
+
+@patch
+def shared_expert_gate(self: Anatomy, i: int) -> nn.Linear | None:
+    "The sigmoid gate (`[1, H]`) of block `i`'s shared expert, or None."
+    return _get(self.mlp(i), self.family.shared_expert_gate) if self.shared_expert(i) is not None else None
+
+# %% ../nbs/03_anatomy.ipynb #a4e55d15
+@patch
+def attention_projections(self: Anatomy, i: int) -> dict[str, nn.Linear]:
+    "The q, k, v and o projections of full-attention block `i`."
+    if self.layer_type(i) == 'linear_attention': raise ValueError(f"block {i} has linear attention, not q/k/v/o projections")
+    f, attn = self.family, self.attention(i)
+    return {k: _get(attn, getattr(f, f"{k}_proj")) for k in 'qkvo'}
+
+@patch
+def mlp_projections(self: Anatomy, mlp: nn.Module) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
+    "The gate, up and down projections of a dense SwiGLU MLP (a block's MLP or a shared expert)."
+    f = self.family
+    return _get(mlp, f.gate_proj), _get(mlp, f.up_proj), _get(mlp, f.down_proj)
+
+@patch
+def linear_attention_projections(self: Anatomy, i: int) -> tuple[list[nn.Linear], nn.Linear]:
+    "The projections of linear-attention block `i` that read the hidden state, and the one that writes it."
+    attn = self.attention(i)
+    return [_get(attn, n) for n in self.family.linear_in_projs], _get(attn, self.family.linear_out_proj)
 
 # %% ../nbs/03_anatomy.ipynb #5901a409
 COMPONENTS = ('embedding', 'attention', 'linear_attention', 'mlp', 'router', 'experts', 'shared_expert', 'norms', 'lm_head')

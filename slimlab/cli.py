@@ -5,14 +5,13 @@
 # %% ../nbs/17_cli.ipynb #94277c85
 from __future__ import annotations
 import argparse, json, sys, time
-from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
 __all__ = ['TOUR_PROMPTS', 'PRUNE_TARGETS', 'DEFAULT_LAB_DIR', 'COMMAND_GROUPS', 'COMMANDS', 'RESUMABLE_COMMANDS',
-           'calibration_of', 'info', 'run_tour', 'EvalText', 'run_eval', 'eval_summary', 'importance_summary',
-           'size_arg', 'recipe_sets', 'lab_lines', 'jupyter_command', 'run_lab', 'preflight', 'missing_extra_line',
-           'interrupted_line', 'run_command', 'main']
+           'check_max_tokens', 'calibration_of', 'info', 'tour_markdown', 'run_tour', 'run_eval', 'eval_summary',
+           'eval_config', 'importance_summary', 'size_arg', 'recipe_sets', 'lab_lines', 'jupyter_command', 'run_lab',
+           'preflight', 'missing_extra_line', 'interrupted_line', 'run_command', 'main']
 
 # %% ../nbs/17_cli.ipynb #473656f9
 def _calibration_options(samples: int = 32, # the default of --samples
@@ -33,6 +32,20 @@ def _shared_options() -> dict[str, argparse.ArgumentParser]:
     progress = argparse.ArgumentParser(add_help=False)
     progress.add_argument('--no-progress', action='store_true', help='hide the progress bars')
     return dict(calibration=_calibration_options(), overwrite=overwrite, progress=progress)
+
+def _add_report_options(s, # the sub-parser of a command that measures held-out text into a run directory
+                        out: str, # help of --out: which run directory
+                        max_tokens: str, # help of --max-tokens: which tokens it limits
+                       ):
+    "`--out` and `--max-tokens`: where a measuring command writes, and how many held-out tokens it measures."
+    s.add_argument('--out', type=Path, default=None, help=out)
+    s.add_argument('--max-tokens', type=int, default=None, help=max_tokens)
+
+def check_max_tokens(max_tokens: int | None # `--max-tokens` of a command line
+                    ) -> int | None:
+    "`--max-tokens`, checked before any work: None (all tokens) or at least 2 (one token to predict from another)."
+    if max_tokens is not None and max_tokens < 2: raise ValueError(f"--max-tokens={max_tokens} must be at least 2")
+    return max_tokens
 
 def calibration_of(args: argparse.Namespace # a command line parsed with the calibration options
                   ):
@@ -62,6 +75,43 @@ def _info_command(args: argparse.Namespace):
 # %% ../nbs/17_cli.ipynb #3e25b071
 TOUR_PROMPTS = ("What is the capital of France?", "Name three primary colors.")
 
+def _timed(fn, *args):
+    "`fn(*args)` and the seconds it took."
+    t0 = time.perf_counter(); result = fn(*args)
+    return result, time.perf_counter() - t0
+
+def tour_markdown(metrics: dict, # what `run_tour` writes to metrics.json
+                  table: str, # the model's anatomy table
+                  block: int = 128, # bootstrap block length of the perplexity interval
+                 ) -> str:
+    "The text of the tour's report.md."
+    from slimlab.evaluate import ci_text
+    m, qa = metrics, '\n'.join(f"- **{p}** {a}" for p, a in metrics['answers'].items())
+    return (f"# slimlab demo: {m['model']}\n\n## Anatomy\n\n{table}\n\n![parameter shares](param_shares.png)\n\n"
+            f"## Held-out perplexity\n\nLab corpus test split, {m['test_tokens']} tokens, window {m['seq_len']}, stride {m['seq_len']//2}: "
+            f"**{m['ppl']:.2f}** ({ci_text(m['ppl_ci95'], m['test_tokens'], block, label='95% block-bootstrap CI')}), "
+            f"{m['tokens_per_second']:.0f} tokens/s.\n\n"
+            f"## Answers (greedy)\n\n{qa}\n\n## Timing\n\nLoad {m['load_seconds']:.2f} s, second load {m['reload_seconds']:.2f} s.\n")
+
+def _write_tour(out: Path, # the checked run directory
+                model, # the model shown
+                metrics: dict, # its measurements, for metrics.json
+                table: str, # its anatomy table
+                block: int, # bootstrap block length of the perplexity interval
+               ):
+    "Write metrics.json, param_shares.png and report.md into the run directory, all at once."
+    from slimlab.lab import atomic_dir
+    from slimlab.anatomy import plot_param_shares
+    from slimlab.plots import new_figure
+    name = metrics['model']
+    with atomic_dir(out) as tmp:
+        (tmp/'metrics.json').write_text(json.dumps(metrics, indent=2))
+        fig, ax = new_figure((9, 1.6))  # not managed by pyplot: no display needed, freed with the function
+        plot_param_shares({name: model}, ax=ax, title=f"{name}: where the parameters live")
+        fig.savefig(tmp/'param_shares.png', dpi=120)
+        (tmp/'report.md').write_text(tour_markdown(metrics, table, block))
+
+# %% ../nbs/17_cli.ipynb #2430cf9b
 def run_tour(out: Path | None = None, # run directory (default: runs/demo-<timestamp>)
              model_name: str = 'smollm2-135m', # model to show
              seq_len: int = 512, # perplexity window
@@ -71,39 +121,24 @@ def run_tour(out: Path | None = None, # run directory (default: runs/demo-<times
              log=print, # where progress lines go
             ) -> Path:
     "Load, describe, evaluate and query a model; write report.md, metrics.json and a plot to a run directory."
-    from slimlab.lab import atomic_dir, check_out_dir, load_model, load_tokenizer, chat
+    from slimlab.lab import check_out_dir, load_model, load_tokenizer, chat
+    from slimlab.anatomy import anatomy_table, count_params
+    from slimlab.evaluate import ci_json, held_out_tokens, perplexity
     out = check_out_dir(out or Path('runs')/time.strftime('demo-%Y%m%d-%H%M%S'), overwrite)
-    if max_tokens is not None and max_tokens < 2: raise ValueError(f"--max-tokens={max_tokens} must be at least 2")
-    from slimlab.anatomy import anatomy_table, plot_param_shares, count_params
-    from slimlab.plots import new_figure
-    from slimlab.data import load_lab_corpus, token_stream
-    from slimlab.evaluate import ci_json, ci_text, perplexity
-    t0 = time.perf_counter(); model = load_model(model_name); load_s = time.perf_counter() - t0
-    t0 = time.perf_counter(); load_model(model_name); reload_s = time.perf_counter() - t0
+    check_max_tokens(max_tokens)
+    model, load_s = _timed(load_model, model_name)
+    reload_s = _timed(load_model, model_name)[1]
     tokenizer = load_tokenizer(model_name)
     log(f"loaded {model_name} in {load_s:.2f} s (second load {reload_s:.2f} s)")
     table = anatomy_table(model); log(table)
-    ids = token_stream([d['text'] for d in load_lab_corpus('test')], tokenizer)[:max_tokens]
-    t0 = time.perf_counter(); ppl = perplexity(model, ids, seq_len=seq_len); eval_s = time.perf_counter() - t0
-    ci = ppl.ci()  # (nan, nan) on fewer than 2 bootstrap blocks of tokens
+    ppl, eval_s = _timed(perplexity, model, held_out_tokens(tokenizer)[:max_tokens], seq_len)
     log(f"held-out perplexity (lab corpus test split): {ppl}")
     answers = {p: chat(model, tokenizer, p, max_new_tokens) for p in TOUR_PROMPTS}
     for p, a in answers.items(): log(f"Q: {p}\nA: {a}")
     metrics = dict(model=model_name, load_seconds=load_s, reload_seconds=reload_s, params=sum(count_params(model).values()),
-                   test_tokens=ppl.n_tokens, seq_len=seq_len, ppl=ppl.value, ppl_ci95=ci_json(ci), eval_seconds=eval_s,
+                   test_tokens=ppl.n_tokens, seq_len=seq_len, ppl=ppl.value, ppl_ci95=ci_json(ppl.ci()), eval_seconds=eval_s,
                    tokens_per_second=ppl.n_tokens/eval_s, answers=answers)
-    qa = '\n'.join(f"- **{p}** {a}" for p, a in answers.items())
-    with atomic_dir(out) as tmp:
-        (tmp/'metrics.json').write_text(json.dumps(metrics, indent=2))
-        fig, ax = new_figure((9, 1.6))  # not managed by pyplot: no display needed, freed with the function
-        plot_param_shares({model_name: model}, ax=ax, title=f"{model_name}: where the parameters live")
-        fig.savefig(tmp/'param_shares.png', dpi=120)
-        (tmp/'report.md').write_text(
-            f"# slimlab demo: {model_name}\n\n## Anatomy\n\n{table}\n\n![parameter shares](param_shares.png)\n\n"
-            f"## Held-out perplexity\n\nLab corpus test split, {ppl.n_tokens} tokens, window {seq_len}, stride {seq_len//2}: "
-            f"**{ppl.value:.2f}** ({ci_text(ci, ppl.n_tokens, ppl.block, label='95% block-bootstrap CI')}), "
-            f"{metrics['tokens_per_second']:.0f} tokens/s.\n\n"
-            f"## Answers (greedy)\n\n{qa}\n\n## Timing\n\nLoad {load_s:.2f} s, second load {reload_s:.2f} s.\n")
+    _write_tour(out, model, metrics, table, ppl.block)
     log(f"report written to {out/'report.md'}")
     return out
 
@@ -114,73 +149,33 @@ def _add_tour(sub, # the `slimlab` sub-parsers
     s = sub.add_parser('tour', parents=[shared['overwrite']],
                        help='load SmolLM2, show its anatomy, measure held-out perplexity, chat, write a report')
     s.add_argument('--model', default='smollm2-135m', help='model to show (default: smollm2-135m)')
-    s.add_argument('--out', type=Path, default=None, help='run directory (default: runs/demo-<timestamp>)')
+    _add_report_options(s, 'run directory (default: runs/demo-<timestamp>)', 'evaluate only this many test tokens (default: all)')
     s.add_argument('--seq-len', type=int, default=512, help='perplexity window in tokens (default: 512)')
-    s.add_argument('--max-tokens', type=int, default=None, help='evaluate only this many test tokens (default: all)')
 
 def _tour_command(args: argparse.Namespace):
     "`slimlab tour`."
     run_tour(args.out, args.model, seq_len=args.seq_len, max_tokens=args.max_tokens, overwrite=args.overwrite)
 
-# %% ../nbs/17_cli.ipynb #8e5f9d9e
-@dataclass
-class EvalText:
-    "The text `slimlab eval` measures: a plain-text file or the lab corpus test split, optionally only its first tokens."
-    file: Path | None = None # plain-text file (None: the lab corpus test split)
-    max_tokens: int | None = None # first tokens of the text only (None: all)
-
-    def __post_init__(self):
-        if self.max_tokens is not None and self.max_tokens < 2: raise ValueError(f"--max-tokens={self.max_tokens} must be at least 2")
-
-    @property
-    def source(self) -> str:
-        "What the tokens are, for the summary."
-        return str(self.file) if self.file is not None else 'the lab corpus test split'
-
-    def texts(self) -> list[str]:
-        "The documents: the file's text (a missing or binary file fails by name), or the lab corpus test split's."
-        from slimlab.lab import read_text
-        if self.file is not None: return [read_text(self.file, '--text-file')]
-        from slimlab.data import load_lab_corpus
-        return [d['text'] for d in load_lab_corpus('test')]
-
 # %% ../nbs/17_cli.ipynb #c06c7dc2
 def run_eval(model: str, # model to evaluate: name, folder, run directory or hub id
              teacher: str | None = None, # reference model (None: no comparison)
-             text: EvalText = EvalText(), # what to measure on: a text file or the lab corpus test split, and how many tokens
-             seq_len: int = 512, # window; the stride is half of it
-             tasks: list[str] = (), # lm-eval tasks
-             limit: int | None = None, # first examples of each task (None: all)
+             text_file: Path | None = None, # plain-text file to measure (None: the lab corpus test split)
+             config=None, # a `slimlab.evaluate.EvalConfig` (None: its defaults, without throughput)
              out: Path | None = None, # run directory for the retention report (needs a teacher)
-             speed: bool = True, # with a teacher: measure throughput of both, interleaved
              overwrite: bool = False, # allow replacing an existing run directory
              log=print, # where the summary lines go
             ) -> list:
     "Evaluate a model, against a teacher if given; log a summary whose last line is `ppl=<value>`; optionally write the report."
     from slimlab import evaluate as ev
-    from slimlab.lab import check_out_dir, load_model
-    from slimlab.data import token_stream
-    if any(tasks):
-        from slimlab.lab import require_extra
-        require_extra('eval', '--tasks')
     if teacher is not None and teacher == model: raise ValueError(f"--teacher {teacher} is MODEL itself; pass another model")
     if out is not None and teacher is None: raise ValueError("--out writes a retention report against a teacher; pass --teacher")
-    if out is not None: check_out_dir(out, overwrite)
-    texts = text.texts()  # a missing or binary file fails here, by name
-    if seq_len < 2: raise ValueError(f"--seq-len={seq_len} must be at least 2")
-    if limit is not None and limit < 1: raise ValueError(f"--limit={limit} must be at least 1")
-    config = ev.EvalConfig(seq_len=seq_len, tasks=ev.check_tasks([t for arg in tasks for t in arg.split(',') if t]),
-                           task_limit=limit, speed_batch_sizes=(1, 8) if teacher and speed else ())
-    refs = {name: ev.model_reference(name) for name in ([teacher] if teacher else []) + [model]}
-    tokenizers = ev.ref_tokenizers(refs, teacher)
-    ids = token_stream(texts, tokenizers[teacher or model])[:text.max_tokens]
-    if len(ids) < 2: raise ValueError(f"{text.source} has {len(ids)} tokens; at least 2 are needed")
-    models = {name: load_model(ref) for name, ref in refs.items()}
-    evals = ev.evaluate_models(models, tokenizers, ids, config, teacher=teacher, log=lambda s: None)
-    if out is not None:
-        ev.write_report(evals, out, config, f"Tokens: {len(ids)} of {text.source}.", overwrite)
+    config = config or ev.EvalConfig(speed_batch_sizes=())
+    quiet = lambda s: None  # the summary below says it all
+    if out is None: evals = ev.evaluate_references(teacher, [model], text_file=text_file, config=config, log=quiet)
+    else:
+        evals = ev.retention_report(teacher, [model], out, text_file=text_file, config=config, overwrite=overwrite, log=quiet)
         log(f"report written to {Path(out)/'report.md'}")
-    for line in eval_summary(evals, text.source, config): log(line)
+    for line in eval_summary(evals, ev.text_source(text_file), config): log(line)
     return evals
 
 # %% ../nbs/17_cli.ipynb #c84f6ba7
@@ -211,17 +206,29 @@ def _add_eval(sub, # the `slimlab` sub-parsers
     s.add_argument('--teacher', default=None, help='reference model: paired perplexity ratio, top-1 agreement, KL, throughput ratios')
     s.add_argument('--text-file', type=Path, default=None, help='plain-text file to measure perplexity on (default: the lab corpus test split)')
     s.add_argument('--seq-len', type=int, default=512, help='window in tokens; the stride is half of it (default: 512)')
-    s.add_argument('--max-tokens', type=int, default=None, help='use only the first tokens of the text (default: all)')
+    _add_report_options(s, 'write report.md, report.csv, retention.png into this new run directory (needs --teacher)',
+                        'use only the first tokens of the text (default: all)')
     s.add_argument('--tasks', nargs='+', default=[], metavar='TASK',
                    help='lm-eval tasks: slimlab_cloze slimlab_continuation (offline), or hub tasks like arc_easy hellaswag (need network)')
     s.add_argument('--limit', type=int, default=None, help='first examples of each task (default: all)')
-    s.add_argument('--out', type=Path, default=None, help='write report.md, report.csv, retention.png into this new run directory (needs --teacher)')
     s.add_argument('--no-speed', action='store_true', help='skip the throughput measurement (done only with --teacher)')
+
+def eval_config(args: argparse.Namespace # a `slimlab eval` command line
+               ):
+    "The `slimlab.evaluate.EvalConfig` of a `slimlab eval` command line, its numbers checked first under their option names."
+    if args.seq_len < 2: raise ValueError(f"--seq-len={args.seq_len} must be at least 2")
+    if args.limit is not None and args.limit < 1: raise ValueError(f"--limit={args.limit} must be at least 1")
+    tasks = [t for arg in args.tasks for t in arg.split(',') if t]
+    if tasks:
+        from slimlab.lab import require_extra
+        require_extra('eval', '--tasks')
+    from slimlab.evaluate import EvalConfig, check_tasks
+    return EvalConfig(seq_len=args.seq_len, tasks=check_tasks(tasks), task_limit=args.limit, max_tokens=check_max_tokens(args.max_tokens),
+                      speed_batch_sizes=(1, 8) if args.teacher and not args.no_speed else ())
 
 def _eval_command(args: argparse.Namespace):
     "`slimlab eval MODEL`."
-    run_eval(args.model, args.teacher, EvalText(args.text_file, args.max_tokens), args.seq_len, args.tasks, args.limit, args.out,
-             not args.no_speed, args.overwrite)
+    run_eval(args.model, args.teacher, args.text_file, eval_config(args), args.out, args.overwrite)
 
 # %% ../nbs/17_cli.ipynb #1fc716c7
 def importance_summary(report, # an `Importance` report
@@ -350,8 +357,7 @@ def _add_recipes(sub, # the `slimlab` sub-parsers
     s.add_argument('--overwrite', action='store_true', help='measure the report again even if the run has one')
     s = sub.add_parser('demo', parents=[shared['overwrite'], shared['progress']],
                        help='the main job: the default lab recipe (minitron-depth) on SmolLM2 end to end, then its report')
-    s.add_argument('--out', type=Path, default=None, help='run directory (default: runs/minitron-depth-<timestamp>)')
-    s.add_argument('--max-tokens', type=int, default=None, help='test tokens of the report (default: the recipe\'s)')
+    _add_report_options(s, 'run directory (default: runs/minitron-depth-<timestamp>)', "test tokens of the report (default: the recipe's)")
     s.add_argument('--resume', action='store_true', help='continue an interrupted demo in --out')
 
 def _run_command(args: argparse.Namespace):
@@ -368,8 +374,7 @@ def _report_command(args: argparse.Namespace):
 def _demo_command(args: argparse.Namespace):
     "`slimlab demo`: `slimlab run` on the default recipe at lab scale."
     from slimlab.recipes import DEFAULT_RECIPE, run_recipe
-    if args.max_tokens is not None and args.max_tokens < 2: raise ValueError(f"--max-tokens={args.max_tokens} must be at least 2")
-    sets = {'report.max_tokens': args.max_tokens} if args.max_tokens else {}
+    sets = {'report.max_tokens': args.max_tokens} if check_max_tokens(args.max_tokens) else {}
     run_recipe(DEFAULT_RECIPE, args.out, 'lab', sets, args.resume, args.overwrite, progress=not args.no_progress)
 
 # %% ../nbs/17_cli.ipynb #0b01499a

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .lab import atomic_dir, check_out_dir, lab_data_dir, load_model, load_tokenizer, resolve_model
+from .lab import atomic_dir, check_out_dir, lab_data_dir, load_model, load_tokenizer, read_text, resolve_model
 from .anatomy import count_params, kv_cache_bytes_per_token
 from .data import load_lab_corpus, token_stream, write_jsonl
 
@@ -26,7 +26,7 @@ __all__ = ['TASK_BUILDERS', 'LOCAL_TASKS', 'TASK_FIELDS', 'EVAL_PRESETS', 'Windo
            'run_lm_eval', 'continuation_logliks', 'score_local_task', 'Speed', 'measure_speed', 'speed_ratios',
            'memory_bytes', 'EvalConfig', 'ModelEval', 'evaluate_models', 'retention_table', 'plot_retention',
            'eval_rows', 'report_markdown', 'write_report', 'model_reference', 'model_tokenizer', 'ref_tokenizers',
-           'retention_report']
+           'labelled_references', 'text_source', 'held_out_tokens', 'evaluate_references', 'retention_report']
 
 # %% ../nbs/05_eval.ipynb #c0d8504a
 @dataclass(frozen=True)
@@ -816,6 +816,7 @@ def report_markdown(evals: list[ModelEval], # from `evaluate_models` with a teac
            _md_table([dict(model=name, **{k: f"{v:.1f}" for k, v in row.items()}) for name, row in table.items()], ['model', *next(iter(table.values()))])]
     return '\n\n'.join(s for s in md if s) + '\n'
 
+# %% ../nbs/05_eval.ipynb #ada8426d
 def write_report(evals: list[ModelEval], # from `evaluate_models` with a teacher (first)
                  out: str | Path, # the run directory to create
                  config: EvalConfig, # the config they were measured with
@@ -866,32 +867,72 @@ def ref_tokenizers(refs: dict, # label -> model reference (from `model_reference
         out[label] = model_tokenizer(ref, out.get(teacher, tokenizer)) if isinstance(ref, (str, Path)) else tokenizer
     return out
 
+def labelled_references(teacher, # the teacher: a model, or a name/folder/run directory (None: no teacher)
+                        students: dict | list, # label -> student, or a list of names/folders/run directories
+                       ) -> dict:
+    "label -> model reference, the teacher first (labelled by its name, or 'teacher' for a model object); nothing is loaded."
+    students = students if isinstance(students, dict) else {str(s): s for s in students}
+    if not students: raise ValueError("students is empty; pass at least one student model, folder or run directory")
+    if teacher is None: return {k: model_reference(v) for k, v in students.items()}
+    t_name = str(teacher) if isinstance(teacher, (str, Path)) else 'teacher'
+    if t_name in students: raise ValueError(f"student label {t_name!r} is the teacher's; choose another label")
+    return {t_name: model_reference(teacher)} | {k: model_reference(v) for k, v in students.items()}
+
+# %% ../nbs/05_eval.ipynb #c4892946
+def text_source(text_file: str | Path | None = None, # a plain-text file (None: the lab corpus test split)
+               ) -> str:
+    "What the measured tokens are, for reports and summaries: the file's path, or the lab corpus test split."
+    return str(text_file) if text_file is not None else 'the lab corpus test split'
+
+def held_out_tokens(tokenizer, # the reference model's tokenizer (the teacher's)
+                    text_file: str | Path | None = None, # a plain-text file (None: the lab corpus test split)
+                   ) -> torch.Tensor:
+    "The token stream of the text to measure; a missing or binary file fails by name, and so does one of fewer than 2 tokens."
+    docs = [read_text(text_file, '--text-file')] if text_file is not None else [d['text'] for d in load_lab_corpus('test')]
+    ids = token_stream(docs, tokenizer)
+    if len(ids) < 2: raise ValueError(f"{text_source(text_file)} has {len(ids)} tokens; at least 2 are needed")
+    return ids
+
+# %% ../nbs/05_eval.ipynb #8fd86f24
+def evaluate_references(teacher, # the teacher: a model, or a name/folder/run directory (None: no comparisons)
+                        students: dict | list, # label -> student, or a list of names/folders/run directories
+                        tokenizer=None, # tokenizer of the model objects (names and folders bring their own)
+                        token_ids: torch.Tensor | None = None, # (N,) held-out tokens (None: those of `text_file`)
+                        text_file: str | Path | None = None, # plain-text file to measure (None: the lab corpus test split)
+                        config: EvalConfig = EVAL_PRESETS['lab'], # what to measure
+                        log=print, # where progress lines go
+                       ) -> list[ModelEval]:
+    "`evaluate_models` on references: tasks, models, tokenizers and text checked before any weights are loaded (the teacher first)."
+    check_tasks(config.tasks)
+    if token_ids is not None and text_file is not None: raise ValueError("pass token_ids= or text_file=, not both")
+    refs = labelled_references(teacher, students)
+    if tokenizer is None and not all(isinstance(r, (str, Path)) for r in refs.values()):
+        raise ValueError("tokenizer= is needed when the teacher or a student is a model object")
+    first = next(iter(refs))  # the teacher, if any: its tokenizer makes the tokens
+    t_name = first if teacher is not None else None
+    tokenizers = ref_tokenizers(refs, t_name, tokenizer)
+    if token_ids is None: token_ids = held_out_tokens(tokenizers[first], text_file)
+    models = {k: load_model(r) if isinstance(r, (str, Path)) else r for k, r in refs.items()}
+    return evaluate_models(models, tokenizers, token_ids, config, teacher=t_name, log=log)
+
+# %% ../nbs/05_eval.ipynb #b8df45fc
 def retention_report(teacher, # the teacher: a model, or a name/folder/run directory
                      students: dict | list, # label -> student, or a list of names/folders/run directories
                      out: str | Path, # the run directory to create
                      tokenizer=None, # tokenizer of the model objects (names and folders bring their own)
-                     token_ids: torch.Tensor | None = None, # (N,) held-out tokens (default: the lab corpus test split)
+                     token_ids: torch.Tensor | None = None, # (N,) held-out tokens (None: those of `text_file`)
+                     text_file: str | Path | None = None, # plain-text file to measure (None: the lab corpus test split)
                      config: EvalConfig = EVAL_PRESETS['lab'], # what to measure
-                     note: str = '', # a paragraph for the report: how the students were made
+                     note: str = '', # a paragraph for the report (default, for text read here: "Tokens: N of <source>.")
                      overwrite: bool = False, # allow replacing a directory that holds results
                      log=print, # where progress lines go
                     ) -> list[ModelEval]:
     "Evaluate a teacher and its students and write report.md, report.csv and retention.png into a new run directory."
+    if teacher is None: raise ValueError("teacher is None; a retention report measures students against a teacher")
     out = check_out_dir(out, overwrite)
-    check_tasks(config.tasks)
-    students = students if isinstance(students, dict) else {str(s): s for s in students}
-    if not students: raise ValueError("students is empty; pass at least one student model, folder or run directory")
-    t_name = str(teacher) if isinstance(teacher, (str, Path)) else 'teacher'
-    if t_name in students: raise ValueError(f"student label {t_name!r} is the teacher's; choose another label")
-    refs = {t_name: model_reference(teacher)} | {k: model_reference(v) for k, v in students.items()}
-    if tokenizer is None and not all(isinstance(r, (str, Path)) for r in refs.values()):
-        raise ValueError("tokenizer= is needed when the teacher or a student is a model object")
-    models = {k: load_model(r) if isinstance(r, (str, Path)) else r for k, r in refs.items()}
-    tokenizers = ref_tokenizers(refs, t_name, tokenizer)
-    if token_ids is None:
-        token_ids = token_stream([d['text'] for d in load_lab_corpus('test')], tokenizers[t_name])
-        note = note or "Tokens: the lab corpus test split."
-    evals = evaluate_models(models, tokenizers, token_ids, config, teacher=t_name, log=log)
+    evals = evaluate_references(teacher, students, tokenizer, token_ids, text_file, config, log)
+    if not note and token_ids is None:  # the stream's length: every scored token, and the first one, context only
+        note = f"Tokens: {evals[0].ppl.n_tokens + 1} of {text_source(text_file)}."
     write_report(evals, out, config, note, overwrite)
     log(f"report written to {out/'report.md'}")
     return evals

@@ -640,6 +640,7 @@ class Request:
         opts = ','.join(f"{k}={getattr(v, '__name__', v)}" for k, v in self.options.items())
         return f"{self.metric}:{opts}" if opts else self.metric
 
+# %% ../nbs/06_importance.ipynb #cb53ade4
 def _allowed_text(values) -> str:
     if isinstance(values, range): return f"{values.start}..{values.stop - 1}" if len(values) else 'none'
     return ', '.join(map(str, values)) or 'none'
@@ -672,6 +673,7 @@ def check_request(request: Request, # a metric request
                              f"allowed: {_allowed_text(allowed)}")
     return Request(m.name, options)
 
+# %% ../nbs/06_importance.ipynb #fd7eec05
 def check_calibration(anatomy: Anatomy, # the model's anatomy (a config is enough)
                       n_samples: int, # number of calibration samples
                       seq_len: int, # tokens per sample
@@ -689,6 +691,7 @@ def check_calibration(anatomy: Anatomy, # the model's anatomy (a config is enoug
     requests = [check_request(Request.parse(r), anatomy) for r in metrics]
     return list({r.label: r for r in requests}.values())
 
+# %% ../nbs/06_importance.ipynb #bd677e0c
 def default_metrics(anatomy: Anatomy # the model's anatomy (a config is enough)
                    ) -> list[str]:
     "Every metric that applies to the model with its default options and costs no more than the forward pass."

@@ -16,7 +16,7 @@ import torch
 __all__ = ['CHAPTERS_FILE', 'EXTRAS', 'OWNED_FILE', 'BUNDLED_MODELS', 'SIZES', 'LAB_VOCAB_SIZE', 'FAMILIES', 'FULL_SIZE',
            'WEIGHT_FILES', 'seed_everything', 'available_devices', 'get_device', 'cache_dir', 'lab_data_dir',
            'kit_checkout', 'chapters_dir', 'chapter_files', 'in_installed_package', 'atomic_write', 'copy_chapters',
-           'require_extra', 'check_writable', 'owned_entries', 'foreign_entries', 'check_run_folder', 'check_out_dir',
+           'require_extra', 'check_writable', 'check_run_folder', 'owned_entries', 'foreign_entries', 'check_out_dir',
            'atomic_dir', 'save_model', 'Job', 'link_tree', 'did_you_mean', 'read_yaml', 'read_text', 'BundledModel',
            'bundled_gguf_path', 'convert_gguf', 'bundled_model_dir', 'setup_model', 'scaled_names', 'scaled_config',
            'full_size_config', 'ModelSource', 'resolve_model', 'check_weights', 'check_real_weights',
@@ -161,14 +161,7 @@ def require_extra(extra: str, # a key of `EXTRAS`
     if importlib.util.find_spec(module) is None:
         raise ModuleNotFoundError(f"{what} needs {package}, which is not installed: pip install 'slimlab[{extra}]'", name=module)
 
-# %% ../nbs/00_lab.ipynb #71eb7df8
-OWNED_FILE = '.slimlab-owned' # the manifest of the entries a job wrote into its folder, one name a line
-
-def _some(keys, n: int = 3) -> str:
-    "The first `n` keys and how many more there are."
-    keys = sorted(str(k[0] if isinstance(k, tuple) else k) for k in keys)
-    return ', '.join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else '')
-
+# %% ../nbs/00_lab.ipynb #7cab63c2
 def _protected(path: Path) -> str | None:
     "What a folder that must never be a job's output is ('the home folder', ...), or None."
     path, cwd = path.resolve(), Path.cwd().resolve()
@@ -191,18 +184,7 @@ def check_writable(path: str | Path, # a folder a job will create or fill
     except OSError as e: raise PermissionError(f"{field} {path} cannot be written ({e.strerror} in {base})") from None
     return path
 
-def owned_entries(folder: Path # a job's output folder
-                 ) -> set[str]:
-    "The names a slimlab job wrote into `folder` (its manifest), or an empty set."
-    manifest = Path(folder)/OWNED_FILE
-    return set(manifest.read_text().split('\n')) - {''} if manifest.is_file() else set()
-
-def foreign_entries(folder: Path # a job's output folder
-                   ) -> list[str]:
-    "The entries of `folder` that no slimlab job wrote there."
-    owned = owned_entries(folder) | {OWNED_FILE}
-    return sorted(p.name for p in Path(folder).iterdir() if p.name not in owned) if Path(folder).is_dir() else []
-
+# %% ../nbs/00_lab.ipynb #0c4e2d7a
 def check_run_folder(path: str | Path, # the folder a resumable job works in
                      resume: bool = False, # continue the job there
                      overwrite: bool = False, # replace what it holds
@@ -224,6 +206,27 @@ def check_run_folder(path: str | Path, # the folder a resumable job works in
         raise FileExistsError(f"{field} {path} holds files but no {what} (no {marker}); choose another {field}")
     return path
 
+# %% ../nbs/00_lab.ipynb #bd718630
+OWNED_FILE = '.slimlab-owned' # the manifest of the entries a job wrote into its folder, one name a line
+
+def owned_entries(folder: Path # a job's output folder
+                 ) -> set[str]:
+    "The names a slimlab job wrote into `folder` (its manifest), or an empty set."
+    manifest = Path(folder)/OWNED_FILE
+    return set(manifest.read_text().split('\n')) - {''} if manifest.is_file() else set()
+
+def foreign_entries(folder: Path # a job's output folder
+                   ) -> list[str]:
+    "The entries of `folder` that no slimlab job wrote there."
+    owned = owned_entries(folder) | {OWNED_FILE}
+    return sorted(p.name for p in Path(folder).iterdir() if p.name not in owned) if Path(folder).is_dir() else []
+
+# %% ../nbs/00_lab.ipynb #799de91d
+def _some(keys, n: int = 3) -> str:
+    "The first `n` keys and how many more there are."
+    keys = sorted(str(k[0] if isinstance(k, tuple) else k) for k in keys)
+    return ', '.join(keys[:n]) + (f" and {len(keys) - n} more" if len(keys) > n else '')
+
 def check_out_dir(out: str | Path, # the folder a job will write
                   overwrite: bool = False, # allow replacing what an earlier job wrote there
                   field: str = '--out', # name of the option, for the error message
@@ -235,6 +238,7 @@ def check_out_dir(out: str | Path, # the folder a job will write
                               f"--overwrite never deletes them: choose a new or empty {field}")
     return out
 
+# %% ../nbs/00_lab.ipynb #db1c33f6
 def _move_in(tmp: Path, out: Path):
     "Move the finished entries of `tmp` into an existing `out`, replacing only the entries the earlier job owned."
     new, owned = sorted(p.name for p in tmp.iterdir()), owned_entries(out)

@@ -17,7 +17,7 @@ from .losses import CompositeConfig, CompositeLoss, TeacherStates, Divergence, S
 
 # %% auto #0
 __all__ = ['MTP_INITS', 'MTP_FILE', 'mtp_block_config', 'MTPModule', 'MTPHeads', 'mtp_states', 'mtp_loss', 'save_mtp', 'load_mtp',
-           'save_with_mtp', 'prune_mtp', 'MTPTrainConfig', 'base_states', 'train_mtp', 'Decoded', 'greedy_decode',
+           'save_with_mtp', 'MTPTrainConfig', 'base_states', 'train_mtp', 'Decoded', 'greedy_decode',
            'speculative_decode', 'acceptance']
 
 # %% ../nbs/09_mtp.ipynb #3fadf11d
@@ -192,50 +192,6 @@ def save_with_mtp(model, heads: MTPHeads,
         if tokenizer is not None: tokenizer.save_pretrained(tmp)
         save_mtp(heads, tmp)
     return out
-
-# %% ../nbs/09_mtp.ipynb #fd368b27
-def _last_kept(per_layer: dict | None, kept: list[int]):
-    "The entry of the last kept layer that has one (None when the axis is kept whole)."
-    if per_layer is None: return None
-    return next((per_layer[i] for i in reversed(kept) if i in per_layer), None)
-
-def prune_mtp(heads: MTPHeads, # heads of the model the plan cuts
-              plan, # the `slimlab.prune.PruningPlan` of the cut (made for that model)
-              model, # the cut model, `apply_plan(source, plan)`
-             ) -> MTPHeads:
-    "The heads cut with their model: hidden channels as `plan.channels`; each block keeps what the plan keeps in the last kept block of its kind."
-    from transformers import AutoModelForCausalLM
-    from slimlab.prune import ModelShape, PruningPlan, apply_plan
-    s = plan.source
-    if (s.model_type, s.hidden_size) != (heads.model_type, heads.config.hidden_size):
-        raise ValueError(f"the plan is for {s.model_type} with hidden size {s.hidden_size}; the MTP heads are for "
-                         f"{heads.model_type} with hidden size {heads.config.hidden_size}")
-    carrier_config = copy.deepcopy(heads.config)  # a one-block model around the MTP block (a one-token vocabulary)
-    carrier_config.vocab_size = 1
-    carrier_config.pad_token_id = carrier_config.bos_token_id = carrier_config.eos_token_id = None
-    weight = heads.layers[0].proj.weight
-    carrier = AutoModelForCausalLM.from_config(carrier_config, dtype=weight.dtype).to(weight.device)
-    a, kept = Anatomy(carrier), plan.layers if plan.layers is not None else list(range(s.num_layers))
-    one = lambda per_layer: None if (v := _last_kept(per_layer, kept)) is None else {0: v}
-    moe = a.is_moe_layer(0)
-    block_plan = PruningPlan(ModelShape.of(carrier), channels=plan.channels, kv_heads=one(plan.kv_heads), heads=one(plan.heads),
-                             neurons=None if moe else one(plan.neurons), experts=one(plan.experts) if moe else None,
-                             expert_neurons=one(plan.expert_neurons) if moe else None,
-                             shared_neurons=one(plan.shared_neurons) if moe else None, top_k=plan.top_k)
-    cut = MTPHeads(model, depth=heads.depth, init='random')
-    ch = torch.arange(s.hidden_size) if plan.channels is None else torch.as_tensor(plan.channels)
-    proj_cols = torch.cat([ch, ch + s.hidden_size])  # [RMSNorm(h); RMSNorm(Emb)]
-    for src, dst in zip(heads.layers, cut.layers):
-        a.blocks[0].load_state_dict(src.block.state_dict())
-        pruned = apply_plan(carrier, block_plan)
-        if (got := ModelShape.of(pruned)) != (want := ModelShape.of(cut.config)):
-            raise ValueError(f"the plan cuts the MTP block to {got}, but the cut model's MTP block is {want}: "
-                             "the model's last kept block of the MTP block's kind is missing from the plan")
-        dst.block.load_state_dict(Anatomy(pruned).blocks[0].state_dict())
-        with torch.no_grad():
-            for name in ('hidden_norm', 'embed_norm', 'out_norm'): getattr(dst, name).weight.copy_(getattr(src, name).weight[ch])
-            dst.proj.weight.copy_(src.proj.weight[ch][:, proj_cols])
-    return cut
 
 # %% ../nbs/09_mtp.ipynb #804efed6
 @dataclass

@@ -197,7 +197,7 @@ def expert_usage(values, # (layers, experts) usage or importance; NaN in dense l
         ax.scatter(cols, rows, s=9, color='white', edgecolors='black', linewidths=0.4)
     return ax
 
-# %% ../nbs/01_plots.ipynb #a7c66078
+# %% ../nbs/01_plots.ipynb #424328e4
 def _log_scale(ax, which: str):
     "Put the 'x' or 'y' axis of `ax` on a log scale labelled with plain numbers (40 and 100,000, not 4×10¹ or 1e+05)."
     getattr(ax, f'set_{which}scale')('log')
@@ -232,6 +232,7 @@ def ppl_vs_ratio(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], 
     ax.legend()
     return ax
 
+# %% ../nbs/01_plots.ipynb #90c95cdb
 @styled(figsize=(6.4, 3.4))
 def retention_bars(table: Mapping[str, Mapping[str, float]], # model -> metric -> % of the reference
                    ax=None, # matplotlib axes (default: a new pyplot figure)
@@ -258,6 +259,7 @@ def retention_bars(table: Mapping[str, Mapping[str, float]], # model -> metric -
     ax.legend(loc='upper left', ncols=min(len(table), 4))
     return ax
 
+# %% ../nbs/01_plots.ipynb #67fc630d
 @styled(figsize=(6.4, 3.0))
 def curves(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], # label -> (x, y)
            ax=None, # matplotlib axes (default: a new pyplot figure)

@@ -74,7 +74,7 @@ def claim_lines(results: dict) -> list[str]:
     "One line per claim (see `claim_line`), and one for the ranking claim if there is one."
     return [claim_line(c) for c in results['claims']] + ([ranking_line(results['ranking'])] if 'ranking' in results else [])
 
-# %% ../nbs/02_results.ipynb #b3d69876
+# %% ../nbs/02_results.ipynb #2f6298e0
 VERDICT_COLORS = dict(agrees=plots.PALETTE[2], disagrees=plots.PALETTE[3], inconclusive='0.55') # verdict -> colour
 
 @plots.styled((6.4, 2.4))
@@ -106,6 +106,7 @@ def plot_claims(results: dict, # from `run_experiment` or `load_results`
     ax.set(xlabel='paired perplexity ratio (>1: the source is right)', title=f"{results['experiment']}: claims")
     return ax
 
+# %% ../nbs/02_results.ipynb #0f9db272
 def plot_recovery_curves(results: dict, # from `run_experiment` or `load_results`
                          ax=None): # matplotlib axes (default: a new pyplot figure)
     "Held-out perplexity during distillation, one curve per arm, on the cumulative token axis."
@@ -139,6 +140,7 @@ def plot_ranking(results: dict, # from `run_experiment` or `load_results`, with 
            title=f"{results['experiment']}: Spearman ρ = {r['rho']:.2f} ({r['outcome']})")
     return ax
 
+# %% ../nbs/02_results.ipynb #dac86d09
 def result_figures(results: dict # from `run_experiment` or `load_results`
                   ) -> dict:
     "The figures the results call for: file name -> drawing function (claims only with loss claims; acceptance, ranking where measured)."

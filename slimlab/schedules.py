@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_progressive.ipynb #2b47a57d
 from __future__ import annotations
-import json, math, os, re, shutil
+import copy, json, math, os, re, shutil
 from functools import cached_property
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -18,7 +18,7 @@ from .prune import (TARGETS, ModelShape, PruningPlan, apply_plan, make_plan, nee
                            plan_to_dict, random_scores, sync_config, target_shape)
 from .importance import Calibration
 from .losses import FEATURE_DISTANCES, FeatureDistiller, layer_map_from_plan
-from .mtp import MTPHeads, load_mtp, mtp_block_config, prune_mtp
+from .mtp import MTPHeads, load_mtp, mtp_block_config
 from .experts import ExpertCompression, Groups, check_compression, expert_groups, fold_experts, mlp_inputs
 from .distill import DONE_FILE, Alongside, DistillConfig, DistillData, distill, finished_run, read_metrics
 
@@ -26,8 +26,8 @@ from .distill import DONE_FILE, Alongside, DistillConfig, DistillData, distill, 
 __all__ = ['SCHEDULES', 'SHAPE_FIELDS', 'WIDTH_AXES', 'INITS', 'EXPERT_GROUPS_FILE', 'SCHEDULE_FILE', 'PLAN_FILE', 'NO_EXTRAS',
            'Stage', 'describe', 'relative_targets', 'final_shape', 'check_schedule', 'stage_fractions', 'split_tokens',
            'make_schedule', 'trajectory', 'plot_trajectories', 'plot_schedule_runs', 'StageRecord', 'ScheduleResult',
-           'compose_maps', 'feature_maps', 'check_init', 'random_init', 'check_expert_strategy', 'base_scores',
-           'groups_to_dict', 'groups_from_dict', 'StageTraining', 'PruneSchedule', 'check_schedule_dir',
+           'prune_mtp', 'compose_maps', 'feature_maps', 'check_init', 'random_init', 'check_expert_strategy',
+           'base_scores', 'groups_to_dict', 'groups_from_dict', 'StageTraining', 'PruneSchedule', 'check_schedule_dir',
            'stage_requests', 'check_training', 'SchedulePlan', 'plan_schedule', 'ScheduleRun', 'run_schedule']
 
 # %% ../nbs/12_progressive.ipynb #685daa19
@@ -395,6 +395,49 @@ class ScheduleResult:
             rows += [r | dict(stage=record.index, stage_step=r['step'], stage_tokens=r['tokens'], tokens=offset + r['tokens'])
                      for r in record.metrics(split)]
         return rows
+
+# %% ../nbs/12_progressive.ipynb #bef660b2
+def _last_kept(per_layer: dict | None, kept: list[int]):
+    "The entry of the last kept layer that has one (None when the axis is kept whole)."
+    if per_layer is None: return None
+    return next((per_layer[i] for i in reversed(kept) if i in per_layer), None)
+
+def prune_mtp(heads: MTPHeads, # heads of the model the plan cuts
+              plan, # the `slimlab.prune.PruningPlan` of the cut (made for that model)
+              model, # the cut model, `apply_plan(source, plan)`
+             ) -> MTPHeads:
+    "The heads cut with their model: hidden channels as `plan.channels`; each block keeps what the plan keeps in the last kept block of its kind."
+    from transformers import AutoModelForCausalLM
+    s = plan.source
+    if (s.model_type, s.hidden_size) != (heads.model_type, heads.config.hidden_size):
+        raise ValueError(f"the plan is for {s.model_type} with hidden size {s.hidden_size}; the MTP heads are for "
+                         f"{heads.model_type} with hidden size {heads.config.hidden_size}")
+    carrier_config = copy.deepcopy(heads.config)  # a one-block model around the MTP block (a one-token vocabulary)
+    carrier_config.vocab_size = 1
+    carrier_config.pad_token_id = carrier_config.bos_token_id = carrier_config.eos_token_id = None
+    weight = heads.layers[0].proj.weight
+    carrier = AutoModelForCausalLM.from_config(carrier_config, dtype=weight.dtype).to(weight.device)
+    a, kept = Anatomy(carrier), plan.layers if plan.layers is not None else list(range(s.num_layers))
+    one = lambda per_layer: None if (v := _last_kept(per_layer, kept)) is None else {0: v}
+    moe = a.is_moe_layer(0)
+    block_plan = PruningPlan(ModelShape.of(carrier), channels=plan.channels, kv_heads=one(plan.kv_heads), heads=one(plan.heads),
+                             neurons=None if moe else one(plan.neurons), experts=one(plan.experts) if moe else None,
+                             expert_neurons=one(plan.expert_neurons) if moe else None,
+                             shared_neurons=one(plan.shared_neurons) if moe else None, top_k=plan.top_k)
+    cut = MTPHeads(model, depth=heads.depth, init='random')
+    ch = torch.arange(s.hidden_size) if plan.channels is None else torch.as_tensor(plan.channels)
+    proj_cols = torch.cat([ch, ch + s.hidden_size])  # [RMSNorm(h); RMSNorm(Emb)]
+    for src, dst in zip(heads.layers, cut.layers):
+        a.blocks[0].load_state_dict(src.block.state_dict())
+        pruned = apply_plan(carrier, block_plan)
+        if (got := ModelShape.of(pruned)) != (want := ModelShape.of(cut.config)):
+            raise ValueError(f"the plan cuts the MTP block to {got}, but the cut model's MTP block is {want}: "
+                             "the model's last kept block of the MTP block's kind is missing from the plan")
+        dst.block.load_state_dict(Anatomy(pruned).blocks[0].state_dict())
+        with torch.no_grad():
+            for name in ('hidden_norm', 'embed_norm', 'out_norm'): getattr(dst, name).weight.copy_(getattr(src, name).weight[ch])
+            dst.proj.weight.copy_(src.proj.weight[ch][:, proj_cols])
+    return cut
 
 # %% ../nbs/12_progressive.ipynb #fe250d36
 def compose_maps(maps: list[dict[int, int]], # one index map per cut, first cut first: index after the cut → index before it

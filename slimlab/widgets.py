@@ -15,6 +15,7 @@ import torch
 import ipywidgets as W
 from IPython.display import display
 from matplotlib.figure import Figure
+from fastcore.basics import patch
 
 from . import plots
 from .anatomy import Anatomy, count_params, flops_per_token, kv_cache_bytes_per_token
@@ -26,11 +27,11 @@ from .losses import WEIGHT_SCHEDULES, CompositeConfig, Schedule
 from .prune import EXPERT_ALIGN, ModelShape, PruningPlan, apply_plan, make_plan, plan_scores, plan_to_dict, save_plan, sync_config
 
 # %% auto #0
-__all__ = ['NO_WIDGETS', 'PICTURES', 'PICTURE_MARGINS', 'STEP_FIELDS', 'METRIC_FIELDS', 'widget_frontend', 'View', 'Preview',
-           'hidden_step', 'Axis', 'explorer_axes', 'plan_targets', 'score_axis', 'metric_options', 'kept_mask',
-           'merge_targets', 'draw_layers', 'draw_heads', 'draw_channels', 'draw_neurons', 'draw_experts',
-           'PruningExplorer', 'weight_series', 'lr_series', 'ScheduleViewer', 'check_record', 'MetricsLog',
-           'metric_series', 'RunViewer']
+__all__ = ['NO_WIDGETS', 'PICTURES', 'PICTURE_MARGINS', 'DEFAULT_METRICS', 'STEP_FIELDS', 'METRIC_FIELDS', 'widget_frontend',
+           'View', 'Preview', 'hidden_step', 'Axis', 'explorer_axes', 'plan_targets', 'score_axis', 'metric_options',
+           'kept_mask', 'merge_targets', 'draw_layers', 'draw_heads', 'draw_channels', 'draw_neurons', 'draw_experts',
+           'PruningExplorer', 'weight_series', 'lr_series', 'schedule_figure', 'ScheduleViewer', 'check_record',
+           'MetricsLog', 'metric_series', 'run_figure', 'run_summary', 'RunViewer']
 
 # %% ../nbs/13_widgets.ipynb #98b25bad
 NO_WIDGETS = ("interactive widgets need a Jupyter kernel (JupyterLab, Notebook, VS Code) with ipywidgets; "
@@ -251,7 +252,7 @@ PICTURES = { # picture -> (`plan_scores` axis of its score, draw function, figur
 }
 PICTURE_MARGINS = (0.6, 0.8, 0.45, 0.3) # left, right (room for a colour bar), bottom, top, in inches
 
-# %% ../nbs/13_widgets.ipynb #b7da0904
+# %% ../nbs/13_widgets.ipynb #d0d0781c
 def _check_probe_ids(ids) -> torch.Tensor | None:
     "Held-out token ids for the probe as a (N, T) long tensor, T >= 2."
     if ids is None: return None
@@ -259,39 +260,6 @@ def _check_probe_ids(ids) -> torch.Tensor | None:
     if ids.ndim != 2 or ids.shape[1] < 2 or ids.dtype not in (torch.int32, torch.int64):
         raise ValueError(f"probe_ids must be a (N, T) tensor of token ids with T >= 2; got {tuple(ids.shape)} {ids.dtype}")
     return ids.long()
-
-def _model_key(plan: PruningPlan, groups: Groups | None) -> str:
-    "A plan and its expert merge as a string, for caching."
-    return json.dumps([plan_to_dict(plan), groups], sort_keys=True)
-
-def _base_scores(groups: Groups, shape: tuple[int, int]) -> torch.Tensor:
-    "Expert scores under which `make_plan` keeps exactly the bases of a merge: 1 for a base, 0 for the rest."
-    scores = torch.zeros(shape)
-    for layer, block in groups.items(): scores[layer, [group[0] for group in block]] = 1
-    return scores
-
-def _frozen(x):
-    "Lists and dicts as nested tuples (hashable, comparable)."
-    if isinstance(x, dict): return tuple((k, _frozen(v)) for k, v in x.items())
-    if isinstance(x, list): return tuple(_frozen(v) for v in x)
-    return x
-
-@contextlib.contextmanager
-def _eval_mode(model):
-    "Evaluate `model` and give it back in the mode it was in."
-    was = model.training
-    try: yield model.eval()
-    finally: model.train(was)
-
-def _mb(n: int) -> str: return f"{n/1e6:,.1f} MB"
-
-def _slider(a: Axis) -> W.Widget:
-    "The ipywidgets slider of an axis, starting at its full value."
-    cls = W.IntSlider if isinstance(a.step, int) else W.FloatSlider
-    s = cls(value=a.full, min=a.lo, max=a.hi, step=a.step, description=a.label, continuous_update=False,
-            style={'description_width': '150px'}, layout=W.Layout(width='430px'))
-    s.add_class(f'slimlab-{a.name}')  # a stable hook for browser tests
-    return s
 
 # %% ../nbs/13_widgets.ipynb #4231e602
 class PruningExplorer(View):
@@ -330,180 +298,6 @@ class PruningExplorer(View):
         self._build()
         self.update()
 
-    # --- controls ---
-    def _build(self):
-        self.sliders = {name: _slider(a) for name, a in self.axes.items()}
-        defaults = dict(layers='block_influence', channels='channel', heads='head', neurons='neuron', experts='expert_frequency',
-                        expert_neurons='expert_neuron', shared_neurons='neuron:part=shared_expert')
-        self.menus = {axis: W.Dropdown(options=labels, value=defaults[axis] if defaults[axis] in labels else labels[0],
-                                       description=f"{axis} metric", style={'description_width': '130px'},
-                                       layout=W.Layout(width='400px'))
-                      for axis, labels in self.options.items()}
-        for name, slider in self.sliders.items():
-            a = self.axes[name]
-            if a.needs and a.needs not in self.options:
-                slider.disabled, slider.tooltip = True, f"the report has no {a.needs} score"
-            slider.observe(self._changed, 'value')
-        for menu in self.menus.values(): menu.observe(self._changed, 'value')
-        self.numbers = W.HTML()
-        self.images = {name: W.Image(format='png') for name, (axis, _, _) in PICTURES.items() if axis in self.options}
-        self.probe_button = W.Button(description='probe quality', icon='flask', disabled=self.probe_ids is None,
-                                     tooltip='prune in memory and measure held-out perplexity' if self.probe_ids is not None
-                                     else 'no probe_ids were given')
-        self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width='160px', visibility='hidden'))
-        self.quality = W.HTML()
-        self.path = W.Text(value=str(self.plan_path), description='plan file', layout=W.Layout(width='420px'))
-        self.overwrite = W.Checkbox(value=False, description='overwrite', indent=False, layout=W.Layout(width='100px'))
-        self.save_button = W.Button(description='save plan', icon='save')
-        self.saved = W.HTML()
-        self.probe_button.on_click(lambda _: self._guarded(self.probe, self.quality))
-        self.save_button.on_click(lambda _: self._guarded(self._save_clicked, self.saved))
-        pictures = [self.images[n] for n in ('layers',) if n in self.images]
-        pictures.append(W.HBox([self.images[n] for n in ('heads', 'experts') if n in self.images]))
-        pictures += [self.images[n] for n in ('channels', 'neurons') if n in self.images]
-        self.ui = W.VBox([W.HBox([W.VBox(list(self.sliders.values())), W.VBox(list(self.menus.values()))]), self.numbers,
-                          W.HBox([self.probe_button, self.progress, self.quality]),
-                          W.HBox([self.path, self.overwrite, self.save_button]), self.saved, *pictures],
-                         layout=W.Layout(align_items='flex-start'))  # pictures at their own size, not stretched
-        self.ui.add_class('slimlab-explorer')
-
-    def _guarded(self, action: Callable, out: W.HTML):
-        "Run a button's action; show its error in `out` instead of raising into the frontend (a pruned model that fails to run too)."
-        try: action()
-        except (ValueError, OSError, RuntimeError) as e: out.value = f"<span style='color:#c0392b'>{type(e).__name__}: {e}</span>"
-
-    def _changed(self, change):
-        "Observer of every control: snap a slider to its step, refit the hidden slider when heads change, update."
-        if self._quiet: return
-        owner = change['owner']
-        name = next((n for n, s in self.sliders.items() if s is owner), None)
-        if name is not None and self.axes[name].snap(owner.value) != owner.value:
-            with self._holding(): owner.value = self.axes[name].snap(owner.value)
-        if name in ('num_kv_heads', 'heads_per_group'): self._fit_hidden()
-        self.update()
-
-    def _fit_hidden(self):
-        "Give the hidden-size slider the step the config class needs with the chosen number of heads."
-        values = self.values
-        heads = values['num_kv_heads']*values.get('heads_per_group', 1)
-        a = explorer_axes(self.model.config, self.width_step, heads)['hidden_size']
-        self.axes['hidden_size'] = a
-        s = self.sliders['hidden_size']
-        with self._holding():
-            s.min, s.max = min(s.min, a.lo), max(s.max, a.hi)  # widen first, so that no bound crosses the value
-            s.step, s.value = a.step, a.snap(s.value)
-            s.min, s.max = a.lo, a.hi
-
-    @contextlib.contextmanager
-    def _holding(self):
-        "Move sliders without triggering updates (nests)."
-        was, self._quiet = self._quiet, True
-        try: yield
-        finally: self._quiet = was
-
-    def set(self, **values):
-        "Move sliders by name (as a user would, with one update at the end); returns the explorer."
-        unknown = set(values) - set(self.sliders)
-        if unknown: raise ValueError(f"unknown sliders {sorted(unknown)}; this model has: {', '.join(self.sliders)}")
-        with self._holding():
-            for name in ('num_kv_heads', 'heads_per_group'):
-                if name in values: self.sliders[name].value = self._allowed(name, values[name])
-            self._fit_hidden()
-            for name, v in values.items(): self.sliders[name].value = self._allowed(name, v)
-        self.update()
-        return self
-
-    def _allowed(self, name: str, value):
-        "`value` if slider `name` offers it, else a ValueError naming the allowed values."
-        a = self.axes[name]
-        if a.snap(value) != value:
-            raise ValueError(f"{name}={value} is not offered; allowed: {a.lo}..{a.hi} in steps of {a.step}")
-        return value
-
-    @property
-    def values(self) -> dict:
-        "Slider values, snapped to their steps."
-        return {name: self.axes[name].snap(s.value) for name, s in self.sliders.items()}
-
-    @property
-    def metrics(self) -> dict[str, str]:
-        "The chosen score label per `plan_scores` axis."
-        return {axis: menu.value for axis, menu in self.menus.items()}
-
-    # --- plan and numbers ---
-    @property
-    def plan(self) -> PruningPlan:
-        "The plan of the current controls (raises with the reason when they ask for an impossible model)."
-        if self._plan is None: raise ValueError(self.error)
-        return self._plan
-
-    def _expert_similarities(self) -> dict[int, torch.Tensor]:
-        "The similarity of every MoE block's experts (computed at the first cut of the expert count, then reused)."
-        if self._similarities is None:
-            self._similarities = {i: expert_similarity(self.model, i, self.similarity, self.block_inputs[i] if self.block_inputs else None)
-                                  for i in Anatomy(self.model).moe_layers}
-        return self._similarities
-
-    def _expert_groups(self, values: dict) -> Groups | None:
-        "The experts chapter's partial-preservation merge for the slider values (None while the expert count is whole)."
-        if 'experts' not in self.menus or values['num_experts'] == self.axes['num_experts'].full: return None  # no expert score: `make_plan` says so
-        n, preserve = values['num_experts'], values['preserve']
-        check_compression(self.model, n, ExpertCompression('partial', preserve, self.similarity))
-        importance = self.report[self.metrics['experts']].values
-        return {i: partial_groups(sim, importance[i], n, preserve) for i, sim in self._expert_similarities().items()}
-
-    def _make_plan(self) -> tuple[PruningPlan, Groups | None]:
-        "The plan and the expert merge of the controls; the plan keeps exactly the merge's bases."
-        values = self.values
-        scores = plan_scores(self.report, values['drop_layers'], **self.metrics)
-        groups = self._expert_groups(values)
-        if groups is not None: scores['experts'] = _base_scores(groups, tuple(scores['experts'].shape))
-        return make_plan(self.model.config, scores, **plan_targets(values, self.axes)), groups
-
-    def update(self, *_):
-        "Recompute plan, expert merge, numbers and the pictures that changed (every control calls this)."
-        try:
-            self._plan, self.groups = self._make_plan()
-            self.preview, self.error = Preview.of(sync_config(self.model.config, self._plan), self.model.dtype, self.context), None
-        except ValueError as e:
-            self._plan, self.groups, self.preview, self.error = None, None, None, str(e)
-        self.numbers.value = self._numbers_html()
-        self.quality.value = self._quality_text()
-        if self._plan is not None: self._draw()
-
-    def _numbers_html(self) -> str:
-        if self.error: return f"<div class='slimlab-error' style='color:#c0392b'><b>no model:</b> {self.error}</div>"
-        s, p = self.source, self.preview
-        dtype = str(self.model.dtype).removeprefix('torch.')
-        pct = lambda a, b: f"{100*a/b:.1f}%"
-        rows = [('parameters', f"{s.params:,}", f"<span class='slimlab-params'>{p.params:,}</span>", pct(p.params, s.params)),
-                (f"size on disk ({dtype})", _mb(s.bytes), _mb(p.bytes), pct(p.bytes, s.bytes)),
-                (f"FLOPs per token @{self.context}", f"{s.flops/1e9:.3f} G", f"{p.flops/1e9:.3f} G",
-                 f"<b>×{s.flops/p.flops:.2f}</b> speed-up (compute-bound estimate)"),
-                (f"KV cache per token ({dtype})", f"{s.kv_bytes:,} B", f"{p.kv_bytes:,} B", pct(p.kv_bytes, s.kv_bytes))]
-        cells = ''.join(f"<tr><td>{a}</td><td style='text-align:right'>{b}</td><td style='text-align:right'>{c}</td><td>{d}</td></tr>"
-                        for a, b, c, d in rows)
-        return (f"<table class='slimlab-numbers'><tr><th></th><th>source</th><th>pruned</th><th>pruned / source</th></tr>{cells}</table>"
-                f"<div>{self._shape_text()}</div>")
-
-    def _shape_text(self) -> str:
-        s, t = self.source.shape, self.preview.shape
-        parts = [f"blocks {s.num_layers}→{t.num_layers}", f"hidden {s.hidden_size}→{t.hidden_size}",
-                 f"heads {s.num_heads}/{s.num_kv_heads} KV → {t.num_heads}/{t.num_kv_heads} KV"]
-        if s.intermediate_size: parts.append(f"MLP {s.intermediate_size}→{t.intermediate_size}")
-        if s.num_experts:
-            parts.append(f"experts {s.num_experts}→{t.num_experts}{self._merge_text()}, width {s.expert_size}→{t.expert_size}")
-            if s.shared_expert_size: parts.append(f"shared expert {s.shared_expert_size}→{t.shared_expert_size}")
-        return ' · '.join(parts)
-
-    def _merge_text(self) -> str:
-        "What partial preservation does with the experts (empty while their count is whole)."
-        if self.groups is None: return ''
-        n, removed = self.preview.shape.num_experts, self.source.shape.num_experts - self.preview.shape.num_experts
-        intact = round(self.values['preserve']*n)  # the rule of `partial_groups`
-        if intact == n: return f" (the {removed} removed are dropped)"
-        return f" ({intact} intact, {n - intact} merge bases for the {removed} removed)"
-
     def summary(self) -> str:
         "The current numbers as text."
         if self.error: return f"PruningExplorer: no model — {self.error}"
@@ -512,28 +306,6 @@ class PruningExplorer(View):
         ppl = f"; held-out ppl {self._ppl['source']:.2f} → {self._ppl[key]:.2f}" if key in self._ppl and 'source' in self._ppl else ''
         return (f"PruningExplorer: {s.params:,} → {p.params:,} parameters ({100*p.params/s.params:.1f}%), "
                 f"{_mb(p.bytes)}, ×{s.flops/p.flops:.2f} FLOPs speed-up; {self._shape_text()}{ppl}")
-
-    # --- pictures ---
-    def _picture_args(self, name: str) -> tuple[tuple, Callable]:
-        "What a picture shows now (a comparable key) and how to draw it."
-        axis, draw, _ = PICTURES[name]
-        label, plan = self.metrics[axis], self._plan
-        extra = dict(groups=self.groups) if name == 'experts' else {}
-        key = (label, _frozen(getattr(plan, name)), _frozen(extra))
-        return key, lambda ax: draw(ax, self.report[label], plan, label, **extra)
-
-    def _draw(self):
-        for name, image in self.images.items():
-            key, draw = self._picture_args(name)
-            if self._drawn.get(name) == key: continue
-            image.value = plots.render_png(lambda: self._picture(name, draw), self.dpi)
-            self._drawn[name] = key
-
-    def _picture(self, name: str, draw: Callable) -> Figure:
-        "One picture as the widget shows it (fixed margins: it is redrawn on every move)."
-        fig, ax = plots.new_figure(PICTURES[name][2], margins=PICTURE_MARGINS)
-        draw(ax)
-        return fig
 
     def figure(self) -> Figure:
         "All pictures of the current plan in one figure, with the numbers as its title."
@@ -544,72 +316,362 @@ class PruningExplorer(View):
         fig.suptitle(textwrap.fill(self.summary().removeprefix('PruningExplorer: '), 110), fontsize=8, x=0.01, ha='left')
         return fig
 
-    # --- quality probe ---
-    def _perplexity(self, model, tick: Callable) -> float:
-        "Perplexity of `model` on the probe rows, each scored on its own; `tick()` after every row."
-        nll = []
-        for row in self.probe_ids:
-            nll.append(token_nll(model, row, seq_len=len(row), progress=False))
+# %% ../nbs/13_widgets.ipynb #b7da0904
+def _slider(a: Axis) -> W.Widget:
+    "The ipywidgets slider of an axis, starting at its full value."
+    cls = W.IntSlider if isinstance(a.step, int) else W.FloatSlider
+    s = cls(value=a.full, min=a.lo, max=a.hi, step=a.step, description=a.label, continuous_update=False,
+            style={'description_width': '150px'}, layout=W.Layout(width='430px'))
+    s.add_class(f'slimlab-{a.name}')  # a stable hook for browser tests
+    return s
+
+DEFAULT_METRICS = dict(layers='block_influence', channels='channel', heads='head', neurons='neuron', experts='expert_frequency',
+                       expert_neurons='expert_neuron', shared_neurons='neuron:part=shared_expert') # `plan_scores` axis -> the score its menu starts at
+
+def _metric_menu(axis: str, # a `plan_scores` axis
+                 labels: list[str], # the report's scores for it (`metric_options`)
+                ) -> W.Dropdown:
+    "The metric menu of an axis, starting at the axis's default score when the report has it, else at the first."
+    return W.Dropdown(options=labels, value=DEFAULT_METRICS[axis] if DEFAULT_METRICS[axis] in labels else labels[0],
+                      description=f"{axis} metric", style={'description_width': '130px'}, layout=W.Layout(width='400px'))
+
+# %% ../nbs/13_widgets.ipynb #d8d5c89a
+@patch
+def _build(self: PruningExplorer):
+    "The controls, the outputs and their layout."
+    self.sliders = {name: _slider(a) for name, a in self.axes.items()}
+    self.menus = {axis: _metric_menu(axis, labels) for axis, labels in self.options.items()}
+    for name, slider in self.sliders.items():
+        a = self.axes[name]
+        if a.needs and a.needs not in self.options:
+            slider.disabled, slider.tooltip = True, f"the report has no {a.needs} score"
+        slider.observe(self._changed, 'value')
+    for menu in self.menus.values(): menu.observe(self._changed, 'value')
+    self.numbers = W.HTML()
+    self.images = {name: W.Image(format='png') for name, (axis, _, _) in PICTURES.items() if axis in self.options}
+    self.probe_button = W.Button(description='probe quality', icon='flask', disabled=self.probe_ids is None,
+                                 tooltip='prune in memory and measure held-out perplexity' if self.probe_ids is not None
+                                 else 'no probe_ids were given')
+    self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width='160px', visibility='hidden'))
+    self.quality = W.HTML()
+    self.path = W.Text(value=str(self.plan_path), description='plan file', layout=W.Layout(width='420px'))
+    self.overwrite = W.Checkbox(value=False, description='overwrite', indent=False, layout=W.Layout(width='100px'))
+    self.save_button = W.Button(description='save plan', icon='save')
+    self.saved = W.HTML()
+    self.probe_button.on_click(lambda _: self._guarded(self.probe, self.quality))
+    self.save_button.on_click(lambda _: self._guarded(self._save_clicked, self.saved))
+    pictures = [self.images[n] for n in ('layers',) if n in self.images]
+    pictures.append(W.HBox([self.images[n] for n in ('heads', 'experts') if n in self.images]))
+    pictures += [self.images[n] for n in ('channels', 'neurons') if n in self.images]
+    self.ui = W.VBox([W.HBox([W.VBox(list(self.sliders.values())), W.VBox(list(self.menus.values()))]), self.numbers,
+                      W.HBox([self.probe_button, self.progress, self.quality]),
+                      W.HBox([self.path, self.overwrite, self.save_button]), self.saved, *pictures],
+                     layout=W.Layout(align_items='flex-start'))  # pictures at their own size, not stretched
+    self.ui.add_class('slimlab-explorer')
+
+@patch
+def _guarded(self: PruningExplorer, action: Callable, out: W.HTML):
+    "Run a button's action; show its error in `out` instead of raising into the frontend (a pruned model that fails to run too)."
+    try: action()
+    except (ValueError, OSError, RuntimeError) as e: out.value = f"<span style='color:#c0392b'>{type(e).__name__}: {e}</span>"
+
+# %% ../nbs/13_widgets.ipynb #8631b5ae
+@patch
+def _changed(self: PruningExplorer, change):
+    "Observer of every control: snap a slider to its step, refit the hidden slider when heads change, update."
+    if self._quiet: return
+    owner = change['owner']
+    name = next((n for n, s in self.sliders.items() if s is owner), None)
+    if name is not None and self.axes[name].snap(owner.value) != owner.value:
+        with self._holding(): owner.value = self.axes[name].snap(owner.value)
+    if name in ('num_kv_heads', 'heads_per_group'): self._fit_hidden()
+    self.update()
+
+@patch
+def _fit_hidden(self: PruningExplorer):
+    "Give the hidden-size slider the step the config class needs with the chosen number of heads."
+    values = self.values
+    heads = values['num_kv_heads']*values.get('heads_per_group', 1)
+    a = explorer_axes(self.model.config, self.width_step, heads)['hidden_size']
+    self.axes['hidden_size'] = a
+    s = self.sliders['hidden_size']
+    with self._holding():
+        s.min, s.max = min(s.min, a.lo), max(s.max, a.hi)  # widen first, so that no bound crosses the value
+        s.step, s.value = a.step, a.snap(s.value)
+        s.min, s.max = a.lo, a.hi
+
+@patch
+@contextlib.contextmanager
+def _holding(self: PruningExplorer):
+    "Move sliders without triggering updates (nests)."
+    was, self._quiet = self._quiet, True
+    try: yield
+    finally: self._quiet = was
+
+# %% ../nbs/13_widgets.ipynb #1f7719d2
+@patch
+def set(self: PruningExplorer, **values):
+    "Move sliders by name (as a user would, with one update at the end); returns the explorer."
+    unknown = set(values) - set(self.sliders)
+    if unknown: raise ValueError(f"unknown sliders {sorted(unknown)}; this model has: {', '.join(self.sliders)}")
+    with self._holding():
+        for name in ('num_kv_heads', 'heads_per_group'):
+            if name in values: self.sliders[name].value = self._allowed(name, values[name])
+        self._fit_hidden()
+        for name, v in values.items(): self.sliders[name].value = self._allowed(name, v)
+    self.update()
+    return self
+
+@patch
+def _allowed(self: PruningExplorer, name: str, value):
+    "`value` if slider `name` offers it, else a ValueError naming the allowed values."
+    a = self.axes[name]
+    if a.snap(value) != value:
+        raise ValueError(f"{name}={value} is not offered; allowed: {a.lo}..{a.hi} in steps of {a.step}")
+    return value
+
+@patch(as_prop=True)
+def values(self: PruningExplorer) -> dict:
+    "Slider values, snapped to their steps."
+    return {name: self.axes[name].snap(s.value) for name, s in self.sliders.items()}
+
+@patch(as_prop=True)
+def metrics(self: PruningExplorer) -> dict[str, str]:
+    "The chosen score label per `plan_scores` axis."
+    return {axis: menu.value for axis, menu in self.menus.items()}
+
+# %% ../nbs/13_widgets.ipynb #98037d2e
+def _base_scores(groups: Groups, # per MoE block, groups of expert ids with the base first
+                 shape: tuple[int, int], # (layers, experts) of the expert score
+                ) -> torch.Tensor:
+    "Expert scores under which `make_plan` keeps exactly the bases of a merge: 1 for a base, 0 for the rest."
+    scores = torch.zeros(shape)
+    for layer, block in groups.items(): scores[layer, [group[0] for group in block]] = 1
+    return scores
+
+@patch(as_prop=True)
+def plan(self: PruningExplorer) -> PruningPlan:
+    "The plan of the current controls (raises with the reason when they ask for an impossible model)."
+    if self._plan is None: raise ValueError(self.error)
+    return self._plan
+
+@patch
+def _expert_similarities(self: PruningExplorer) -> dict[int, torch.Tensor]:
+    "The similarity of every MoE block's experts (computed at the first cut of the expert count, then reused)."
+    if self._similarities is None:
+        self._similarities = {i: expert_similarity(self.model, i, self.similarity, self.block_inputs[i] if self.block_inputs else None)
+                              for i in Anatomy(self.model).moe_layers}
+    return self._similarities
+
+@patch
+def _expert_groups(self: PruningExplorer, values: dict) -> Groups | None:
+    "The experts chapter's partial-preservation merge for the slider values (None while the expert count is whole)."
+    if 'experts' not in self.menus or values['num_experts'] == self.axes['num_experts'].full: return None  # no expert score: `make_plan` says so
+    n, preserve = values['num_experts'], values['preserve']
+    check_compression(self.model, n, ExpertCompression('partial', preserve, self.similarity))
+    importance = self.report[self.metrics['experts']].values
+    return {i: partial_groups(sim, importance[i], n, preserve) for i, sim in self._expert_similarities().items()}
+
+@patch
+def _make_plan(self: PruningExplorer) -> tuple[PruningPlan, Groups | None]:
+    "The plan and the expert merge of the controls; the plan keeps exactly the merge's bases."
+    values = self.values
+    scores = plan_scores(self.report, values['drop_layers'], **self.metrics)
+    groups = self._expert_groups(values)
+    if groups is not None: scores['experts'] = _base_scores(groups, tuple(scores['experts'].shape))
+    return make_plan(self.model.config, scores, **plan_targets(values, self.axes)), groups
+
+@patch
+def update(self: PruningExplorer, *_):
+    "Recompute plan, expert merge, numbers and the pictures that changed (every control calls this)."
+    try:
+        self._plan, self.groups = self._make_plan()
+        self.preview, self.error = Preview.of(sync_config(self.model.config, self._plan), self.model.dtype, self.context), None
+    except ValueError as e:
+        self._plan, self.groups, self.preview, self.error = None, None, None, str(e)
+    self.numbers.value = self._numbers_html()
+    self.quality.value = self._quality_text()
+    if self._plan is not None: self._draw()
+
+# %% ../nbs/13_widgets.ipynb #fc2b7267
+def _mb(n: int) -> str: return f"{n/1e6:,.1f} MB"
+
+def _numbers_table(s: Preview, # the source model's
+                   p: Preview, # the pruned model's
+                   dtype: str, # the models' dtype, as it is written
+                   context: int, # token position of the FLOPs
+                  ) -> str:
+    "The HTML table of parameters, size on disk, FLOPs and KV cache: source, pruned and their ratio."
+    pct = lambda a, b: f"{100*a/b:.1f}%"
+    rows = [('parameters', f"{s.params:,}", f"<span class='slimlab-params'>{p.params:,}</span>", pct(p.params, s.params)),
+            (f"size on disk ({dtype})", _mb(s.bytes), _mb(p.bytes), pct(p.bytes, s.bytes)),
+            (f"FLOPs per token @{context}", f"{s.flops/1e9:.3f} G", f"{p.flops/1e9:.3f} G",
+             f"<b>×{s.flops/p.flops:.2f}</b> speed-up (compute-bound estimate)"),
+            (f"KV cache per token ({dtype})", f"{s.kv_bytes:,} B", f"{p.kv_bytes:,} B", pct(p.kv_bytes, s.kv_bytes))]
+    cells = ''.join(f"<tr><td>{a}</td><td style='text-align:right'>{b}</td><td style='text-align:right'>{c}</td><td>{d}</td></tr>"
+                    for a, b, c, d in rows)
+    return f"<table class='slimlab-numbers'><tr><th></th><th>source</th><th>pruned</th><th>pruned / source</th></tr>{cells}</table>"
+
+def _shape_line(s: ModelShape, # the source model's
+                t: ModelShape, # the pruned model's
+                merge: str = '', # what happens to the removed experts (`_merge_line`)
+               ) -> str:
+    "The change of shape, axis by axis (only the axes the model has)."
+    parts = [f"blocks {s.num_layers}→{t.num_layers}", f"hidden {s.hidden_size}→{t.hidden_size}",
+             f"heads {s.num_heads}/{s.num_kv_heads} KV → {t.num_heads}/{t.num_kv_heads} KV"]
+    if s.intermediate_size: parts.append(f"MLP {s.intermediate_size}→{t.intermediate_size}")
+    if s.num_experts:
+        parts.append(f"experts {s.num_experts}→{t.num_experts}{merge}, width {s.expert_size}→{t.expert_size}")
+        if s.shared_expert_size: parts.append(f"shared expert {s.shared_expert_size}→{t.shared_expert_size}")
+    return ' · '.join(parts)
+
+def _merge_line(kept: int, # experts per block after the merge
+                removed: int, # experts per block merged away
+                preserve: float, # the share of the kept experts left intact
+               ) -> str:
+    "What partial preservation does with the experts."
+    intact = round(preserve*kept)  # the rule of `partial_groups`
+    if intact == kept: return f" (the {removed} removed are dropped)"
+    return f" ({intact} intact, {kept - intact} merge bases for the {removed} removed)"
+
+# %% ../nbs/13_widgets.ipynb #ab11396f
+def _model_key(plan: PruningPlan, groups: Groups | None) -> str:
+    "A plan and its expert merge as a string, for caching."
+    return json.dumps([plan_to_dict(plan), groups], sort_keys=True)
+
+@patch
+def _numbers_html(self: PruningExplorer) -> str:
+    "The numbers table and the change of shape, or why there is no model."
+    if self.error: return f"<div class='slimlab-error' style='color:#c0392b'><b>no model:</b> {self.error}</div>"
+    dtype = str(self.model.dtype).removeprefix('torch.')
+    return f"{_numbers_table(self.source, self.preview, dtype, self.context)}<div>{self._shape_text()}</div>"
+
+@patch
+def _shape_text(self: PruningExplorer) -> str:
+    "The change of shape of the current plan, with what its merge does."
+    return _shape_line(self.source.shape, self.preview.shape, self._merge_text())
+
+@patch
+def _merge_text(self: PruningExplorer) -> str:
+    "What partial preservation does with the experts (empty while their count is whole)."
+    if self.groups is None: return ''
+    n = self.preview.shape.num_experts
+    return _merge_line(n, self.source.shape.num_experts - n, self.values['preserve'])
+
+@patch
+def _quality_text(self: PruningExplorer) -> str:
+    "The probe's result for the current plan, or what to do to get one."
+    if self.probe_ids is None: return "<i>quality probe off: give probe_ids</i>"
+    key = _model_key(self._plan, self.groups) if self._ppl and self._plan is not None else None
+    if 'source' not in self._ppl or key not in self._ppl: return "<i>probe quality to measure held-out perplexity</i>"
+    n, t = self.probe_ids.shape
+    p0, p = self._ppl['source'], self._ppl[key]
+    return (f"held-out ppl on {n}×{t} tokens: source {p0:.2f} → <b class='slimlab-ppl'>{p:.2f}</b> (×{p/p0:.2f})")
+
+# %% ../nbs/13_widgets.ipynb #050848ad
+def _frozen(x):
+    "Lists and dicts as nested tuples (hashable, comparable)."
+    if isinstance(x, dict): return tuple((k, _frozen(v)) for k, v in x.items())
+    if isinstance(x, list): return tuple(_frozen(v) for v in x)
+    return x
+
+@patch
+def _picture_args(self: PruningExplorer, name: str) -> tuple[tuple, Callable]:
+    "What a picture shows now (a comparable key) and how to draw it."
+    axis, draw, _ = PICTURES[name]
+    label, plan = self.metrics[axis], self._plan
+    extra = dict(groups=self.groups) if name == 'experts' else {}
+    key = (label, _frozen(getattr(plan, name)), _frozen(extra))
+    return key, lambda ax: draw(ax, self.report[label], plan, label, **extra)
+
+@patch
+def _draw(self: PruningExplorer):
+    "Redraw the pictures whose key changed."
+    for name, image in self.images.items():
+        key, draw = self._picture_args(name)
+        if self._drawn.get(name) == key: continue
+        image.value = plots.render_png(lambda: self._picture(name, draw), self.dpi)
+        self._drawn[name] = key
+
+@patch
+def _picture(self: PruningExplorer, name: str, draw: Callable) -> Figure:
+    "One picture as the widget shows it (fixed margins: it is redrawn on every move)."
+    fig, ax = plots.new_figure(PICTURES[name][2], margins=PICTURE_MARGINS)
+    draw(ax)
+    return fig
+
+# %% ../nbs/13_widgets.ipynb #26cecbd5
+@contextlib.contextmanager
+def _eval_mode(model):
+    "Evaluate `model` and give it back in the mode it was in."
+    was = model.training
+    try: yield model.eval()
+    finally: model.train(was)
+
+@patch
+def _perplexity(self: PruningExplorer, model, tick: Callable) -> float:
+    "Perplexity of `model` on the probe rows, each scored on its own; `tick()` after every row."
+    nll = []
+    for row in self.probe_ids:
+        nll.append(token_nll(model, row, seq_len=len(row), progress=False))
+        tick()
+    return math.exp(torch.cat(nll).double().mean().item())
+
+@patch(as_prop=True)
+def source_ppl(self: PruningExplorer) -> float | None:
+    "Held-out perplexity of the source model, once a probe has measured it."
+    return self._ppl.get('source')
+
+@patch
+def cut_model(self: PruningExplorer):
+    "The model the controls describe, built in memory: experts merged as `slimlab.experts.merge_experts` does (when their count is cut), then the plan's other cuts."
+    plan, groups = self.plan, self.groups
+    if groups is None: return apply_plan(self.model, plan)
+    merged = merge_experts(self.model, groups, self.report[self.metrics['experts']].values)
+    return apply_plan(merged, replace(plan, source=ModelShape.of(merged), experts=None))
+
+@patch
+def probe(self: PruningExplorer) -> float:
+    "Held-out perplexity of the current controls' model on `probe_ids`, cut in memory (cached per plan and merge); also measures the source once."
+    if self.probe_ids is None: raise ValueError("probe_ids=None: give the explorer held-out token ids (N, T) to probe quality")
+    key = _model_key(self.plan, self.groups)
+    todo = ['source'] if 'source' not in self._ppl else []
+    if key not in self._ppl: todo.append(key)
+    self.progress.value, self.progress.max = 0, max(1, len(todo)*len(self.probe_ids) + 1)
+    self.progress.layout.visibility, self.probe_button.disabled = 'visible', True
+    tick = lambda: setattr(self.progress, 'value', self.progress.value + 1)
+    try:
+        for k in todo:
+            if k == 'source':
+                with _eval_mode(self.model): self._ppl[k] = self._perplexity(self.model, tick)
+                continue
+            pruned = self.cut_model()
             tick()
-        return math.exp(torch.cat(nll).double().mean().item())
+            self._ppl[k] = self._perplexity(pruned, tick)
+            del pruned
+    finally:
+        self.progress.layout.visibility, self.probe_button.disabled = 'hidden', False
+    self.quality.value = self._quality_text()
+    return self._ppl[key]
 
-    @property
-    def source_ppl(self) -> float | None:
-        "Held-out perplexity of the source model, once a probe has measured it."
-        return self._ppl.get('source')
+# %% ../nbs/13_widgets.ipynb #7205d69c
+@patch
+def save(self: PruningExplorer,
+         path: str | Path | None = None, # plan file (default: the path in the widget)
+         overwrite: bool = False, # replace an existing file
+        ) -> Path:
+    "Write the current plan as YAML, for `slimlab prune MODEL --plan FILE --out DIR` (a plan prunes; an expert merge is not part of it)."
+    path = Path(path if path is not None else self.path.value)
+    if path.exists() and not overwrite: raise FileExistsError(f"plan file {path} exists; tick overwrite or choose another path")
+    return save_plan(self.plan, path)
 
-    def _quality_text(self) -> str:
-        if self.probe_ids is None: return "<i>quality probe off: give probe_ids</i>"
-        key = _model_key(self._plan, self.groups) if self._ppl and self._plan is not None else None
-        if 'source' not in self._ppl or key not in self._ppl: return "<i>probe quality to measure held-out perplexity</i>"
-        n, t = self.probe_ids.shape
-        p0, p = self._ppl['source'], self._ppl[key]
-        return (f"held-out ppl on {n}×{t} tokens: source {p0:.2f} → <b class='slimlab-ppl'>{p:.2f}</b> (×{p/p0:.2f})")
-
-    def cut_model(self):
-        "The model the controls describe, built in memory: experts merged as `slimlab.experts.merge_experts` does (when their count is cut), then the plan's other cuts."
-        plan, groups = self.plan, self.groups
-        if groups is None: return apply_plan(self.model, plan)
-        merged = merge_experts(self.model, groups, self.report[self.metrics['experts']].values)
-        return apply_plan(merged, replace(plan, source=ModelShape.of(merged), experts=None))
-
-    def probe(self) -> float:
-        "Held-out perplexity of the current controls' model on `probe_ids`, cut in memory (cached per plan and merge); also measures the source once."
-        if self.probe_ids is None: raise ValueError("probe_ids=None: give the explorer held-out token ids (N, T) to probe quality")
-        key = _model_key(self.plan, self.groups)
-        todo = ['source'] if 'source' not in self._ppl else []
-        if key not in self._ppl: todo.append(key)
-        self.progress.value, self.progress.max = 0, max(1, len(todo)*len(self.probe_ids) + 1)
-        self.progress.layout.visibility, self.probe_button.disabled = 'visible', True
-        tick = lambda: setattr(self.progress, 'value', self.progress.value + 1)
-        try:
-            for k in todo:
-                if k == 'source':
-                    with _eval_mode(self.model): self._ppl[k] = self._perplexity(self.model, tick)
-                    continue
-                pruned = self.cut_model()
-                tick()
-                self._ppl[k] = self._perplexity(pruned, tick)
-                del pruned
-        finally:
-            self.progress.layout.visibility, self.probe_button.disabled = 'hidden', False
-        self.quality.value = self._quality_text()
-        return self._ppl[key]
-
-    # --- plan files ---
-    def save(self, path: str | Path | None = None, # plan file (default: the path in the widget)
-             overwrite: bool = False, # replace an existing file
-            ) -> Path:
-        "Write the current plan as YAML, for `slimlab prune MODEL --plan FILE --out DIR` (a plan prunes; an expert merge is not part of it)."
-        path = Path(path if path is not None else self.path.value)
-        if path.exists() and not overwrite: raise FileExistsError(f"plan file {path} exists; tick overwrite or choose another path")
-        return save_plan(self.plan, path)
-
-    def _save_clicked(self):
-        path = self.save(overwrite=self.overwrite.value)
-        merges = self.groups is not None and any(len(group) > 1 for block in self.groups.values() for group in block)
-        self.saved.value = (f"plan written to <code>{path}</code>: apply it with <code>slimlab prune MODEL --plan {path} --out DIR</code>"
-                            + (" (it prunes the experts; <code>slimlab merge</code> merges them)" if merges else ''))
+@patch
+def _save_clicked(self: PruningExplorer):
+    "The save button: save, then say where the file is and how to apply it."
+    path = self.save(overwrite=self.overwrite.value)
+    merges = self.groups is not None and any(len(group) > 1 for block in self.groups.values() for group in block)
+    self.saved.value = (f"plan written to <code>{path}</code>: apply it with <code>slimlab prune MODEL --plan {path} --out DIR</code>"
+                        + (" (it prunes the experts; <code>slimlab merge</code> merges them)" if merges else ''))
 
 # %% ../nbs/13_widgets.ipynb #d2c79f64
 def weight_series(config: CompositeConfig, # the λ and β schedules
@@ -636,7 +698,7 @@ def lr_series(lr_fn: Callable, # lr(step, total_steps, peak, floor, warmup_steps
     steps = np.unique(np.linspace(0, total_steps, points).round().astype(int))
     return steps, np.array([lr_fn(int(s), total_steps=total_steps, peak=peak, floor=floor, warmup_steps=warmup_steps) for s in steps])
 
-# %% ../nbs/13_widgets.ipynb #74e31e40
+# %% ../nbs/13_widgets.ipynb #c900322b
 def _schedule_controls(s: Schedule) -> dict[str, W.Widget]:
     "Kind, start, end and stages of one schedule."
     box = dict(style={'description_width': '60px'}, layout=W.Layout(width='260px'), continuous_update=False)
@@ -645,6 +707,39 @@ def _schedule_controls(s: Schedule) -> dict[str, W.Widget]:
                 end=W.FloatSlider(value=s.start if s.end is None else s.end, min=0, max=1, step=0.01, description='end', **box),
                 steps=W.IntSlider(value=s.steps, min=2, max=10, description='stages', **box))
 
+def _lr_controls(total_steps: int, # steps of the run
+                 peak: float, # learning rate after warm-up
+                 floor: float, # learning rate at the end
+                 warmup_steps: int, # steps of linear warm-up
+                ) -> dict[str, W.Widget]:
+    "Run length, warm-up, peak and floor of the learning rate."
+    box = dict(style={'description_width': '90px'}, layout=W.Layout(width='330px'))
+    return dict(
+        total_steps=W.BoundedIntText(value=total_steps, min=1, max=10**9, description='total steps', **box),
+        warmup_steps=W.IntSlider(value=warmup_steps, min=0, max=total_steps, description='warm-up', continuous_update=False, **box),
+        peak=W.FloatLogSlider(value=peak, min=-7, max=-1, description='peak lr', readout_format='.1e', continuous_update=False, **box),
+        floor=W.FloatLogSlider(value=max(floor, 1e-9), min=-9, max=-1, description='floor lr', readout_format='.1e',
+                               continuous_update=False, **box))
+
+# %% ../nbs/13_widgets.ipynb #6d57f02f
+def schedule_figure(config: CompositeConfig, # the λ and β schedules
+                    lr_fn: Callable, # lr(step, total_steps, peak, floor, warmup_steps)
+                    total_steps: int, # steps of the run
+                    peak: float, # learning rate after warm-up
+                    floor: float, # learning rate at the end
+                    warmup_steps: int, # steps of linear warm-up
+                   ) -> Figure:
+    "λ and β, the term weights, and the learning rate."
+    panels = weight_series(config)
+    fig, axs = plots.new_figure((10.5, 2.8), ncols=3)
+    for ax, (title, series) in zip(axs, panels.items()):
+        plots.curves(series, ax=ax, xlabel='training progress', title=title)
+        ax.set_ylim(-0.02, 1.02)
+    lr = lr_series(lr_fn, total_steps=total_steps, peak=peak, floor=floor, warmup_steps=warmup_steps)
+    plots.curves({'lr': lr}, ax=axs[2], title='learning rate')
+    return fig
+
+# %% ../nbs/13_widgets.ipynb #74e31e40
 class ScheduleViewer(View):
     "λ and β of the composite loss and the learning rate over a run, with sliders for their parameters."
     def __init__(self,
@@ -658,13 +753,7 @@ class ScheduleViewer(View):
                 ):
         self.base, self.lr_fn, self.dpi = config, lr_fn, dpi
         self.schedules = {name: _schedule_controls(getattr(config, name)) for name in ('lam', 'beta')}
-        box = dict(style={'description_width': '90px'}, layout=W.Layout(width='330px'))
-        self.lr_controls = dict(
-            total_steps=W.BoundedIntText(value=total_steps, min=1, max=10**9, description='total steps', **box),
-            warmup_steps=W.IntSlider(value=warmup_steps, min=0, max=total_steps, description='warm-up', continuous_update=False, **box),
-            peak=W.FloatLogSlider(value=peak, min=-7, max=-1, description='peak lr', readout_format='.1e', continuous_update=False, **box),
-            floor=W.FloatLogSlider(value=max(floor, 1e-9), min=-9, max=-1, description='floor lr', readout_format='.1e',
-                                   continuous_update=False, **box))
+        self.lr_controls = _lr_controls(total_steps, peak, floor, warmup_steps)
         self.lr_controls['total_steps'].observe(self._fit_warmup, 'value')  # first: the redraw sees a warm-up that fits
         for c in [*self.schedules['lam'].values(), *self.schedules['beta'].values(), *self.lr_controls.values()]:
             c.observe(self.update, 'value')
@@ -699,13 +788,7 @@ class ScheduleViewer(View):
 
     def figure(self) -> Figure:
         "λ and β, the term weights, and the learning rate."
-        panels = weight_series(self.config)
-        fig, axs = plots.new_figure((10.5, 2.8), ncols=3)
-        for ax, (title, series) in zip(axs, panels.items()):
-            plots.curves(series, ax=ax, xlabel='training progress', title=title)
-            ax.set_ylim(-0.02, 1.02)
-        plots.curves({'lr': lr_series(self.lr_fn, **self.lr_kwargs)}, ax=axs[2], title='learning rate')
-        return fig
+        return schedule_figure(self.config, self.lr_fn, **self.lr_kwargs)
 
     def summary(self) -> str:
         "The schedules as text."
@@ -774,6 +857,32 @@ def metric_series(records: list[dict], # checked metrics lines
             xs.append(r[x]); ys.append(v)
     return out
 
+# %% ../nbs/13_widgets.ipynb #d5433095
+def run_figure(records: list[dict], # checked metrics lines
+               x: str = 'step', # the x axis: 'step' or 'tokens'
+              ) -> Figure:
+    "Loss terms and learning rate of the training lines, then one panel per evaluation metric."
+    train, evals = metric_series(records, 'train', x), metric_series(records, 'eval', x)
+    lr = {'lr': train.pop('lr')} if 'lr' in train else {}
+    panels = [('loss terms', train, False), ('learning rate', lr, False)] + [(k, {k: v}, k == 'ppl') for k, v in evals.items()]
+    fig, axs = plots.new_figure((3.3*len(panels), 2.8), ncols=len(panels), squeeze=False)
+    for ax, (title, series, logy) in zip(axs[0], panels):
+        plots.curves(series, ax=ax, xlabel=x, title=f"eval {title}" if title in evals else title, logy=logy,
+                     marker='o' if title in evals else None)
+        if not series: ax.text(0.5, 0.5, 'no lines yet', ha='center', va='center', transform=ax.transAxes, color='gray')
+    return fig
+
+def run_summary(records: list[dict], # checked metrics lines
+                path: Path, # the metrics file they come from
+               ) -> str:
+    "How far the run is."
+    train = [r for r in records if r['split'] == 'train']
+    evals = [r for r in records if r['split'] == 'eval']
+    if not records: return f"{path}: no lines yet"
+    text = f"{len(train)} train lines (last step {train[-1]['step']}, loss {train[-1]['loss']:.4g})" if train else 'no train lines'
+    if evals: text += f", {len(evals)} evals (last ppl {evals[-1]['ppl']:.4g})"
+    return text
+
 # %% ../nbs/13_widgets.ipynb #c7ed9b1b
 class RunViewer(View):
     "Loss terms, learning rate and evaluation curves of a run directory's metrics.jsonl, refreshed on demand or live."
@@ -817,48 +926,41 @@ class RunViewer(View):
 
     def figure(self) -> Figure:
         "Loss terms and learning rate of the training lines, then one panel per evaluation metric."
-        x = self.x.value
-        train, evals = metric_series(self.records, 'train', x), metric_series(self.records, 'eval', x)
-        lr = {'lr': train.pop('lr')} if 'lr' in train else {}
-        panels = [('loss terms', train, False), ('learning rate', lr, False)] + [(k, {k: v}, k == 'ppl') for k, v in evals.items()]
-        fig, axs = plots.new_figure((3.3*len(panels), 2.8), ncols=len(panels), squeeze=False)
-        for ax, (title, series, logy) in zip(axs[0], panels):
-            plots.curves(series, ax=ax, xlabel=x, title=f"eval {title}" if title in evals else title, logy=logy,
-                         marker='o' if title in evals else None)
-            if not series: ax.text(0.5, 0.5, 'no lines yet', ha='center', va='center', transform=ax.transAxes, color='gray')
-        return fig
+        return run_figure(self.records, self.x.value)
 
     def summary(self) -> str:
         "How far the run is."
-        train = [r for r in self.records if r['split'] == 'train']
-        evals = [r for r in self.records if r['split'] == 'eval']
-        if not self.records: return f"RunViewer: {self.log.path}: no lines yet"
-        text = f"{len(train)} train lines (last step {train[-1]['step']}, loss {train[-1]['loss']:.4g})" if train else 'no train lines'
-        if evals: text += f", {len(evals)} evals (last ppl {evals[-1]['ppl']:.4g})"
-        return f"RunViewer: {text}"
+        return f"RunViewer: {run_summary(self.records, self.log.path)}"
 
-    # --- live refresh ---
-    def watch(self, interval: float | None = None # seconds between refreshes (default: the viewer's)
-             ):
-        "Refresh every `interval` seconds in the background until `stop()` (needs a running event loop, as in a Jupyter kernel)."
-        try: loop = asyncio.get_running_loop()
-        except RuntimeError: raise RuntimeError("live refresh needs a running event loop (a Jupyter kernel); call refresh() instead") from None
-        self.stop()
-        self._task = loop.create_task(self._poll(interval or self.interval))
+# %% ../nbs/13_widgets.ipynb #d4999b3f
+@patch
+def watch(self: RunViewer,
+          interval: float | None = None, # seconds between refreshes (default: the viewer's)
+         ):
+    "Refresh every `interval` seconds in the background until `stop()` (needs a running event loop, as in a Jupyter kernel)."
+    try: loop = asyncio.get_running_loop()
+    except RuntimeError: raise RuntimeError("live refresh needs a running event loop (a Jupyter kernel); call refresh() instead") from None
+    self.stop()
+    self._task = loop.create_task(self._poll(interval or self.interval))
 
-    async def _poll(self, interval: float):
-        while True:
-            await asyncio.sleep(interval)
-            self._refresh_shown()
+@patch
+async def _poll(self: RunViewer, interval: float):
+    "Refresh every `interval` seconds, forever (a task that `stop()` cancels)."
+    while True:
+        await asyncio.sleep(interval)
+        self._refresh_shown()
 
-    def stop(self):
-        "Stop live refreshing."
-        if self._task is not None: self._task.cancel()
-        self._task = None
+@patch
+def stop(self: RunViewer):
+    "Stop live refreshing."
+    if self._task is not None: self._task.cancel()
+    self._task = None
 
-    def _live_toggled(self, change):
-        if not change['new']: self.stop(); return
-        try: self.watch()
-        except RuntimeError as e:
-            self.live.value = False
-            self.status.value = f"<span style='color:#c0392b'>{e}</span>"
+@patch
+def _live_toggled(self: RunViewer, change):
+    "The live toggle: watch when switched on (or say why not and switch off), stop when switched off."
+    if not change['new']: self.stop(); return
+    try: self.watch()
+    except RuntimeError as e:
+        self.live.value = False
+        self.status.value = f"<span style='color:#c0392b'>{e}</span>"

@@ -35,7 +35,10 @@ def store(path: Path, slow: bool = False):
     try:
         for cell in nb.cells:
             if skipped(cell, slow): continue
+            source = cell.source  # execnb drops the printed output of a cell ending in ';' (Jupyter keeps it): end it otherwise
+            if source.rstrip().endswith(';'): cell.source = source + '\npass'
             shell.cell(cell)
+            cell.source = source
             if shell.exc: raise SystemExit(shell.prettytb(fname=path))
             cell.outputs = [o for o in cell.get('outputs', []) if keep(o)]
     finally: os.chdir(cwd)

@@ -10,7 +10,7 @@
   if (window.MathJax) return;
   var here = document.currentScript && document.currentScript.src;
   if (!here) return;
-  var src = new URL("../vendor/mathjax/tex-svg.js", here).href;
+  var src = new URL("../assets/vendor/mathjax/tex-svg.js", here).href;
   var MATH = /\$[^$\s]|\\\(|\\\[|\\begin\{/;
 
   function notebooks() {
