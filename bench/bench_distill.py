@@ -48,8 +48,9 @@ def baseline_times(teacher, student, blocks: torch.Tensor, reps: int, micro: int
 def distill_times(teacher, student, blocks: torch.Tensor, config, skip: int) -> list[float]:
     "Per-step wall-clock of a `distill` run, from the `seconds` of its train records, after `skip` warm-up steps."
     from slimlab.distill import DistillData, distill
+    from slimlab.lab import Job
     with tempfile.TemporaryDirectory() as d:
-        result = distill(student, Path(d)/'run', DistillData(blocks), config, teacher=teacher, progress=False, log=None)
+        result = distill(student, Path(d)/'run', DistillData(blocks), config, teacher=teacher, job=Job(progress=False, log=None))
         seconds = [r['seconds'] for r in result.metrics('train')]
     return [b - a for a, b in zip(seconds, seconds[1:])][skip:]
 

@@ -5,13 +5,14 @@
 # %% ../nbs/17_cli.ipynb #94277c85
 from __future__ import annotations
 import argparse, json, sys, time
+from dataclasses import replace
 from pathlib import Path
 
 # %% auto #0
 __all__ = ['TOUR_PROMPTS', 'PRUNE_TARGETS', 'DEFAULT_LAB_DIR', 'COMMAND_GROUPS', 'COMMANDS', 'RESUMABLE_COMMANDS',
-           'check_max_tokens', 'calibration_of', 'info', 'tour_markdown', 'run_tour', 'run_eval', 'eval_summary',
-           'eval_config', 'importance_summary', 'size_arg', 'recipe_sets', 'lab_lines', 'jupyter_command', 'run_lab',
-           'preflight', 'missing_extra_line', 'interrupted_line', 'run_command', 'main']
+           'check_max_tokens', 'calibration_of', 'job_of', 'info', 'tour_markdown', 'run_tour', 'run_eval',
+           'eval_summary', 'eval_config', 'importance_summary', 'size_arg', 'recipe_sets', 'lab_lines',
+           'jupyter_command', 'run_lab', 'preflight', 'missing_extra_line', 'interrupted_line', 'run_command', 'main']
 
 # %% ../nbs/17_cli.ipynb #473656f9
 def _calibration_options(samples: int = 32, # the default of --samples
@@ -52,6 +53,12 @@ def calibration_of(args: argparse.Namespace # a command line parsed with the cal
     "The `slimlab.importance.Calibration` of the command line (it checks its numbers when made)."
     from slimlab.importance import Calibration
     return Calibration(args.samples, args.seq_len, args.seed, args.batch_size)
+
+def job_of(args: argparse.Namespace # a command line with --overwrite (and --resume, --no-progress where the command has them)
+          ):
+    "The command's `slimlab.lab.Job`: its --resume, --overwrite and --no-progress, with messages in the command line's words."
+    from slimlab.lab import Job
+    return Job(getattr(args, 'resume', False), args.overwrite, not getattr(args, 'no_progress', False), command_line=True)
 
 # %% ../nbs/17_cli.ipynb #e6a1f899
 def info(model: str # model name, folder or hub id (see `slimlab.lab.resolve_model`)
@@ -117,29 +124,29 @@ def run_tour(out: Path | None = None, # run directory (default: runs/demo-<times
              seq_len: int = 512, # perplexity window
              max_tokens: int | None = None, # evaluate only the first tokens of the test split (None: all)
              max_new_tokens: int = 30, # length of the chat answers
-             overwrite: bool = False, # allow replacing an existing run directory
-             log=print, # where progress lines go
+             job=None, # a `slimlab.lab.Job`: overwrite an earlier tour, where progress lines go (None: the default Job)
             ) -> Path:
     "Load, describe, evaluate and query a model; write report.md, metrics.json and a plot to a run directory."
-    from slimlab.lab import check_out_dir, load_model, load_tokenizer, chat
+    from slimlab.lab import Job, load_model, load_tokenizer, chat
     from slimlab.anatomy import anatomy_table, count_params
     from slimlab.evaluate import ci_json, held_out_tokens, perplexity
-    out = check_out_dir(out or Path('runs')/time.strftime('demo-%Y%m%d-%H%M%S'), overwrite)
+    job = job or Job()
+    out = job.out_folder(out or Path('runs')/time.strftime('demo-%Y%m%d-%H%M%S'), what='the tour')
     check_max_tokens(max_tokens)
     model, load_s = _timed(load_model, model_name)
     reload_s = _timed(load_model, model_name)[1]
     tokenizer = load_tokenizer(model_name)
-    log(f"loaded {model_name} in {load_s:.2f} s (second load {reload_s:.2f} s)")
-    table = anatomy_table(model); log(table)
+    job.say(f"loaded {model_name} in {load_s:.2f} s (second load {reload_s:.2f} s)")
+    table = anatomy_table(model); job.say(table)
     ppl, eval_s = _timed(perplexity, model, held_out_tokens(tokenizer)[:max_tokens], seq_len)
-    log(f"held-out perplexity (lab corpus test split): {ppl}")
+    job.say(f"held-out perplexity (lab corpus test split): {ppl}")
     answers = {p: chat(model, tokenizer, p, max_new_tokens) for p in TOUR_PROMPTS}
-    for p, a in answers.items(): log(f"Q: {p}\nA: {a}")
+    for p, a in answers.items(): job.say(f"Q: {p}\nA: {a}")
     metrics = dict(model=model_name, load_seconds=load_s, reload_seconds=reload_s, params=sum(count_params(model).values()),
                    test_tokens=ppl.n_tokens, seq_len=seq_len, ppl=ppl.value, ppl_ci95=ci_json(ppl.ci()), eval_seconds=eval_s,
                    tokens_per_second=ppl.n_tokens/eval_s, answers=answers)
     _write_tour(out, model, metrics, table, ppl.block)
-    log(f"report written to {out/'report.md'}")
+    job.say(f"report written to {out/'report.md'}")
     return out
 
 # %% ../nbs/17_cli.ipynb #f9eed4ab
@@ -154,7 +161,7 @@ def _add_tour(sub, # the `slimlab` sub-parsers
 
 def _tour_command(args: argparse.Namespace):
     "`slimlab tour`."
-    run_tour(args.out, args.model, seq_len=args.seq_len, max_tokens=args.max_tokens, overwrite=args.overwrite)
+    run_tour(args.out, args.model, seq_len=args.seq_len, max_tokens=args.max_tokens, job=job_of(args))
 
 # %% ../nbs/17_cli.ipynb #c06c7dc2
 def run_eval(model: str, # model to evaluate: name, folder, run directory or hub id
@@ -162,20 +169,21 @@ def run_eval(model: str, # model to evaluate: name, folder, run directory or hub
              text_file: Path | None = None, # plain-text file to measure (None: the lab corpus test split)
              config=None, # a `slimlab.evaluate.EvalConfig` (None: its defaults, without throughput)
              out: Path | None = None, # run directory for the retention report (needs a teacher)
-             overwrite: bool = False, # allow replacing an existing run directory
-             log=print, # where the summary lines go
+             job=None, # a `slimlab.lab.Job`: overwrite an earlier report, where the summary lines go (None: the default Job)
             ) -> list:
     "Evaluate a model, against a teacher if given; log a summary whose last line is `ppl=<value>`; optionally write the report."
     from slimlab import evaluate as ev
+    from slimlab.lab import Job
+    job = job or Job()
     if teacher is not None and teacher == model: raise ValueError(f"--teacher {teacher} is MODEL itself; pass another model")
     if out is not None and teacher is None: raise ValueError("--out writes a retention report against a teacher; pass --teacher")
     config = config or ev.EvalConfig(speed_batch_sizes=())
     quiet = lambda s: None  # the summary below says it all
     if out is None: evals = ev.evaluate_references(teacher, [model], text_file=text_file, config=config, log=quiet)
     else:
-        evals = ev.retention_report(teacher, [model], out, text_file=text_file, config=config, overwrite=overwrite, log=quiet)
-        log(f"report written to {Path(out)/'report.md'}")
-    for line in eval_summary(evals, ev.text_source(text_file), config): log(line)
+        evals = ev.retention_report(teacher, [model], out, text_file=text_file, config=config, job=replace(job, log=quiet))
+        job.say(f"report written to {Path(out)/'report.md'}")
+    for line in eval_summary(evals, ev.text_source(text_file), config): job.say(line)
     return evals
 
 # %% ../nbs/17_cli.ipynb #c84f6ba7
@@ -228,7 +236,7 @@ def eval_config(args: argparse.Namespace # a `slimlab eval` command line
 
 def _eval_command(args: argparse.Namespace):
     "`slimlab eval MODEL`."
-    run_eval(args.model, args.teacher, args.text_file, eval_config(args), args.out, args.overwrite)
+    run_eval(args.model, args.teacher, args.text_file, eval_config(args), args.out, job_of(args))
 
 # %% ../nbs/17_cli.ipynb #1fc716c7
 def importance_summary(report, # an `Importance` report
@@ -259,7 +267,7 @@ def _add_importance(sub, # the `slimlab` sub-parsers
 def _importance_command(args: argparse.Namespace):
     "`slimlab importance MODEL --out DIR`."
     from slimlab.importance import run_importance
-    report = run_importance(args.model, args.out, args.metrics, calibration_of(args), args.overwrite, not args.no_progress)
+    report = run_importance(args.model, args.out, args.metrics, calibration_of(args), job_of(args))
     for line in importance_summary(report, args.out): print(line)
 
 # %% ../nbs/17_cli.ipynb #1be94917
@@ -295,8 +303,8 @@ def _add_prune(sub, # the `slimlab` sub-parsers
 def _prune_command(args: argparse.Namespace):
     "`slimlab prune MODEL --out DIR (--plan PLAN | targets)`."
     from slimlab.prune import run_prune
-    run_prune(args.model, args.out, args.plan, calibration_of(args), args.layer_metric, args.expert_metric, args.overwrite,
-              not args.no_progress, **{name: getattr(args, name) for name in PRUNE_TARGETS})
+    run_prune(args.model, args.out, args.plan, calibration_of(args), args.layer_metric, args.expert_metric, job_of(args),
+              **{name: getattr(args, name) for name in PRUNE_TARGETS})
 
 # %% ../nbs/17_cli.ipynb #a4e978c7
 def _add_experts(sub, # the `slimlab` sub-parsers
@@ -325,13 +333,13 @@ def _moefy_command(args: argparse.Namespace):
     "`slimlab moefy MODEL --experts E --top-k K --out DIR`."
     from slimlab.experts import MoefyConfig, run_moefy
     config = MoefyConfig(args.experts, args.top_k, args.shared, args.model_type, args.router)
-    run_moefy(args.model, args.out, config, calibration_of(args), args.overwrite, not args.no_progress)
+    run_moefy(args.model, args.out, config, calibration_of(args), job_of(args))
 
 def _merge_command(args: argparse.Namespace):
     "`slimlab merge MODEL --num-experts T --out DIR`."
     from slimlab.experts import ExpertCompression, run_merge
     run_merge(args.model, args.out, args.num_experts, ExpertCompression(args.strategy, args.preserve, args.similarity), args.metric,
-              calibration=calibration_of(args), overwrite=args.overwrite, progress=not args.no_progress)
+              calibration=calibration_of(args), job=job_of(args))
 
 # %% ../nbs/17_cli.ipynb #18c669ad
 def recipe_sets(args: argparse.Namespace # a `slimlab run` command line
@@ -363,8 +371,7 @@ def _add_recipes(sub, # the `slimlab` sub-parsers
 def _run_command(args: argparse.Namespace):
     "`slimlab run RECIPE`."
     from slimlab.recipes import run_recipe
-    run_recipe(args.recipe, args.out, args.scale, sets=recipe_sets(args), resume=args.resume, overwrite=args.overwrite,
-               dry_run=args.dry_run, progress=not args.no_progress)
+    run_recipe(args.recipe, args.out, args.scale, recipe_sets(args), args.dry_run, job_of(args))
 
 def _report_command(args: argparse.Namespace):
     "`slimlab report RUN_DIR`."
@@ -375,7 +382,7 @@ def _demo_command(args: argparse.Namespace):
     "`slimlab demo`: `slimlab run` on the default recipe at lab scale."
     from slimlab.recipes import DEFAULT_RECIPE, run_recipe
     sets = {'report.max_tokens': args.max_tokens} if check_max_tokens(args.max_tokens) else {}
-    run_recipe(DEFAULT_RECIPE, args.out, 'lab', sets, args.resume, args.overwrite, progress=not args.no_progress)
+    run_recipe(DEFAULT_RECIPE, args.out, 'lab', sets, job=job_of(args))
 
 # %% ../nbs/17_cli.ipynb #0b01499a
 def _add_experiment(sub, # the `slimlab` sub-parsers
@@ -392,8 +399,7 @@ def _add_experiment(sub, # the `slimlab` sub-parsers
 def _experiment_command(args: argparse.Namespace):
     "`slimlab experiment NAME`."
     from slimlab.findings import run_experiment
-    run_experiment(args.experiment, args.out, args.scale, args.resume, args.overwrite, args.save, not args.no_progress,
-                   field='--out', flags=('--resume', '--overwrite'))
+    run_experiment(args.experiment, args.out, args.scale, args.save, job_of(args))
 
 # %% ../nbs/17_cli.ipynb #87f7dca6
 DEFAULT_LAB_DIR = 'slimlab-chapters' # where `slimlab lab` puts the chapters when no DIR is given

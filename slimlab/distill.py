@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .lab import atomic_dir, check_run_folder, seed_everything
+from .lab import Job, atomic_dir, seed_everything
 from .data import load_lab_corpus, pack_texts, token_stream, write_jsonl
 from .losses import CompositeConfig, CompositeLoss, FeatureDistiller, LossTerms, Schedule, block_outputs, loss_vocab, lr_schedule, TeacherStates
 from .evaluate import check_positions, perplexity
@@ -640,25 +640,22 @@ def distill(student, # the model to train, a causal LM (trained in place)
             config: DistillConfig, # budget, batch, optimiser, schedule, loss
             teacher=None, # the frozen teacher, moved to the run's device (None: LM loss only, e.g. teacher correction)
             alongside: Alongside = Alongside(), # feature projection and MTP heads trained with the student, saved beside it
-            resume: bool = False, # continue from the latest complete checkpoint of `run_dir`
-            overwrite: bool = False, # replace the run `run_dir` holds
-            progress: bool = True, # tqdm bar on the main process
-            log=print, # summary lines (main process; None: silent)
+            job: Job = Job(), # resume from the latest complete checkpoint or overwrite; progress bar and summary lines (main process)
            ) -> DistillResult:
     "Train `student` against a frozen `teacher` with the composite loss; checkpoints resume at the exact batch; the result is a stock folder."
     if not isinstance(config, DistillConfig): raise ValueError(f"config must be a DistillConfig, got {type(config).__name__}")
-    run_dir = check_run_folder(run_dir, resume, overwrite, marker='config.json', what='distillation run')
+    run_dir = job.run_folder(run_dir, 'run_dir', marker='config.json', what='distillation run')
     loss = check_inputs(student, teacher, config, alongside)
     blocks, stream = check_data(data, config.seq_len)
 
     accelerator = make_accelerator(config, run_dir)
-    n_proc, say = accelerator.num_processes, (log if (log and accelerator.is_main_process) else (lambda *a: None))
+    n_proc, say = accelerator.num_processes, (job.say if accelerator.is_main_process else (lambda *a: None))
     steps = config.total_steps(n_proc)
     check_held_out(accelerator, stream)
-    state = check_resume(run_dir, config, n_proc) if resume and (run_dir/'config.json').exists() else None
-    if resume and (done := finished_run(run_dir)): return done
+    state = check_resume(run_dir, config, n_proc) if job.resume and (run_dir/'config.json').exists() else None
+    if job.resume and (done := finished_run(run_dir)): return done
     start = state['step'] if state else 0
-    if accelerator.is_main_process: prepare_run_dir(run_dir, config, start, overwrite)
+    if accelerator.is_main_process: prepare_run_dir(run_dir, config, start, job.overwrite)
     accelerator.wait_for_everyone()
 
     module, optimizer, loader, scheduler = prepare_training(accelerator, student, loss, alongside.mtp, blocks, config, steps)
@@ -668,7 +665,7 @@ def distill(student, # the model to train, a causal LM (trained in place)
         say(f"resumed at step {start} of {steps} ({state['tokens']:,} tokens) from {checkpoint_path(run_dir, start)}")
     accelerator.init_trackers('distill')
     run = PreparedRun(accelerator, module, optimizer, loader, scheduler, run_dir, config, steps, stream, state['seconds'] if state else 0.0)
-    result = save_final(run, train_steps(run, teacher, start, progress), data.tokenizer)
+    result = save_final(run, train_steps(run, teacher, start, job.progress), data.tokenizer)
     say(f"{result.steps} steps, {result.tokens:,} tokens on {n_proc} process(es) in {result.seconds:.0f} s; student saved to {result.model_dir}")
     return result
 
@@ -685,7 +682,7 @@ def correct_teacher(teacher, # the teacher, before pruning (trained in place)
                     data: DistillData, # the distillation corpus (and a held-out stream, the tokenizer)
                     config: DistillConfig, # a config with the correction's budget (its loss is replaced by the LM loss)
                     lr_factor: float = 0.1, # learning rates relative to `config`'s
-                    **kwargs, # passed on to `distill` (resume, overwrite, progress, log)
+                    job: Job = Job(), # resume or overwrite, progress bar, summary lines
                    ) -> DistillResult:
     "Minitron's teacher correction: fine-tune the teacher on the distillation corpus with the LM loss at a lower learning rate."
-    return distill(teacher, run_dir, data, correction_config(config, lr_factor), teacher=None, **kwargs)
+    return distill(teacher, run_dir, data, correction_config(config, lr_factor), teacher=None, job=job)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .lab import atomic_dir, check_out_dir, lab_data_dir, load_model, load_tokenizer, read_text, resolve_model
+from .lab import Job, atomic_dir, check_out_dir, lab_data_dir, load_model, load_tokenizer, read_text, resolve_model
 from .anatomy import count_params, kv_cache_bytes_per_token
 from .data import load_lab_corpus, token_stream, write_jsonl
 
@@ -924,15 +924,14 @@ def retention_report(teacher, # the teacher: a model, or a name/folder/run direc
                      text_file: str | Path | None = None, # plain-text file to measure (None: the lab corpus test split)
                      config: EvalConfig = EVAL_PRESETS['lab'], # what to measure
                      note: str = '', # a paragraph for the report (default, for text read here: "Tokens: N of <source>.")
-                     overwrite: bool = False, # allow replacing a directory that holds results
-                     log=print, # where progress lines go
+                     job: Job = Job(), # overwrite an earlier report; where progress lines go
                     ) -> list[ModelEval]:
     "Evaluate a teacher and its students and write report.md, report.csv and retention.png into a new run directory."
     if teacher is None: raise ValueError("teacher is None; a retention report measures students against a teacher")
-    out = check_out_dir(out, overwrite)
-    evals = evaluate_references(teacher, students, tokenizer, token_ids, text_file, config, log)
+    out = job.out_folder(out, what='a retention report')
+    evals = evaluate_references(teacher, students, tokenizer, token_ids, text_file, config, job.say)
     if not note and token_ids is None:  # the stream's length: every scored token, and the first one, context only
         note = f"Tokens: {evals[0].ppl.n_tokens + 1} of {text_source(text_file)}."
-    write_report(evals, out, config, note, overwrite)
-    log(f"report written to {out/'report.md'}")
+    write_report(evals, out, config, note, job.overwrite)
+    job.say(f"report written to {out/'report.md'}")
     return evals

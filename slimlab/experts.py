@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from .anatomy import Anatomy
 from .importance import Calibration, LoadedModel, start_job
-from .lab import atomic_dir, check_out_dir, did_you_mean, save_model
+from .lab import Job, atomic_dir, did_you_mean, save_model
 from .prune import EXPERT_ALIGN, apply_plan, keep_all_plan
 
 # %% auto #0
@@ -481,18 +481,16 @@ def run_moefy(model: str, # dense model: name, folder or hub id (see `slimlab.la
               out: str | Path, # output folder
               config: MoefyConfig = MoefyConfig(), # how to split and route
               calibration: Calibration = Calibration(), # samples of the lab corpus whose activations are clustered
-              overwrite: bool = False, # replace an output folder that holds results
-              progress: bool = True, # show tqdm bars
-              log=print, # where the summary lines go
+              job: Job = Job(), # overwrite, progress bars, summary lines
              ) -> Path:
     "Check, load, calibrate, MoEfy and save a dense model."
-    out, dense_config = start_job(model, out, overwrite, 'MoEfication')
+    out, dense_config = start_job(model, out, job, 'MoEfication')
     config.check(dense_config)
-    job = LoadedModel.load(model, calibration)
-    moe = moefy(job.model, job.samples, config, calibration.batch_size, progress)
-    save_moe(moe, out, job.tokenizer, asdict(config), 'slimlab_moefy.json', overwrite)
+    loaded = LoadedModel.load(model, calibration)
+    moe = moefy(loaded.model, loaded.samples, config, calibration.batch_size, job.progress)
+    save_moe(moe, out, loaded.tokenizer, asdict(config), 'slimlab_moefy.json', job.overwrite)
     a = Anatomy(moe)
-    log(f"{model}: {a.family.name}, {a.num_experts} experts of {a.expert_size} neurons, top-{a.top_k}, "
+    job.say(f"{model}: {a.family.name}, {a.num_experts} experts of {a.expert_size} neurons, top-{a.top_k}, "
         f"shared expert {a.shared_expert_size}; written to {out}")
     return out
 
@@ -506,24 +504,22 @@ def run_merge(model: str, # MoE model: name, folder or hub id
               metric: str = 'reap', # see `EXPERT_METRICS`
               norm_topk_prob: bool | None = None, # renormalise the top-k weights (None: as the source)
               calibration: Calibration = Calibration(), # samples of the lab corpus that score the experts
-              overwrite: bool = False, # replace an output folder that holds results
-              progress: bool = True, # show tqdm bars
-              log=print, # where the summary lines go
+              job: Job = Job(), # overwrite, progress bars, summary lines
              ) -> Groups:
     "Check, load, score, group and cut a MoE's experts; save a stock MoE."
-    out, config = start_job(model, out, overwrite, 'expert merging')
+    out, config = start_job(model, out, job, 'expert merging')
     if metric not in EXPERT_METRICS:
         raise ValueError(f"metric={metric!r} is unknown{did_you_mean(metric, EXPERT_METRICS)}; allowed: {', '.join(EXPERT_METRICS)}")
     check_compression(config, num_experts, compression)
     requests = calibration.check(Anatomy(config), [metric])
-    job = LoadedModel.load(model, calibration)
-    scores = job.score(requests, progress).scores[metric].values
+    loaded = LoadedModel.load(model, calibration)
+    scores = loaded.score(requests, job.progress).scores[metric].values
     c = compression
-    inputs = (mlp_inputs(job.model, job.samples, calibration.batch_size, progress)
+    inputs = (mlp_inputs(loaded.model, loaded.samples, calibration.batch_size, job.progress)
               if c.similarity == 'output' and c.strategy != 'drop' else None)
-    result, groups = compress_experts(job.model, num_experts, scores, c.strategy, c.preserve, c.similarity, inputs, norm_topk_prob)
+    result, groups = compress_experts(loaded.model, num_experts, scores, c.strategy, c.preserve, c.similarity, inputs, norm_topk_prob)
     record = dict(num_experts=num_experts, strategy=c.strategy, metric=metric, similarity=c.similarity, preserve=c.preserve,
                   groups={str(i): g for i, g in groups.items()})
-    save_moe(result, out, job.tokenizer, record, 'slimlab_merge.json', overwrite)
-    log(f"{model}: {Anatomy(job.model).num_experts} -> {num_experts} experts per block ({c.strategy}, {metric}); written to {out}")
+    save_moe(result, out, loaded.tokenizer, record, 'slimlab_merge.json', job.overwrite)
+    job.say(f"{model}: {Anatomy(loaded.model).num_experts} -> {num_experts} experts per block ({c.strategy}, {metric}); written to {out}")
     return groups

@@ -8,7 +8,7 @@ import csv, itertools, json, math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .lab import check_run_folder, did_you_mean, lab_data_dir, load_model, load_tokenizer
+from .lab import Job, did_you_mean, lab_data_dir, load_model, load_tokenizer
 from .data import load_lab_corpus, token_stream
 from .evaluate import EvalConfig, block_bootstrap, check_tasks, compare_nll, evaluate_models
 from .importance import rank, spearman
@@ -353,44 +353,37 @@ def clear_experiment(out: Path # an experiment folder
 
 def check_experiment_dir(out: str | Path, # the experiment folder
                          marker: dict, # {experiment, scale} of this call
-                         resume: bool, overwrite: bool, # continue the experiment there, or replace it
-                         field: str = 'out', # how the caller names the folder
-                         flags: tuple[str, str] = ('resume=True', 'overwrite=True'), # how the caller spells resume and overwrite
+                         job: Job, # continue the experiment there, or replace it (in the caller's words)
                         ) -> Path:
     "Refuse a folder with results unless resuming the same experiment at the same scale (its experiment.json) or overwriting."
-    out = check_run_folder(out, resume, overwrite, marker=EXPERIMENT_FILE, what='experiment', field=field, flags=flags)
-    if resume and (out/EXPERIMENT_FILE).exists() and (saved := json.loads((out/EXPERIMENT_FILE).read_text())) != marker:
-        raise ValueError(f"{flags[0]}, but {field} {out} holds experiment {saved['experiment']} at scale {saved['scale']}, not "
+    out, field = job.run_folder(out, 'out', marker=EXPERIMENT_FILE, what='experiment'), job.option('out')
+    if job.resume and (out/EXPERIMENT_FILE).exists() and (saved := json.loads((out/EXPERIMENT_FILE).read_text())) != marker:
+        raise ValueError(f"{job.flag('resume')}, but {field} {out} holds experiment {saved['experiment']} at scale {saved['scale']}, not "
                          f"{marker['experiment']} at {marker['scale']}; resume with the same experiment and scale, or choose another {field}")
     return out
 
 def run_experiment(experiment: str | Path | Experiment, # an experiment file, a bundled experiment's name, or an `Experiment`
                    out: str | Path, # the experiment folder: one run directory per arm, results.json
                    scale: str = 'lab', # one of the experiment's scales
-                   resume: bool = False, # keep finished arms, continue an unfinished one
-                   overwrite: bool = False, # replace what `out` holds
                    save: bool = False, # also write the results to `lab_data/results/<name>/` (what the chapters load)
-                   progress: bool = True, # tqdm bars
-                   log=print, # where progress lines go
-                   field: str = 'out', # how the caller names `out`, for messages ('--out' on the command line)
-                   flags: tuple[str, str] = ('resume=True', 'overwrite=True'), # how the caller spells resume and overwrite
+                   job: Job = Job(), # keep finished arms and continue an unfinished one, or replace what `out` holds; progress bars, log lines
                   ) -> dict:
     "Run every arm's recipe at equal budgets, evaluate all final students on the same tokens, decide each claim."
-    say = log or (lambda *a: None)
+    say = job.say
     exp = experiment if isinstance(experiment, Experiment) else read_experiment(experiment)
     recipes, exp = arm_recipes(exp, scale), at_scale(exp, scale)
-    out = check_experiment_dir(out, dict(experiment=exp.name, scale=scale), resume, overwrite, field, flags)
+    out = check_experiment_dir(out, dict(experiment=exp.name, scale=scale), job)
     if save: results_dir(write=True)  # refused inside an installed package, before any arm runs
-    if overwrite: clear_experiment(out)
+    if job.overwrite: clear_experiment(out)
     out.mkdir(parents=True, exist_ok=True)
     (out/EXPERIMENT_FILE).write_text(json.dumps(dict(experiment=exp.name, scale=scale)))
     run_dirs = {}
     for k, arm in enumerate(exp.arms, 1):
         say(f"arm {k}/{len(exp.arms)}: {arm} ({recipes[arm].name}{''.join(f' --set {k}={json.dumps(v)}' for k, v in exp.arms[arm].overrides.items())})")
         run_dirs[arm] = out/arm
-        run_recipe(recipes[arm], run_dirs[arm], resume=(run_dirs[arm]/RECIPE_FILE).exists(), progress=progress, log=say)
+        run_recipe(recipes[arm], run_dirs[arm], job=Job(resume=(run_dirs[arm]/RECIPE_FILE).exists(), progress=job.progress, log=job.log))
     results = dict(experiment=exp.name, finding=exp.finding, source=exp.source, note=exp.note, scale=scale,
-                   tokens=recipes[next(iter(exp.arms))].distill.max_tokens) | evaluate_arms(exp, recipes, run_dirs, say, progress)
+                   tokens=recipes[next(iter(exp.arms))].distill.max_tokens) | evaluate_arms(exp, recipes, run_dirs, say, job.progress)
     (out/RESULTS_FILE).write_text(json.dumps(results, indent=1))
     for line in claim_lines(results): say(line)
     if save: save_results(results, results_dir()/exp.name)

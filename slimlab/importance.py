@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .anatomy import Anatomy
 from .data import calibration_samples
-from .lab import atomic_dir, check_out_dir, did_you_mean
+from .lab import Job, atomic_dir, check_out_dir, did_you_mean
 
 # %% auto #0
 __all__ = ['AGGREGATIONS', 'SUM_KEYS', 'COLLECTORS', 'METRICS', 'Score', 'token_sums', 'sample_sums', 'aggregate', 'Collector',
@@ -890,13 +890,13 @@ def save_importance(report: Importance, # the report
 # %% ../nbs/06_importance.ipynb #b967bdf4
 def start_job(model: str, # model name, folder or hub id (see `slimlab.lab.resolve_model`)
               out: str | Path, # the job's output folder
-              overwrite: bool, # allow replacing what an earlier job wrote there
-              job: str, # what the job does, for the message about shape-only models (e.g. 'pruning')
+              job: Job, # its overwrite choice, in the caller's words
+              what: str, # what the job does, for messages (e.g. 'pruning')
              ):
     "The checks every job on a saved model starts with — the output folder, real weights — then the model's config: (out, config)."
     from slimlab.lab import check_real_weights, load_config
-    out = check_out_dir(out, overwrite)
-    check_real_weights(model, job)
+    out = job.out_folder(out, what=what)
+    check_real_weights(model, what)
     return out, load_config(model)
 
 @dataclass
@@ -930,14 +930,13 @@ def run_importance(model: str, # model name, folder or hub id (see `slimlab.lab.
                    out: str | Path, # report folder to write
                    metrics: Sequence[str] | None = None, # metric requests like 'channel' or 'angular_distance:n=6' (None: `default_metrics`)
                    calibration: Calibration = Calibration(), # samples of the lab corpus, sequence length, seed, batch size
-                   overwrite: bool = False, # replace a folder that already holds results
-                   progress: bool = True, # show tqdm bars
+                   job: Job = Job(), # overwrite, progress bars
                   ) -> Importance:
     "Validate everything, calibrate on the lab corpus, score, and write the report to `out` atomically."
-    out, config = start_job(model, out, overwrite, 'importance')
+    out, config = start_job(model, out, job, 'importance')
     a = Anatomy(config)
     requests = calibration.check(a, default_metrics(a) if metrics is None else metrics)
-    report = LoadedModel.load(model, calibration).score(requests, progress)
+    report = LoadedModel.load(model, calibration).score(requests, job.progress)
     report.meta['model'] = model
-    save_importance(report, out, overwrite)
+    save_importance(report, out, job.overwrite)
     return report

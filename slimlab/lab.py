@@ -172,7 +172,7 @@ def _protected(path: Path) -> str | None:
     return None
 
 def check_writable(path: str | Path, # a folder a job will create or fill
-                   field: str = '--out', # name of the option, for messages
+                   field: str = 'out', # name of the option, for messages
                   ) -> Path:
     "Refuse a protected folder, or one that cannot be created and written, before any work."
     path = Path(path)
@@ -229,13 +229,14 @@ def _some(keys, n: int = 3) -> str:
 
 def check_out_dir(out: str | Path, # the folder a job will write
                   overwrite: bool = False, # allow replacing what an earlier job wrote there
-                  field: str = '--out', # name of the option, for the error message
+                  field: str = 'out', # name of the option, for the error message
+                  flag: str = 'overwrite=True', # how the caller spells overwrite
                  ) -> Path:
     "Validate an output folder before any work (a job that cannot resume): `overwrite` replaces only what slimlab wrote there."
-    out = check_run_folder(out, overwrite=overwrite, field=field, flags=(None, '--overwrite'))
+    out = check_run_folder(out, overwrite=overwrite, field=field, flags=(None, flag))
     if overwrite and out.is_dir() and any(out.iterdir()) and not (out/OWNED_FILE).exists():
         raise FileExistsError(f"{field} {out} holds files that slimlab did not write ({_some(foreign_entries(out))}); "
-                              f"--overwrite never deletes them: choose a new or empty {field}")
+                              f"{flag} never deletes them: choose a new or empty {field}")
     return out
 
 # %% ../nbs/00_lab.ipynb #db1c33f6
@@ -296,10 +297,39 @@ class Job:
     overwrite: bool = False # replace what an earlier job wrote there (files it did not write stay)
     progress: bool = True # tqdm bars
     log: object = print # where summary lines go: a function of one string (None: silent)
+    command_line: bool = False # the caller is the `slimlab` command: messages say `--out`, `--overwrite` instead of `out`, `overwrite=True`
 
     def say(self, line: str):
         "Pass one summary line to `log` (nothing when it is None)."
         if self.log is not None: self.log(line)
+
+    def option(self, name: str # a parameter's Python name, e.g. 'out'
+              ) -> str:
+        "How the caller names a parameter: `--out` on the command line, `out` in Python."
+        return f"--{name.replace('_', '-')}" if self.command_line else name
+
+    def flag(self, name: str # a switch's Python name: 'resume' or 'overwrite'
+            ) -> str:
+        "How the caller turns a switch on: `--overwrite` on the command line, `overwrite=True` in Python."
+        return f"--{name}" if self.command_line else f"{name}=True"
+
+    def run_folder(self, path: str | Path, # the folder of a job that can resume
+                   field: str = 'out', # the parameter that names it
+                   marker: str | None = None, # the file every job of this kind writes first (resuming needs it)
+                   what: str = 'run', # what the job is, for messages
+                  ) -> Path:
+        "`check_run_folder` with this job's resume and overwrite, in the caller's words."
+        return check_run_folder(path, self.resume, self.overwrite, marker, what, self.option(field), (self.flag('resume'), self.flag('overwrite')))
+
+    def out_folder(self, path: str | Path, # the output folder of a job that runs in one pass
+                   field: str = 'out', # the parameter that names it
+                   what: str = 'job', # what the job is, for messages
+                  ) -> Path:
+        "`check_out_dir` with this job's overwrite, in the caller's words; such a job has nothing to resume."
+        if self.resume:
+            raise ValueError(f"{self.flag('resume')}: {what} runs in one pass and has nothing to continue; "
+                             f"pass {self.flag('overwrite')} to replace its results")
+        return check_out_dir(path, self.overwrite, self.option(field), self.flag('overwrite'))
 
 # %% ../nbs/00_lab.ipynb #b590e43e
 def link_tree(src: Path, # the folder to copy

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .lab import atomic_dir, check_out_dir, did_you_mean, read_yaml, save_model
+from .lab import Job, atomic_dir, did_you_mean, read_yaml, save_model
 from .anatomy import Anatomy, count_params
 from .importance import Calibration, LoadedModel, start_job
 
@@ -635,23 +635,21 @@ def run_prune(model: str, # model to prune: name, folder or hub id (see `slimlab
               calibration: Calibration = Calibration(), # samples of the lab corpus that score the targets
               layer_metric: str = 'block_influence', # depth score for `drop_layers`
               expert_metric: str = 'expert_frequency', # expert score for `num_experts`
-              overwrite: bool = False, # replace an output folder that holds results
-              progress: bool = True, # show tqdm bars
-              log=print, # where the summary lines go
+              job: Job = Job(), # overwrite, progress bars, summary lines
               **targets, # `make_plan` targets (see `TARGETS`: drop_layers, hidden_size, ...) and its `round_to`
              ) -> PruningPlan:
     "Check everything on the config, then load, score (unless a plan is given), cut and save a stock pruned model."
-    out, config = start_job(model, out, overwrite, 'pruning')
+    out, config = start_job(model, out, job, 'pruning')
     targets = check_targets(targets, (*TARGETS, 'round_to'))
     if plan_file is not None: plan = check_plan_file(plan_file, config, targets)
     else: requests, n_drop = check_prune_targets(config, targets, calibration, layer_metric, expert_metric)
-    job = LoadedModel.load(model, calibration)
+    loaded = LoadedModel.load(model, calibration)
     if plan_file is None:
-        scores = plan_scores(job.score(requests, progress), n_drop, layers=layer_metric, experts=expert_metric)
-        plan = make_plan(job.model, scores, **targets)
-    student = apply_plan(job.model, plan)
-    save_pruned(student, out, job.tokenizer, plan, overwrite)
-    before, after = (sum(count_params(m).values()) for m in (job.model, student))
-    log(f"{model}: {before/1e6:.1f}M -> {after/1e6:.1f}M parameters ({100*after/before:.1f}%), {target_shape(plan)}")
-    log(f"pruned model written to {out}")
+        scores = plan_scores(loaded.score(requests, job.progress), n_drop, layers=layer_metric, experts=expert_metric)
+        plan = make_plan(loaded.model, scores, **targets)
+    student = apply_plan(loaded.model, plan)
+    save_pruned(student, out, loaded.tokenizer, plan, job.overwrite)
+    before, after = (sum(count_params(m).values()) for m in (loaded.model, student))
+    job.say(f"{model}: {before/1e6:.1f}M -> {after/1e6:.1f}M parameters ({100*after/before:.1f}%), {target_shape(plan)}")
+    job.say(f"pruned model written to {out}")
     return plan

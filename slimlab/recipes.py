@@ -12,7 +12,7 @@ import torch
 import yaml
 from fastcore.docments import docments
 
-from .lab import (Job, atomic_dir, cache_dir, check_run_folder, did_you_mean, link_tree, load_config, load_model, load_tokenizer,
+from .lab import (Job, atomic_dir, cache_dir, did_you_mean, link_tree, load_config, load_model, load_tokenizer,
                          read_yaml, resolve_model)
 from .anatomy import active_params, actual_params, count_params
 from .data import SPLITS, lm_dataset, load_lab_corpus, load_text_dataset, token_stream
@@ -487,15 +487,14 @@ def changed_keys(saved: dict, given: dict) -> list[str]:
 # %% ../nbs/14_recipes.ipynb #3f615dcd
 def check_run_dir(run_dir: str | Path, # the run directory
                   recipe: Recipe, # the resolved recipe of this call
-                  resume: bool = False, # continue the run there
-                  overwrite: bool = False, # replace the run there
+                  job: Job = Job(), # resume or overwrite, in the caller's words
                  ) -> Path:
     "Refuse, before any work, a run directory that holds results unless resuming the same recipe or overwriting."
-    run_dir = check_run_folder(run_dir, resume, overwrite, marker=RECIPE_FILE, field='--out', flags=('--resume', '--overwrite'))
-    if resume and (run_dir/RECIPE_FILE).exists():
+    run_dir = job.run_folder(run_dir, 'out', marker=RECIPE_FILE)
+    if job.resume and (run_dir/RECIPE_FILE).exists():
         changed = changed_keys(_run_data(run_dir), to_plain(recipe))
-        if changed: raise ValueError(f"--resume, but {', '.join(changed)} differ from the run's {RECIPE_FILE}; resume with the same recipe, "
-                                     "scale and --set overrides, or start a new run")
+        if changed: raise ValueError(f"{job.flag('resume')}, but {', '.join(changed)} differ from the run's {RECIPE_FILE}; resume with the same "
+                                     f"recipe, scale and {'--set ' if job.command_line else ''}overrides, or start a new run")
     return run_dir
 
 def clear_run(run_dir: Path):
@@ -592,8 +591,8 @@ def prepare_correction(recipe: Recipe, run_dir: Path, teacher, train, held_out, 
     cached = None if key is None else cache_dir('corrected')/key  # the same corrected teacher for every run of these settings
     if _link_cached(cached, out, finished_run): log(f"corrected teacher: reused from the lab cache ({cached})")
     else: log(f"teacher correction: {c.tokens:,} tokens")
-    done = correct_teacher(teacher, out, DistillData(train, held_out, tokenizer), budget, c.lr_factor, resume=out.exists(),
-                           progress=progress, log=log)
+    done = correct_teacher(teacher, out, DistillData(train, held_out, tokenizer), budget, c.lr_factor,
+                           Job(resume=out.exists(), progress=progress, log=log))
     _keep_cached(out, cached, finished_run)
     return load_model(done.model_dir)
 
@@ -630,11 +629,8 @@ def run_recipe(recipe: str | Path | Recipe, # a recipe file, a bundled recipe's 
                out: str | Path | None = None, # the run directory (default: runs/<name>-<timestamp>)
                scale: str | None = None, # a key of the recipe's `scales:` (None: 'lab', else its first)
                sets: dict | None = None, # {dotted key: value} overrides after the scale
-               resume: bool = False, # continue an interrupted run (a finished one is left as it is)
-               overwrite: bool = False, # replace a run directory that holds results
                dry_run: bool = False, # only plan: shapes, parameter counts and token schedule on the meta device
-               progress: bool = True, # tqdm bars
-               log=print, # where progress lines go
+               job: Job = Job(), # resume an interrupted run (a finished one is left as it is) or overwrite one; progress bars, log lines
               ) -> RecipePlan | RecipeRun:
     "Check and plan a recipe, then MoEfy, correct the teacher, prune and distil stage by stage, and report — resumable."
     from accelerate import PartialState
@@ -642,16 +638,16 @@ def run_recipe(recipe: str | Path | Recipe, # a recipe file, a bundled recipe's 
     if not isinstance(recipe, Recipe): recipe = load_recipe(recipe, scale, sets)
     plan = plan_recipe(recipe)
     if dry_run:
-        if out is not None: check_run_dir(out, recipe, resume, overwrite)  # what the real run would refuse, the dry run refuses
-        for line in plan.lines(): log(line)
+        if out is not None: check_run_dir(out, recipe, job)  # what the real run would refuse, the dry run refuses
+        for line in plan.lines(): job.say(line)
         return plan
-    run_dir = check_run_dir(out or Path('runs')/f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}", recipe, resume, overwrite)
+    run_dir = check_run_dir(out or Path('runs')/f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}", recipe, job)
     state = PartialState(cpu=not torch.cuda.is_available())
-    job = Job(resume, overwrite, progress, log if state.is_main_process else None)
-    if resume and (run_dir/'report'/SUMMARY_FILE).exists(): return _finished(run_dir, recipe, job.say)
+    job = replace(job, log=job.log if state.is_main_process else None)
+    if job.resume and (run_dir/'report'/SUMMARY_FILE).exists(): return _finished(run_dir, recipe, job.say)
     state.wait_for_everyone()
     if state.is_main_process:
-        if overwrite: clear_run(run_dir)
+        if job.overwrite: clear_run(run_dir)
         write_recipe(run_dir, recipe, _source_line(source, scale, sets))
     state.wait_for_everyone()
     job.say(f"run directory: {run_dir}")

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from fastcore.basics import patch
 
-from .lab import Job, atomic_dir, atomic_write, check_run_folder, did_you_mean, link_tree
+from .lab import Job, atomic_dir, atomic_write, did_you_mean, link_tree
 from .anatomy import Anatomy, count_params
 from .prune import (TARGETS, ModelShape, PruningPlan, apply_plan, make_plan, needed_metrics, plan_from_dict, plan_scores,
                            plan_to_dict, random_scores, sync_config, target_shape)
@@ -592,18 +592,17 @@ def _stage_dir(run_dir: Path, k: int) -> Path: return run_dir/f"stage-{k}"
 
 def check_schedule_dir(run_dir: str | Path, # the run directory
                        stages: list[Stage], # the schedule of this call
-                       resume: bool, # continue a run there
-                       overwrite: bool, # replace a run there
+                       job: Job, # resume or overwrite, in the caller's words
                        training: dict | None = None, # the training settings (`mtp_depth`, `features`, `init`, `experts`): a resumed run must have the same
                       ) -> Path:
     "Refuse, before any work, a run directory that holds results unless the call resumes (the same stages) or replaces them."
-    run_dir = check_run_folder(run_dir, resume, overwrite, marker=SCHEDULE_FILE, what='schedule')
-    if resume and (run_dir/SCHEDULE_FILE).exists():
+    run_dir = job.run_folder(run_dir, 'run_dir', marker=SCHEDULE_FILE, what='schedule')
+    if job.resume and (run_dir/SCHEDULE_FILE).exists():
         saved = json.loads((run_dir/SCHEDULE_FILE).read_text())
         if saved['stages'] != [asdict(s) for s in stages]:
-            raise ValueError(f"resume=True, but the stages differ from the run's {SCHEDULE_FILE}; resume with the same stages or start a new run")
+            raise ValueError(f"{job.flag('resume')}, but the stages differ from the run's {SCHEDULE_FILE}; resume with the same stages or start a new run")
         if training is not None and (before := NO_EXTRAS | saved.get('training', {})) != training:
-            raise ValueError(f"resume=True, but the run trained {before} beside the student and this call asks for {training}; "
+            raise ValueError(f"{job.flag('resume')}, but the run trained {before} beside the student and this call asks for {training}; "
                              "resume with the same mtp_depth, feature terms, init and expert strategy or start a new run")
     return run_dir
 
@@ -862,8 +861,8 @@ def heal(self: ScheduleRun, k: int, student, mtp, plans: list[PruningPlan]):
                  f"distil {p.stages[k - 1].tokens:,} tokens")
     resume = self.job.resume and (stage_dir/'config.json').exists()
     alongside = Alongside(_stage_features(plans, p.distill_configs[k - 1], self.training.feature_distance, student), mtp)
-    distill(student, stage_dir, self.data, p.distill_configs[k - 1], teacher=self.teacher, alongside=alongside, resume=resume,
-            overwrite=not resume, progress=self.job.progress, log=self.job.log)
+    distill(student, stage_dir, self.data, p.distill_configs[k - 1], teacher=self.teacher, alongside=alongside,
+            job=replace(self.job, resume=resume, overwrite=not resume))
     return _record(k, p.stages[k - 1], p.shapes[k - 1], p.params[k - 1], stage_dir)
 
 @patch
@@ -897,7 +896,7 @@ def run_schedule(model, # the source model (never modified)
     "Prune in stages, re-scoring importance on the current (healed) model before each cut and distilling after it."
     if data.tokenizer is None: raise ValueError("data.tokenizer is needed: the calibration samples are drawn with it and every student is saved with it")
     plan = plan_schedule(model, stages, config, teacher, calibration, prune, training)
-    run_dir = check_schedule_dir(run_dir, stages, job.resume, job.overwrite, plan.training)
+    run_dir = check_schedule_dir(run_dir, stages, job, plan.training)
     run = ScheduleRun(model, run_dir, plan, data, teacher, calibration, prune, training, job, config.seed)
     doc = run.start()
     if job.resume and doc.get('done') and (run_dir/'model').is_dir():

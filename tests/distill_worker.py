@@ -21,7 +21,7 @@ def main():
     torch.set_num_threads(1)
     from accelerate import Accelerator
     from slimlab.distill import DistillConfig, DistillData, distill
-    from slimlab.lab import load_model
+    from slimlab.lab import Job, load_model
     from slimlab.losses import CompositeConfig, Schedule
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     assert accelerator.num_processes == args.processes, f"{accelerator.num_processes} processes started, {args.processes} expected"
@@ -30,7 +30,7 @@ def main():
     loss = CompositeConfig(lam=Schedule('linear', 1.0, 0.5, name='lambda'), beta=Schedule('constant', 0.0, name='beta'), chunk=64)
     config = DistillConfig(max_steps=args.steps, micro_batch_size=args.micro, grad_accum=args.accum, seq_len=32, lr=1e-3, lr_floor=1e-4,
                            warmup_steps=2, log_every=1, eval_every=0, save_every=args.save_every, keep_last=2, loss=loss)
-    distill(student, args.run_dir, DistillData(blocks), config, teacher=teacher, resume=args.resume, progress=False)
+    distill(student, args.run_dir, DistillData(blocks), config, teacher=teacher, job=Job(resume=args.resume, progress=False))
 
 
 if __name__ == '__main__':

@@ -11,7 +11,7 @@ import transformers
 from safetensors.torch import load_file
 
 from slimlab.distill import CHECKPOINTS, DistillConfig, DistillData, complete_checkpoints, distill, read_metrics
-from slimlab.lab import load_model, scaled_config
+from slimlab.lab import Job, load_model, scaled_config
 
 WORKER = Path(__file__).with_name('distill_worker.py')
 RUN = ['--steps', '40', '--save-every', '4']
@@ -72,7 +72,7 @@ def test_refused_run_dir_is_not_modified(reference):
     with pytest.raises(FileExistsError, match='already holds results; pass overwrite=True to replace them, resume=True to continue the distillation run'):
         distill(student, reference, data, config, teacher=load_model('llama-tiny', seed=1))
     with pytest.raises(ValueError, match="resume=True, but max_steps, micro_batch_size, lr, lr_floor, warmup_steps, loss differ"):
-        distill(student, reference, data, config, teacher=load_model('llama-tiny', seed=1), resume=True)
+        distill(student, reference, data, config, teacher=load_model('llama-tiny', seed=1), job=Job(resume=True))
     assert snapshot(reference) == before
 
 
@@ -87,11 +87,11 @@ def test_tied_embeddings_resume_exactly(tmp_path):
     run = DistillConfig(max_steps=6, micro_batch_size=2, seq_len=32, lr=1e-3, lr_floor=1e-4, warmup_steps=1, log_every=1, save_every=3,
                         eval_every=0)
     teacher = model(1)
-    straight = distill(model(0), tmp_path/'straight', DistillData(blocks), run, teacher=teacher, progress=False, log=None)
+    straight = distill(model(0), tmp_path/'straight', DistillData(blocks), run, teacher=teacher, job=Job(progress=False, log=None))
     student = model(0)
-    distill(student, tmp_path/'resumed', DistillData(blocks), run, teacher=teacher, progress=False, log=None)
+    distill(student, tmp_path/'resumed', DistillData(blocks), run, teacher=teacher, job=Job(progress=False, log=None))
     shutil.rmtree(tmp_path/'resumed'/'model')  # as if killed after the checkpoint at step 3
-    resumed = distill(student, tmp_path/'resumed', DistillData(blocks), run, teacher=teacher, resume=True, progress=False, log=None)
+    resumed = distill(student, tmp_path/'resumed', DistillData(blocks), run, teacher=teacher, job=Job(resume=True, progress=False, log=None))
     a, b = weights(straight.run_dir), weights(resumed.run_dir)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     reloaded = transformers.AutoModelForCausalLM.from_pretrained(resumed.model_dir)

@@ -7,13 +7,14 @@ import pytest
 
 from slimlab.findings import VERDICTS, bundled_experiments, finding_rows, findings_markdown, read_experiment, run_experiment, save_results
 from slimlab.results import result_figures
+from slimlab.lab import Job
 
 
 @pytest.mark.parametrize('name', bundled_experiments())
 def test_bundled_experiment_at_smoke_scale(name, tmp_path):
     from transformers import AutoModelForCausalLM
     exp = read_experiment(name)
-    res = run_experiment(name, tmp_path/name, scale='smoke', progress=False, log=None)
+    res = run_experiment(name, tmp_path/name, scale='smoke', job=Job(progress=False, log=None))
     assert list(res['arms']) == list(exp.arms) and res['scale'] == 'smoke'
     assert [(c['better'], c['worse']) for c in res['claims']] == [(c.better, c.worse) for c in exp.claims]
     assert all(c['verdict'] in VERDICTS for c in res['claims'])
@@ -58,7 +59,8 @@ def tiny_experiment(tmp_path):
 
 EXPERIMENT = """
 from slimlab.findings import run_experiment
-run_experiment({path!r}, {out!r}, resume={resume}, progress=False)
+from slimlab.lab import Job
+run_experiment({path!r}, {out!r}, job=Job(resume={resume}, progress=False))
 """
 
 
@@ -85,6 +87,6 @@ def test_killed_experiment_resumes_arm_by_arm(tiny_experiment, tmp_path):
 def test_home_page_shows_the_current_findings():
     "The docs home page (and README) keep the findings table as an output: it must be the table of the committed results."
     nb = json.loads((Path(__file__).parent.parent/'nbs'/'index.ipynb').read_text())
-    cell = next(c for c in nb['cells'] if c['cell_type'] == 'code' and 'findings_markdown' in ''.join(c['source']))
+    cell = next(c for c in nb['cells'] if c['cell_type'] == 'code' and 'Markdown(findings_markdown' in ''.join(c['source']))
     shown = ''.join(next(o for o in cell['outputs'] if 'data' in o)['data']['text/markdown'])
     assert shown == findings_markdown(finding_rows()), 're-run nbs/index.ipynb (and make readme) after committing results'

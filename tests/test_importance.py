@@ -13,7 +13,7 @@ from slimlab.anatomy import Anatomy
 from slimlab.importance import (Calibration, Importance, Request, Score, blocks_removed, default_metrics,
                                 importance, layers_to_remove, plot_score, run_importance)
 from slimlab.prune import apply_plan, keep_all_plan
-from slimlab.lab import load_model
+from slimlab.lab import Job, load_model
 
 
 def stock_model(model, keep):
@@ -153,21 +153,21 @@ def test_layers_to_remove():
 
 def test_run_importance_writes_atomically(tmp_path):
     out = tmp_path/'scores'
-    report = run_importance('llama-tiny', out, ['channel', 'angular_distance:n=2'], Calibration(samples=2, seq_len=16), progress=False)
+    report = run_importance('llama-tiny', out, ['channel', 'angular_distance:n=2'], Calibration(samples=2, seq_len=16), job=Job(progress=False))
     assert sorted(p.name for p in out.iterdir()) == ['.slimlab-owned', 'angular_distance_n_2.png', 'channel.png', 'importance.json', 'scores.safetensors']
     assert Importance.load(out).meta == report.meta and report.meta['model'] == 'llama-tiny'
-    with pytest.raises(FileExistsError, match='already holds results; pass --overwrite'):
-        run_importance('llama-tiny', out, ['channel'], TINY_CAL, progress=False)
-    run_importance('llama-tiny', out, ['head'], TINY_CAL, overwrite=True, progress=False)
+    with pytest.raises(FileExistsError, match='already holds results; pass overwrite=True'):
+        run_importance('llama-tiny', out, ['channel'], TINY_CAL, job=Job(progress=False))
+    run_importance('llama-tiny', out, ['head'], TINY_CAL, job=Job(overwrite=True, progress=False))
     assert list(Importance.load(out).scores) == ['head']
     assert sorted(p.name for p in tmp_path.iterdir()) == ['scores']  # no temporary or old folder left
 
 
 def test_run_importance_failure_keeps_old_results(tmp_path, monkeypatch):
     out = tmp_path/'scores'
-    run_importance('llama-tiny', out, ['channel'], TINY_CAL, progress=False)
+    run_importance('llama-tiny', out, ['channel'], TINY_CAL, job=Job(progress=False))
     monkeypatch.setattr(Importance, 'save', lambda self, path: (_ for _ in ()).throw(OSError('disk full')))
-    with pytest.raises(OSError, match='disk full'): run_importance('llama-tiny', out, ['head'], TINY_CAL, overwrite=True, progress=False)
+    with pytest.raises(OSError, match='disk full'): run_importance('llama-tiny', out, ['head'], TINY_CAL, job=Job(overwrite=True, progress=False))
     monkeypatch.undo()
     assert list(Importance.load(out).scores) == ['channel']
     assert sorted(p.name for p in tmp_path.iterdir()) == ['scores']
@@ -185,7 +185,7 @@ def test_run_importance_failure_keeps_old_results(tmp_path, monkeypatch):
 def test_run_importance_validates_before_loading_weights(tmp_path, monkeypatch, model, calibration, metrics, message):
     monkeypatch.setattr(slimlab.lab, 'load_model', lambda *a, **k: pytest.fail('weights loaded before validation'))
     with pytest.raises(ValueError, match=message.replace('(', r'\(').replace('.', r'\.')):
-        run_importance(model, tmp_path/'out', metrics, Calibration(**calibration), progress=False)
+        run_importance(model, tmp_path/'out', metrics, Calibration(**calibration), job=Job(progress=False))
     assert not (tmp_path/'out').exists()
 
 

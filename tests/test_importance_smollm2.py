@@ -10,7 +10,7 @@ from slimlab.anatomy import Anatomy
 from slimlab.data import calibration_samples
 from slimlab.importance import Calibration, Importance, blocks_removed, importance, layers_to_remove, run_importance
 from slimlab.prune import apply_plan, keep_all_plan
-from slimlab.lab import load_model, load_tokenizer
+from slimlab.lab import Job, load_model, load_tokenizer
 
 
 def stock_model(model, keep):
@@ -52,7 +52,7 @@ def test_scores_are_sane(smol, samples):
 
 def test_run_importance_on_smollm2(tmp_path):
     out = tmp_path/'smol'
-    run_importance('smollm2-135m', out, ['block_influence', 'head'], Calibration(samples=2, seq_len=32), progress=False)
+    run_importance('smollm2-135m', out, ['block_influence', 'head'], Calibration(samples=2, seq_len=32), job=Job(progress=False))
     back = Importance.load(out)
     assert back.meta['model'] == 'smollm2-135m' and back.meta['samples'] == 2 and back.meta['seq_len'] == 32
     assert back['head'].axes == ('layer', 'kv_group', 'head')

@@ -91,7 +91,20 @@ def test_distill_resume_of_another_kind_is_refused(pruned):
     "The Python API speaks its own vocabulary: resume=True, run_dir."
     import torch
     from slimlab.distill import DistillConfig, DistillData, distill, lm_only, minitron_loss
-    from slimlab.lab import load_model
+    from slimlab.lab import Job, load_model
     with pytest.raises(FileExistsError, match=r"run_dir .* holds files but no distillation run \(its config.json is a model's\); choose another run_dir"):
         distill(load_model('llama-tiny'), pruned, DistillData(torch.zeros(4, 32, dtype=torch.long)),
-                DistillConfig(max_steps=1, warmup_steps=0, seq_len=32, loss=lm_only(minitron_loss())), resume=True)
+                DistillConfig(max_steps=1, warmup_steps=0, seq_len=32, loss=lm_only(minitron_loss())),
+                job=Job(resume=True))
+
+
+def test_one_shot_job_speaks_python(pruned):
+    "Called from Python, the same rule in Python's words; a job that runs in one pass has nothing to resume."
+    from slimlab.lab import Job
+    from slimlab.prune import run_prune
+    before = snapshot(pruned)
+    with pytest.raises(FileExistsError, match=r"out .* already holds results; pass overwrite=True to replace them or choose another out"):
+        run_prune('llama-tiny', pruned, drop_layers=1)
+    with pytest.raises(ValueError, match=r"resume=True: pruning runs in one pass and has nothing to continue; pass overwrite=True"):
+        run_prune('llama-tiny', pruned, job=Job(resume=True), drop_layers=1)
+    assert snapshot(pruned) == before
