@@ -41,6 +41,9 @@ VENDOR = [
     ("requirejs", ["require.js"], "."),
     ("@jupyter-widgets/html-manager/dist", ["embed-amd.js", "*.woff", "*.woff2", "*.ttf", "*.eot", "*.svg"],
      "jupyter-widgets"),
+    # the widgets' icon fonts, where the html-manager's CSS asks for them (relative to the page, by its package path)
+    ("@jupyter-widgets/html-manager/dist", ["*.woff", "*.woff2", "*.ttf", "*.eot", "*.svg"], "../../@jupyter-widgets"),
+    ("@jupyter-widgets/html-manager/dist", ["*.woff", "*.woff2", "*.ttf", "*.eot", "*.svg"], "../../@jupyter-widgets/html-manager/dist"),
     ("mathjax", ["LICENSE"], "mathjax"),
     ("mathjax/es5", ["tex-svg.js"], "mathjax"),
     ("mathjax/es5/input/tex/extensions", ["*.js"], "mathjax/input/tex/extensions"),
