@@ -24,8 +24,9 @@ class Family:
     blocks: str = 'model.layers' # path of the decoder blocks
     final_norm: str = 'model.norm' # path of the final norm
     lm_head: str = 'lm_head' # path of the output projection
-    input_norm: str = 'input_layernorm' # norm before attention, inside a block
-    post_attention_norm: str = 'post_attention_layernorm' # norm before the MLP, inside a block
+    norms: tuple[str, ...] = ('input_layernorm', 'post_attention_layernorm') # every norm of a block that is hidden channels wide
+    attention_input: str | None = 'input_layernorm' # the norm whose output attention reads (None: attention reads the residual stream)
+    mlp_input: str | None = 'post_attention_layernorm' # the norm whose output the MLP reads (None: the MLP reads the residual stream)
     attention: str = 'self_attn' # full (softmax) attention module, inside a block
     linear_attention: str | None = None # linear attention module (hybrid models), inside a block
     mlp: str = 'mlp' # dense MLP or sparse MoE block, inside a block
@@ -33,20 +34,28 @@ class Family:
     experts: str | None = None # packed experts, inside the MoE block
     shared_expert: str | None = None # always-on expert, inside the MoE block
     shared_expert_gate: str | None = None # its scalar sigmoid gate, inside the MoE block
+    qkv_proj: str | None = None # one fused projection (rows: queries, then keys, then values) instead of q/k/v_proj
     q_proj: str = 'q_proj' # query projection inside attention (rows: heads × head_dim, ×2 when gated)
     k_proj: str = 'k_proj' # key projection (rows: KV heads × head_dim)
     v_proj: str = 'v_proj' # value projection (rows: KV heads × head_dim)
     o_proj: str = 'o_proj' # output projection (columns: heads × head_dim)
-    gate_proj: str = 'gate_proj' # SwiGLU gate inside a dense MLP or shared expert
-    up_proj: str = 'up_proj' # SwiGLU up projection
-    down_proj: str = 'down_proj' # SwiGLU down projection
+    gate_up_proj: str | None = None # one fused projection (rows: gate, then up) instead of gate_proj and up_proj
+    gate_proj: str = 'gate_proj' # gate of a gated MLP (SwiGLU, GeGLU), in a dense MLP or shared expert
+    up_proj: str = 'up_proj' # its up projection
+    down_proj: str = 'down_proj' # its down projection
     linear_in_projs: tuple[str, ...] = ('in_proj_qkvz', 'in_proj_ba') # linear attention projections that read the hidden state
     linear_out_proj: str = 'out_proj' # linear attention projection that writes the hidden state
-    qk_norm: bool = False # per-head RMSNorm on queries and keys
+    q_norm: str = 'q_norm' # RMSNorm on the queries, inside attention (when `qk_norm`)
+    k_norm: str = 'k_norm' # RMSNorm on the keys
+    qk_norm: str | None = None # RMSNorm on queries and keys: 'head' (head_dim wide, shared by the heads) or 'projection' (all heads' channels)
     gated_query: bool = False # q_proj emits a query and an output gate per head
+    qkv_bias: bool = False # q/k/v always have biases (no config flag)
     qkv_bias_field: str | None = 'attention_bias' # config flag for biases on q/k/v
     o_bias_field: str | None = 'attention_bias' # config flag for a bias on o_proj
     mlp_bias_field: str | None = None # config flag for biases in dense MLPs
+    layer_fields: tuple[str, ...] = ('layer_types',) # config lists with one entry per block: a depth cut keeps the kept blocks' entries
+    logits_divisor_field: str | None = None # config field the output logits are divided by (Granite's `logits_scaling`)
+    logits_softcap_field: str | None = None # config field c of the final soft-cap, logits = c·tanh(z/c) (Gemma 2)
     num_experts_field: str | None = None # config field: number of routed experts
     expert_size_field: str | None = None # config field: intermediate size of one expert
     shared_expert_size_field: str | None = None # config field: intermediate size of the shared expert
@@ -57,16 +66,26 @@ _MOE = dict(router='gate', experts='experts')
 _QWEN_MOE = _MOE | dict(num_experts_field='num_experts', expert_size_field='moe_intermediate_size', sparse_layers_by_step=True)
 _SHARED = dict(shared_expert='shared_expert', shared_expert_gate='shared_expert_gate',
                shared_expert_size_field='shared_expert_intermediate_size')
+_NO_BIAS = dict(qkv_bias_field=None, o_bias_field=None)
+_SANDWICH = dict(norms=('input_layernorm', 'post_attention_layernorm', 'pre_feedforward_layernorm', 'post_feedforward_layernorm'),
+                 mlp_input='pre_feedforward_layernorm', logits_softcap_field='final_logit_softcapping')
 
 FAMILY_REGISTRY = {f.name: f for f in [
     Family('llama', ('llama',), mlp_bias_field='mlp_bias'),
-    Family('mistral', ('mistral',), qkv_bias_field=None, o_bias_field=None),
-    Family('qwen3', ('qwen3',), qk_norm=True),
-    Family('qwen3_moe', ('qwen3_moe',), qk_norm=True, **_QWEN_MOE),
-    Family('mixtral', ('mixtral',), qkv_bias_field=None, o_bias_field=None, num_experts_field='num_local_experts',
-           expert_size_field='intermediate_size', **_MOE),
+    Family('mistral', ('mistral',), **_NO_BIAS),
+    Family('qwen2', ('qwen2',), qkv_bias=True, **_NO_BIAS),
+    Family('qwen3', ('qwen3',), qk_norm='head'),
+    Family('gemma2', ('gemma2',), **_SANDWICH),
+    Family('gemma3_text', ('gemma3_text',), qk_norm='head', **_SANDWICH),
+    Family('phi3', ('phi3',), qkv_proj='qkv_proj', gate_up_proj='gate_up_proj', **_NO_BIAS),
+    Family('olmo2', ('olmo2',), norms=('post_attention_layernorm', 'post_feedforward_layernorm'), attention_input=None,
+           mlp_input=None, qk_norm='projection'),
+    Family('granite', ('granite',), mlp_bias_field='mlp_bias', logits_divisor_field='logits_scaling'),
+    Family('smollm3', ('smollm3',), mlp_bias_field='mlp_bias', layer_fields=('layer_types', 'no_rope_layers')),
+    Family('qwen3_moe', ('qwen3_moe',), qk_norm='head', **_QWEN_MOE),
+    Family('mixtral', ('mixtral',), num_experts_field='num_local_experts', expert_size_field='intermediate_size', **_NO_BIAS, **_MOE),
     Family('qwen2_moe', ('qwen2_moe',), qkv_bias_field='qkv_bias', o_bias_field=None, **_QWEN_MOE, **_SHARED),
-    Family('qwen3_next', ('qwen3_next',), linear_attention='linear_attn', qk_norm=True, gated_query=True, **_QWEN_MOE, **_SHARED),
+    Family('qwen3_next', ('qwen3_next',), linear_attention='linear_attn', qk_norm='head', gated_query=True, **_QWEN_MOE, **_SHARED),
 ]}
 
 # %% ../nbs/03_anatomy.ipynb #5894bb1f
@@ -80,7 +99,8 @@ def get_family(model_or_config) -> Family:
     model_type = getattr(config, 'model_type', None)
     for family in FAMILY_REGISTRY.values():
         if model_type in family.model_types: return family
-    raise ValueError(f"architecture {model_type!r} is not supported; supported: {', '.join(supported_model_types())}")
+    raise ValueError(f"architecture {model_type!r} is not supported; supported: {', '.join(supported_model_types())} "
+                     f"(to add one, see 'Adding a family' in the anatomy chapter)")
 
 # %% ../nbs/03_anatomy.ipynb #62f57aa5
 class Anatomy:
@@ -125,6 +145,12 @@ def layer_type(self: Anatomy, i: int) -> str:
     "'full_attention', 'sliding_attention' or 'linear_attention' for block `i`."
     types = getattr(self.config, 'layer_types', None)
     return types[i] if types else 'full_attention'
+
+@patch
+def attention_span(self: Anatomy, i: int, context: int) -> int:
+    "Positions the token at `context` attends to in block `i`: the sliding window on sliding-attention blocks, else all."
+    window = getattr(self.config, 'sliding_window', None)
+    return min(context, window) if self.layer_type(i) == 'sliding_attention' and window else context
 
 @patch
 def is_moe_layer(self: Anatomy, i: int) -> bool:
@@ -172,10 +198,9 @@ def final_norm(self: Anatomy) -> nn.Module: return _get(self._need_model(), self
 def lm_head(self: Anatomy) -> nn.Linear: return _get(self._need_model(), self.family.lm_head)
 
 @patch
-def norms(self: Anatomy, i: int) -> tuple[nn.Module, nn.Module]:
-    "The input and post-attention norms of block `i`."
-    b = self.blocks[i]
-    return _get(b, self.family.input_norm), _get(b, self.family.post_attention_norm)
+def norms(self: Anatomy, i: int) -> tuple[nn.Module, ...]:
+    "Every norm of block `i` that is hidden channels wide (pre-norms and post-norms), in the family's order."
+    return tuple(_get(self.blocks[i], n) for n in self.family.norms)
 
 @patch
 def attention(self: Anatomy, i: int) -> nn.Module:
@@ -187,6 +212,12 @@ def attention(self: Anatomy, i: int) -> nn.Module:
 def mlp(self: Anatomy, i: int) -> nn.Module:
     "The dense MLP or the sparse MoE block of block `i`."
     return _get(self.blocks[i], self.family.mlp)
+
+@patch
+def sublayer_inputs(self: Anatomy, i: int) -> list[tuple[nn.Module, str]]:
+    "What attention and the MLP of block `i` read, as hook points: (the norm feeding it, 'post'), or (the sub-block itself, 'pre') where no norm does."
+    f, b = self.family, self.blocks[i]
+    return [(_get(b, norm), 'post') if norm else (part, 'pre') for norm, part in ((f.attention_input, self.attention(i)), (f.mlp_input, self.mlp(i)))]
 
 # %% ../nbs/03_anatomy.ipynb #d27fd4e5
 @patch
@@ -212,16 +243,23 @@ def shared_expert_gate(self: Anatomy, i: int) -> nn.Linear | None:
 # %% ../nbs/03_anatomy.ipynb #a4e55d15
 @patch
 def attention_projections(self: Anatomy, i: int) -> dict[str, nn.Linear]:
-    "The q, k, v and o projections of full-attention block `i`."
+    "The projections of full-attention block `i`: 'q', 'k', 'v' and 'o', or 'qkv' and 'o' where the family fuses them."
     if self.layer_type(i) == 'linear_attention': raise ValueError(f"block {i} has linear attention, not q/k/v/o projections")
     f, attn = self.family, self.attention(i)
-    return {k: _get(attn, getattr(f, f"{k}_proj")) for k in 'qkvo'}
+    names = ('qkv', 'o') if f.qkv_proj else tuple('qkvo')
+    return {k: _get(attn, getattr(f, f"{k}_proj")) for k in names}
 
 @patch
-def mlp_projections(self: Anatomy, mlp: nn.Module) -> tuple[nn.Linear, nn.Linear, nn.Linear]:
-    "The gate, up and down projections of a dense SwiGLU MLP (a block's MLP or a shared expert)."
+def qk_norms(self: Anatomy, i: int) -> tuple[nn.Module, nn.Module] | None:
+    "The query and key norms of full-attention block `i`, or None where the family has none."
     f = self.family
-    return _get(mlp, f.gate_proj), _get(mlp, f.up_proj), _get(mlp, f.down_proj)
+    return (_get(self.attention(i), f.q_norm), _get(self.attention(i), f.k_norm)) if f.qk_norm else None
+
+@patch
+def mlp_projections(self: Anatomy, mlp: nn.Module) -> dict[str, nn.Linear]:
+    "The projections of a dense gated MLP (a block's MLP or a shared expert): 'gate', 'up' and 'down', or 'gate_up' and 'down'."
+    names = ('gate_up', 'down') if self.family.gate_up_proj else ('gate', 'up', 'down')
+    return {k: _get(mlp, getattr(self.family, f"{k}_proj")) for k in names}
 
 @patch
 def linear_attention_projections(self: Anatomy, i: int) -> tuple[list[nn.Linear], nn.Linear]:
@@ -232,14 +270,18 @@ def linear_attention_projections(self: Anatomy, i: int) -> tuple[list[nn.Linear]
 # %% ../nbs/03_anatomy.ipynb #5901a409
 COMPONENTS = ('embedding', 'attention', 'linear_attention', 'mlp', 'router', 'experts', 'shared_expert', 'norms', 'lm_head')
 
+def _flag(config, field: str | None) -> bool:
+    "A config flag named by a family field (False where the family names none)."
+    return bool(field and getattr(config, field, False))
+
 def _attention_params(a: Anatomy) -> int:
     "Parameters of one full-attention module."
     c, f, H, d = a.config, a.family, a.hidden_size, a.head_dim
-    q, kv = a.num_heads*d, a.num_kv_heads*d
-    n = H*q*(2 if f.gated_query else 1) + 2*H*kv + q*H
-    if f.qkv_bias_field and getattr(c, f.qkv_bias_field, False): n += q*(2 if f.gated_query else 1) + 2*kv
-    if f.o_bias_field and getattr(c, f.o_bias_field, False): n += H
-    return n + (2*d if f.qk_norm else 0)
+    q, kv = a.num_heads*d*(2 if f.gated_query else 1), a.num_kv_heads*d
+    n = H*q + 2*H*kv + a.num_heads*d*H
+    if f.qkv_bias or _flag(c, f.qkv_bias_field): n += q + 2*kv
+    if _flag(c, f.o_bias_field): n += H
+    return n + {None: 0, 'head': 2*d, 'projection': (a.num_heads + a.num_kv_heads)*d}[f.qk_norm]
 
 def _linear_attention_params(a: Anatomy) -> int:
     "Parameters of one Gated DeltaNet module (Qwen3-Next)."
@@ -248,9 +290,8 @@ def _linear_attention_params(a: Anatomy) -> int:
     return H*(2*key + 2*value) + H*2*nv + (2*key + value)*c.linear_conv_kernel_dim + 2*nv + c.linear_value_head_dim + value*H
 
 def _mlp_params(a: Anatomy, width: int) -> int:
-    "Parameters of one SwiGLU MLP of intermediate size `width`."
-    bias = a.family.mlp_bias_field and getattr(a.config, a.family.mlp_bias_field, False)
-    return 3*a.hidden_size*width + (2*width + a.hidden_size if bias else 0)
+    "Parameters of one gated MLP of intermediate size `width`."
+    return 3*a.hidden_size*width + (2*width + a.hidden_size if _flag(a.config, a.family.mlp_bias_field) else 0)
 
 def count_params(model_or_config) -> dict[str, int]:
     "Parameters per component (`COMPONENTS`), computed from the config alone."
@@ -259,7 +300,7 @@ def count_params(model_or_config) -> dict[str, int]:
     n = dict.fromkeys(COMPONENTS, 0)
     n['embedding'] = a.vocab_size*H
     n['lm_head'] = 0 if a.tied else a.vocab_size*H
-    n['norms'] = H*(2*a.num_layers + 1)
+    n['norms'] = H*(len(a.family.norms)*a.num_layers + 1)
     for i in range(a.num_layers):
         if a.layer_type(i) == 'linear_attention': n['linear_attention'] += _linear_attention_params(a)
         else: n['attention'] += _attention_params(a)
@@ -313,15 +354,15 @@ def flops_per_token(model_or_config,
         if a.layer_type(i) == 'linear_attention':
             c = a.config
             flops += 4*c.linear_num_value_heads*c.linear_key_head_dim*c.linear_value_head_dim
-        else: flops += 4*a.num_heads*a.head_dim*context
+        else: flops += 4*a.num_heads*a.head_dim*a.attention_span(i, context)
     return float(flops)
 
 def kv_cache_bytes_per_token(model_or_config,
                              bytes_per_value: int = 2, # 2 for bf16/fp16 caches, 4 for fp32
                             ) -> int:
-    "Bytes the KV cache grows by per generated token (full-attention layers only)."
+    "Bytes the KV cache grows by per generated token, past every sliding window (full-attention layers only)."
     a = Anatomy(model_or_config)
-    full = sum(a.layer_type(i) != 'linear_attention' for i in range(a.num_layers))
+    full = sum(a.layer_type(i) == 'full_attention' for i in range(a.num_layers))
     return full*2*a.num_kv_heads*a.head_dim*bytes_per_value
 
 # %% ../nbs/03_anatomy.ipynb #4cf4d02a
@@ -330,8 +371,8 @@ def anatomy_rows(model_or_config) -> list[tuple[str, str]]:
     a, n = Anatomy(model_or_config), count_params(model_or_config)
     total = sum(n.values())
     types = [a.layer_type(i) for i in range(a.num_layers)]
-    rows = [('family', a.family.name), ('layers', f"{a.num_layers}" + (f" ({types.count('linear_attention')} linear attention)"
-                                                                         if 'linear_attention' in types else '')),
+    kinds = ', '.join(f"{types.count(t)} {t.replace('_', ' ')}" for t in ('sliding_attention', 'linear_attention') if t in types)
+    rows = [('family', a.family.name), ('layers', f"{a.num_layers}" + (f" ({kinds})" if kinds else '')),
             ('hidden size', f"{a.hidden_size}"), ('vocabulary', f"{a.vocab_size}" + (' (tied head)' if a.tied else '')),
             ('attention', f"{a.num_heads} query heads, {a.num_kv_heads} KV groups, head_dim {a.head_dim}")]
     if a.num_experts: rows.append(('experts', f"{a.num_experts} × {a.expert_size}, top-{a.top_k}"

@@ -63,10 +63,11 @@ def job_of(args: argparse.Namespace # a command line with --overwrite (and --res
 # %% ../nbs/17_cli.ipynb #e6a1f899
 def info(model: str # model name, folder or hub id (see `slimlab.lab.resolve_model`)
         ) -> str:
-    "The anatomy table of a model, from its config."
-    from slimlab.lab import load_config
+    "The anatomy table of a model, from its config; a published model's shape also shows the total its authors publish."
+    from slimlab.lab import FULL_SIZE, load_config
     from slimlab.anatomy import anatomy_table
-    return f"## {model}\n\n" + anatomy_table(load_config(model))
+    published = f"\n| params: published | {FULL_SIZE[model].published} |" if model in FULL_SIZE else ''
+    return f"## {model}\n\n" + anatomy_table(load_config(model)) + published
 
 # %% ../nbs/17_cli.ipynb #40f575f2
 def _add_info(sub, # the `slimlab` sub-parsers

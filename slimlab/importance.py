@@ -24,9 +24,9 @@ from .lab import Job, atomic_dir, check_out_dir, did_you_mean
 
 # %% auto #0
 __all__ = ['AGGREGATIONS', 'SUM_KEYS', 'COLLECTORS', 'METRICS', 'Score', 'token_sums', 'sample_sums', 'aggregate', 'Collector',
-           'ActivationStats', 'all_norms', 'NormStats', 'HeadStats', 'MLPStats', 'SharedExpertStats', 'BoundaryStats',
-           'expert_intermediate', 'RouterStats', 'ExpertStats', 'GradientStats', 'CalibrationPass', 'calibrate',
-           'check_blocks', 'blocks_removed', 'Metric', 'register', 'channel', 'head', 'neuron', 'taylor',
+           'ActivationStats', 'channel_taps', 'NormStats', 'HeadStats', 'MLPStats', 'SharedExpertStats',
+           'BoundaryStats', 'expert_intermediate', 'RouterStats', 'ExpertStats', 'GradientStats', 'CalibrationPass',
+           'calibrate', 'check_blocks', 'blocks_removed', 'Metric', 'register', 'channel', 'head', 'neuron', 'taylor',
            'sample_perplexity', 'block_influence', 'angular_distance', 'last_n', 'random_layers', 'ppl_drop',
            'expert_frequency', 'expert_soft', 'reap', 'expert_norm', 'expert_neuron', 'Request', 'check_request',
            'check_calibration', 'default_metrics', 'Calibration', 'Importance', 'compute', 'importance', 'plot_score',
@@ -166,19 +166,20 @@ class ActivationStats(Collector):
         self._batch = {}
 
 # %% ../nbs/06_importance.ipynb #ee8bfd9d
-def all_norms(anatomy: Anatomy) -> list[nn.Module]:
-    "Every RMSNorm on the residual stream: the input and post-attention norm of each block, then the final norm."
-    return [n for i in range(anatomy.num_layers) for n in anatomy.norms(i)] + [anatomy.final_norm]
+def channel_taps(anatomy: Anatomy) -> list[tuple[nn.Module, str]]:
+    "Where hidden channels are read, as hook points: what attention and the MLP of each block read (see `Anatomy.sublayer_inputs`), then the final norm."
+    return [tap for i in range(anatomy.num_layers) for tap in anatomy.sublayer_inputs(i)] + [(anatomy.final_norm, 'post')]
 
 class NormStats(ActivationStats):
-    "Magnitudes of every norm output (see `all_norms`) per channel, as `SUM_KEYS` sums: (2L+1, H) each."
+    "Magnitudes per channel of what every sub-block reads and of the final norm's output (see `channel_taps`), as `SUM_KEYS` sums: (2L+1, H) each."
     name = 'norms'
     def rows(self) -> int: return 2*self.anatomy.num_layers + 1
     def width(self) -> int: return self.anatomy.hidden_size
-    def hooks(self): return [(norm, 'post', self._hook(row)) for row, norm in enumerate(all_norms(self.anatomy))]
-    def _hook(self, row: int):
-        def hook(module, args, kwargs, output): self.keep(row, _output(output))
-        return hook
+    def hooks(self): return [(module, kind, self._hook(row, kind)) for row, (module, kind) in enumerate(channel_taps(self.anatomy))]
+    def _hook(self, row: int, kind: str):
+        def post(module, args, kwargs, output): self.keep(row, _output(output))
+        def pre(module, args, kwargs): self.keep(row, _first(args, kwargs))
+        return post if kind == 'post' else pre
 
 # %% ../nbs/06_importance.ipynb #f23bba28
 class HeadStats(ActivationStats):
@@ -203,7 +204,7 @@ class MLPStats(ActivationStats):
         "The MLPs to hook, by block."
         a = self.anatomy
         return {i: a.mlp(i) for i in a.dense_layers}
-    def hooks(self): return [(self.anatomy.mlp_projections(m)[2], 'pre', self._hook(i)) for i, m in self.modules().items()]
+    def hooks(self): return [(self.anatomy.mlp_projections(m)['down'], 'pre', self._hook(i)) for i, m in self.modules().items()]
     def _hook(self, i: int):
         def hook(module, args, kwargs): self.keep(i, _first(args, kwargs).reshape(*self.shape, -1)) # (B, T, I), also where the MoE block flattened tokens
         return hook
@@ -300,14 +301,15 @@ class ExpertStats(Collector):
 def _taylor_params(anatomy: Anatomy) -> list[nn.Parameter]:
     "The parameters the Taylor sums read: attention q/o projections and dense MLP projections."
     a, mods = anatomy, []
-    for i in a.attention_layers: mods += [a.attention_projections(i)[k] for k in 'qo']
-    for i in range(a.num_layers):
-        if not a.is_moe_layer(i): mods += a.mlp_projections(a.mlp(i))
+    for i in a.attention_layers:
+        p = a.attention_projections(i)
+        mods += [p['q'] if 'q' in p else p['qkv'], p['o']]
+    for i in a.dense_layers: mods += a.mlp_projections(a.mlp(i)).values()
     return [p for m in mods for p in m.parameters()]
 
-def _group_sum(w: torch.Tensor, groups: int, dim: int) -> torch.Tensor:
-    "Sum of w·grad over `groups` equal consecutive slices along `dim`: (groups,)."
-    t = (w.detach() * w.grad).double().movedim(dim, 0)
+def _group_sum(w: torch.Tensor, groups: int, dim: int, rows: slice = slice(None)) -> torch.Tensor:
+    "Sum of w·grad over `groups` equal consecutive slices along `dim`, reading only `rows` (of a fused projection): (groups,)."
+    t = (w.detach()[rows] * w.grad[rows]).double().movedim(dim, 0)
     return t.reshape(groups, -1).sum(1)
 
 class GradientStats(Collector):
@@ -333,17 +335,20 @@ class GradientStats(Collector):
     def _read(self):
         a = self.anatomy
         for i in a.attention_layers:
-            q, o = (a.attention_projections(i)[k] for k in 'qo')
-            head = _group_sum(q.weight, a.num_heads, 0) + _group_sum(o.weight, a.num_heads, 1)
-            if q.bias is not None: head += _group_sum(q.bias, a.num_heads, 0)
+            p = a.attention_projections(i)
+            q, rows = (p['q'], slice(None)) if 'q' in p else (p['qkv'], slice(0, a.num_heads*a.head_dim))  # queries come first
+            head = _group_sum(q.weight, a.num_heads, 0, rows) + _group_sum(p['o'].weight, a.num_heads, 1)
+            if q.bias is not None: head += _group_sum(q.bias, a.num_heads, 0, rows)
             self.add('head', i, head)
-        for i in range(a.num_layers):
-            if a.is_moe_layer(i): continue
-            gate, up, down = a.mlp_projections(a.mlp(i))
-            width = gate.out_features
-            neuron = _group_sum(gate.weight, width, 0) + _group_sum(up.weight, width, 0) + _group_sum(down.weight, width, 1)
-            for b in (gate.bias, up.bias):
-                if b is not None: neuron += _group_sum(b, width, 0)
+        for i in a.dense_layers:
+            p = a.mlp_projections(a.mlp(i))
+            width = p['down'].in_features
+            halves = ([(p['gate'], slice(None)), (p['up'], slice(None))] if 'gate' in p
+                      else [(p['gate_up'], slice(0, width)), (p['gate_up'], slice(width, None))])  # gate rows, then up rows
+            neuron = _group_sum(p['down'].weight, width, 1)
+            for proj, rows in halves:
+                neuron += _group_sum(proj.weight, width, 0, rows)
+                if proj.bias is not None: neuron += _group_sum(proj.bias, width, 0, rows)
             self.add('neuron', i, neuron)
 
 # %% ../nbs/06_importance.ipynb #1704fdab

@@ -8,6 +8,7 @@ import difflib, os, random, shutil, tempfile, importlib.metadata
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ __all__ = ['CHAPTERS_FILE', 'EXTRAS', 'OWNED_FILE', 'BUNDLED_MODELS', 'SIZES', '
            'require_extra', 'check_writable', 'check_run_folder', 'owned_entries', 'foreign_entries', 'check_out_dir',
            'atomic_dir', 'save_model', 'Job', 'link_tree', 'did_you_mean', 'read_yaml', 'read_text', 'BundledModel',
            'bundled_gguf_path', 'convert_gguf', 'bundled_model_dir', 'setup_model', 'scaled_names', 'scaled_config',
-           'full_size_config', 'ModelSource', 'resolve_model', 'check_weights', 'check_real_weights',
+           'FullSizeModel', 'full_size_config', 'ModelSource', 'resolve_model', 'check_weights', 'check_real_weights',
            'check_load_report', 'load_model', 'load_config', 'load_tokenizer', 'chat']
 
 # %% ../nbs/00_lab.ipynb #0cd018ca
@@ -480,16 +481,27 @@ LAB_VOCAB_SIZE = 49152 # SmolLM2's tokenizer
 def _dense(s):    return {k: s[k] for k in ('hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads')}
 def _experts(s):  return dict(num_experts=s['num_experts'], num_experts_per_tok=s['num_experts_per_tok'], moe_intermediate_size=s['moe_intermediate_size'])
 def _linear(s):   return {k: s[k] for k in s if k.startswith('linear_')}
+def _gemma(s):    return dict(head_dim=s['head_dim'], query_pre_attn_scalar=s['head_dim'], sliding_window=16,  # windows a lab sequence crosses
+                              layer_types=['sliding_attention', 'full_attention']*(s['num_hidden_layers']//2))
 
 FAMILIES = {
-    'llama':      ('LlamaConfig',     lambda s: _dense(s) | dict(head_dim=s['head_dim'])),
-    'qwen3':      ('Qwen3Config',     lambda s: _dense(s) | dict(head_dim=s['head_dim'])),
-    'qwen3_moe':  ('Qwen3MoeConfig',  lambda s: _dense(s) | _experts(s) | dict(head_dim=s['head_dim'], norm_topk_prob=True)),
-    'mixtral':    ('MixtralConfig',   lambda s: _dense(s) | dict(head_dim=s['head_dim'], intermediate_size=s['moe_intermediate_size'],
-                                                                 num_local_experts=s['num_experts'], num_experts_per_tok=s['num_experts_per_tok'])),
-    'qwen2_moe':  ('Qwen2MoeConfig',  lambda s: _dense(s) | _experts(s) | dict(shared_expert_intermediate_size=s['shared_expert_intermediate_size'])),
-    'qwen3_next': ('Qwen3NextConfig', lambda s: _dense(s) | _experts(s) | _linear(s) | dict(head_dim=s['head_dim'],
-                                                                 shared_expert_intermediate_size=s['shared_expert_intermediate_size'])),
+    'llama':       ('LlamaConfig',      lambda s: _dense(s) | dict(head_dim=s['head_dim'])),
+    'mistral':     ('MistralConfig',    lambda s: _dense(s) | dict(head_dim=s['head_dim'])),
+    'qwen2':       ('Qwen2Config',      lambda s: _dense(s)),
+    'qwen3':       ('Qwen3Config',      lambda s: _dense(s) | dict(head_dim=s['head_dim'])),
+    'gemma2':      ('Gemma2Config',     lambda s: _dense(s) | _gemma(s)),
+    'gemma3_text': ('Gemma3TextConfig', lambda s: _dense(s) | _gemma(s)),
+    'phi3':        ('Phi3Config',       lambda s: _dense(s)),
+    'olmo2':       ('Olmo2Config',      lambda s: _dense(s)),
+    'granite':     ('GraniteConfig',    lambda s: _dense(s) | dict(embedding_multiplier=12.0, residual_multiplier=0.22,
+                                                                   attention_multiplier=1/s['head_dim'], logits_scaling=8.0)),
+    'smollm3':     ('SmolLM3Config',    lambda s: _dense(s) | dict(head_dim=s['head_dim'])),  # every 4th block without RoPE
+    'qwen3_moe':   ('Qwen3MoeConfig',   lambda s: _dense(s) | _experts(s) | dict(head_dim=s['head_dim'], norm_topk_prob=True)),
+    'mixtral':     ('MixtralConfig',    lambda s: _dense(s) | dict(head_dim=s['head_dim'], intermediate_size=s['moe_intermediate_size'],
+                                                                   num_local_experts=s['num_experts'], num_experts_per_tok=s['num_experts_per_tok'])),
+    'qwen2_moe':   ('Qwen2MoeConfig',   lambda s: _dense(s) | _experts(s) | dict(shared_expert_intermediate_size=s['shared_expert_intermediate_size'])),
+    'qwen3_next':  ('Qwen3NextConfig',  lambda s: _dense(s) | _experts(s) | _linear(s) | dict(head_dim=s['head_dim'],
+                                                                   shared_expert_intermediate_size=s['shared_expert_intermediate_size'])),
 }
 
 def scaled_names() -> list[str]:
@@ -509,27 +521,64 @@ def scaled_config(name: str # `family-size`, e.g. 'qwen3_next-tiny' (see `scaled
                                            pad_token_id=2, **fields(SIZES[size]))
 
 # %% ../nbs/00_lab.ipynb #dd252fc0
+class FullSizeModel(NamedTuple):
+    "A published model's shape: where it lives on the hub, its config class and fields, and its published size."
+    hub_id: str # the hub repository
+    config_class: str # the transformers config class
+    fields: dict # the config fields that set its shape
+    published: str # the total parameter count its authors publish, and what that total covers
+
 FULL_SIZE = {
-    'qwen3-next-80b-a3b': ('Qwen/Qwen3-Next-80B-A3B-Instruct', 'Qwen3NextConfig', dict(
+    'qwen3-next-80b-a3b': FullSizeModel('Qwen/Qwen3-Next-80B-A3B-Instruct', 'Qwen3NextConfig', dict(
         vocab_size=151936, hidden_size=2048, intermediate_size=5120, num_hidden_layers=48, num_attention_heads=16,
         num_key_value_heads=2, head_dim=256, linear_num_key_heads=16, linear_num_value_heads=32, linear_key_head_dim=128,
         linear_value_head_dim=128, num_experts=512, num_experts_per_tok=10, moe_intermediate_size=512,
-        shared_expert_intermediate_size=512, tie_word_embeddings=False)),
-    'llama-3.1-8b': ('meta-llama/Llama-3.1-8B', 'LlamaConfig', dict(
+        shared_expert_intermediate_size=512, tie_word_embeddings=False), '80B total, 3B active (model card)'),
+    'llama-3.1-8b': FullSizeModel('meta-llama/Llama-3.1-8B', 'LlamaConfig', dict(
         vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-        num_key_value_heads=8, head_dim=128, tie_word_embeddings=False)),
-    'mistral-nemo-12b': ('mistralai/Mistral-Nemo-Base-2407', 'MistralConfig', dict(
+        num_key_value_heads=8, head_dim=128, tie_word_embeddings=False), '8B (model card)'),
+    'mistral-nemo-12b': FullSizeModel('mistralai/Mistral-Nemo-Base-2407', 'MistralConfig', dict(
         vocab_size=131072, hidden_size=5120, intermediate_size=14336, num_hidden_layers=40, num_attention_heads=32,
-        num_key_value_heads=8, head_dim=128, tie_word_embeddings=False)),
+        num_key_value_heads=8, head_dim=128, tie_word_embeddings=False), '12B (model card)'),
+    'qwen2.5-7b': FullSizeModel('Qwen/Qwen2.5-7B', 'Qwen2Config', dict(
+        vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+        num_key_value_heads=4, tie_word_embeddings=False, use_sliding_window=False, max_window_layers=28),
+        '7.61B total, 6.53B without embedding and head (model card)'),
+    'gemma-2-2b': FullSizeModel('google/gemma-2-2b', 'Gemma2Config', dict(
+        vocab_size=256000, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26, num_attention_heads=8,
+        num_key_value_heads=4, head_dim=256, query_pre_attn_scalar=256, sliding_window=4096, attn_logit_softcapping=50.0,
+        final_logit_softcapping=30.0, tie_word_embeddings=True),
+        '2,614,636,800 (report, Table 2): its embedding counts a 256,128-token vocabulary, the checkpoint has 256,000'),
+    'gemma-3-4b': FullSizeModel('google/gemma-3-4b-pt', 'Gemma3TextConfig', dict(
+        vocab_size=262208, hidden_size=2560, intermediate_size=10240, num_hidden_layers=34, num_attention_heads=8,
+        num_key_value_heads=4, head_dim=256, query_pre_attn_scalar=256, sliding_window=1024, tie_word_embeddings=True),
+        '4.30B with the 417M vision encoder and projector, which the text model leaves out (hub)'),
+    'gemma-3-12b': FullSizeModel('google/gemma-3-12b-pt', 'Gemma3TextConfig', dict(
+        vocab_size=262208, hidden_size=3840, intermediate_size=15360, num_hidden_layers=48, num_attention_heads=16,
+        num_key_value_heads=8, head_dim=256, query_pre_attn_scalar=256, sliding_window=1024, tie_word_embeddings=True),
+        '12.19B with the 421M vision encoder and projector, which the text model leaves out (hub)'),
+    'phi-4-mini': FullSizeModel('microsoft/Phi-4-mini-instruct', 'Phi3Config', dict(
+        vocab_size=200064, hidden_size=3072, intermediate_size=8192, num_hidden_layers=32, num_attention_heads=24,
+        num_key_value_heads=8, partial_rotary_factor=0.75, tie_word_embeddings=True), '3.8B (model card)'),
+    'olmo-2-7b': FullSizeModel('allenai/OLMo-2-1124-7B', 'Olmo2Config', dict(
+        vocab_size=100352, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+        num_key_value_heads=32, tie_word_embeddings=False), '7.30B (model card)'),
+    'granite-3.3-8b': FullSizeModel('ibm-granite/granite-3.3-8b-base', 'GraniteConfig', dict(
+        vocab_size=49159, hidden_size=4096, intermediate_size=12800, num_hidden_layers=40, num_attention_heads=32,
+        num_key_value_heads=8, embedding_multiplier=12.0, residual_multiplier=0.22, attention_multiplier=0.0078125,
+        logits_scaling=16.0, tie_word_embeddings=True), '8.17B (model card)'),
+    'smollm3-3b': FullSizeModel('HuggingFaceTB/SmolLM3-3B', 'SmolLM3Config', dict(
+        vocab_size=128256, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+        num_key_value_heads=4, no_rope_layer_interval=4, tie_word_embeddings=True), '3.08B (model card)'),
 }
 
 def full_size_config(name: str # a key of `FULL_SIZE`
                     ):
-    "The transformers config of one of the sources' full-size models."
+    "The transformers config of a published model's shape."
     import transformers
     if name not in FULL_SIZE: raise ValueError(f"full-size model {name!r} is unknown; allowed: {', '.join(FULL_SIZE)}")
-    _, cls_name, fields = FULL_SIZE[name]
-    return getattr(transformers, cls_name)(**fields)
+    m = FULL_SIZE[name]
+    return getattr(transformers, m.config_class)(**m.fields)
 
 # %% ../nbs/00_lab.ipynb #95854221
 @dataclass(frozen=True)
@@ -649,7 +698,7 @@ def load_tokenizer(name_or_path: str | Path # as for `load_model`; scaled and fu
     from transformers import AutoTokenizer
     source = resolve_model(name_or_path)
     if source.kind in ('bundled', 'scaled'): return AutoTokenizer.from_pretrained(bundled_model_dir('smollm2-135m'))
-    if source.kind == 'full_size': source = ModelSource('hub', FULL_SIZE[source.name][0])
+    if source.kind == 'full_size': source = ModelSource('hub', FULL_SIZE[source.name].hub_id)
     return _from_pretrained(AutoTokenizer.from_pretrained, source)
 
 # %% ../nbs/00_lab.ipynb #6e307207

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_pruning.ipynb #00fef76d
 from __future__ import annotations
-import copy, math
+import copy, itertools, math
 from dataclasses import dataclass, asdict, fields
 from pathlib import Path
 
@@ -175,7 +175,8 @@ def sync_config(config, # the source model's config (not modified)
     new.num_hidden_layers, new.hidden_size = t.num_layers, t.hidden_size
     new.num_attention_heads, new.num_key_value_heads, new.head_dim = t.num_heads, t.num_kv_heads, t.head_dim
     if t.intermediate_size: new.intermediate_size = t.intermediate_size
-    if getattr(config, 'layer_types', None): new.layer_types = [config.layer_types[i] for i in layers]
+    for field in f.layer_fields:  # per-block lists (attention type, RoPE or not) keep the kept blocks' entries
+        if getattr(config, field, None): setattr(new, field, [getattr(config, field)[i] for i in layers])
     if f.num_experts_field:
         setattr(new, f.num_experts_field, t.num_experts)
         setattr(new, f.expert_size_field, t.expert_size)
@@ -229,16 +230,27 @@ class _Copier:
 def _index(idx) -> torch.Tensor | None:
     return None if idx is None else torch.as_tensor(idx, dtype=torch.long)
 
+def _fused_rows(*parts: tuple[torch.Tensor | None, int]) -> torch.Tensor | None:
+    "Kept rows of a fused projection from its stacked parts, each (kept rows or None for all, rows of the part); None keeps all."
+    if all(rows is None for rows, _ in parts): return None
+    starts = itertools.accumulate([size for _, size in parts], initial=0)
+    return torch.cat([(torch.arange(size) if rows is None else rows) + start for (rows, size), start in zip(parts, starts)])
+
 def _prune_attention(c: _Copier, dst: Anatomy, src: Anatomy, j: int, i: int, plan: PruningPlan, ch):
-    "Copy block `i`'s full attention into block `j`: kept heads, KV groups and channels."
+    "Copy block `i`'s full attention into block `j`: kept heads, KV groups and channels, in fused projections and whole-projection q/k norms too."
     d, blocks = src.head_dim, 2 if src.family.gated_query else 1
     q_rows = head_rows(plan.heads[i], d, blocks) if plan.heads else None
     kv_rows = head_rows(plan.kv_heads[i], d) if plan.kv_heads else None
     s, t = src.attention_projections(i), dst.attention_projections(j)
-    c.linear(t['q'], s['q'], rows=q_rows, cols=ch)
-    c.linear(t['k'], s['k'], rows=kv_rows, cols=ch)
-    c.linear(t['v'], s['v'], rows=kv_rows, cols=ch)
+    if 'qkv' in s:
+        q, kv = src.num_heads*d*blocks, src.num_kv_heads*d
+        c.linear(t['qkv'], s['qkv'], rows=_fused_rows((q_rows, q), (kv_rows, kv), (kv_rows, kv)), cols=ch)
+    else:
+        for k, rows in (('q', q_rows), ('k', kv_rows), ('v', kv_rows)): c.linear(t[k], s[k], rows=rows, cols=ch)
     c.linear(t['o'], s['o'], rows=ch, cols=head_rows(plan.heads[i], d) if plan.heads else None)
+    if src.family.qk_norm == 'projection':
+        (sq, sk), (tq, tk) = src.qk_norms(i), dst.qk_norms(j)
+        c(tq.weight, sq.weight, d0=q_rows); c(tk.weight, sk.weight, d0=kv_rows)
 
 def _prune_linear_attention(c: _Copier, dst: Anatomy, src: Anatomy, j: int, i: int, ch):
     "Copy block `i`'s linear attention into block `j`: only hidden channels change."
@@ -247,10 +259,14 @@ def _prune_linear_attention(c: _Copier, dst: Anatomy, src: Anatomy, j: int, i: i
     c.linear(t_out, s_out, rows=ch)
 
 def _prune_swiglu(c: _Copier, dst: Anatomy, src: Anatomy, t_mlp: nn.Module, s_mlp: nn.Module, neurons, ch):
-    "Copy a dense SwiGLU MLP: kept neurons and channels."
-    (sg, su, sd), (tg, tu, td) = src.mlp_projections(s_mlp), dst.mlp_projections(t_mlp)
-    c.linear(tg, sg, rows=neurons, cols=ch); c.linear(tu, su, rows=neurons, cols=ch); c.linear(td, sd, rows=ch, cols=neurons)
-
+    "Copy a dense gated MLP: kept neurons and channels (the gate and up halves of a fused projection alike)."
+    s, t = src.mlp_projections(s_mlp), dst.mlp_projections(t_mlp)
+    if 'gate_up' in s:
+        width = s['down'].in_features
+        c.linear(t['gate_up'], s['gate_up'], rows=_fused_rows((neurons, width), (neurons, width)), cols=ch)
+    else:
+        for k in ('gate', 'up'): c.linear(t[k], s[k], rows=neurons, cols=ch)
+    c.linear(t['down'], s['down'], rows=ch, cols=neurons)
 def _prune_moe(c: _Copier, dst: Anatomy, src: Anatomy, j: int, i: int, plan: PruningPlan, ch):
     "Copy block `i`'s MoE into block `j`: kept experts, their neurons, the router rows, the shared expert."
     experts = _index(plan.experts[i]) if plan.experts else None

@@ -19,7 +19,8 @@ from slimlab.lab import scaled_names
 
 BIN = Path(sys.executable).parent
 FAST = ['--samples', '2', '--seq-len', '32', '--no-progress']
-DENSE = ['llama-tiny', 'qwen3-tiny']
+DENSE = ['llama-tiny', 'mistral-tiny', 'qwen2-tiny', 'qwen3-tiny', 'gemma2-tiny', 'gemma3_text-tiny', 'phi3-tiny', 'olmo2-tiny',
+         'granite-tiny', 'smollm3-tiny']
 MOE = ['qwen3_moe-tiny', 'mixtral-tiny', 'qwen2_moe-tiny', 'qwen3_next-tiny']
 SHARED = ['qwen2_moe-tiny', 'qwen3_next-tiny']  # MoE families with a shared expert
 EXPERTS_FIELD = {'mixtral': 'num_local_experts'}  # config field of the routed experts (default: num_experts)
