@@ -43,8 +43,8 @@ def plain_loss(h, w, th, tw, y, lam=0.5):
 
 def chunked_loss(h, w, th, tw, y, lam=0.5, chunk=512):
     "The same loss, chunk by chunk from hidden states."
-    from slimlab.losses import TeacherHead, chunked_head_loss
-    return chunked_head_loss(h, w, y, TeacherHead(th, tw), lm_weight=1 - lam, kd_weight=lam, chunk=chunk).total
+    from slimlab.losses import OutputLayer, TeacherHead, chunked_head_loss
+    return chunked_head_loss(h, OutputLayer(w), y, TeacherHead(th, OutputLayer(tw)), lm_weight=1 - lam, kd_weight=lam, chunk=chunk).total
 
 
 def rss_kib(field: str) -> int:

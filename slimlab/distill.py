@@ -15,7 +15,8 @@ from torch import nn
 
 from .lab import Job, atomic_dir, seed_everything
 from .data import load_lab_corpus, pack_texts, token_stream, write_jsonl
-from .losses import CompositeConfig, CompositeLoss, FeatureDistiller, LossTerms, Schedule, block_outputs, loss_vocab, lr_schedule, TeacherStates
+from .losses import (CompositeConfig, CompositeLoss, FeatureDistiller, LossTerms, Schedule, block_outputs, loss_vocab, lr_schedule,
+                            TeacherStates, output_layer)
 from .evaluate import check_positions, perplexity
 from .mtp import save_mtp
 
@@ -182,7 +183,7 @@ def teacher_states(teacher, # the frozen teacher
     "The teacher's final hidden states, output layer and (if asked) block outputs for a batch, without gradients."
     with block_outputs(teacher) if with_blocks else nullcontext() as blocks:
         hidden = teacher.get_decoder()(input_ids=input_ids).last_hidden_state
-    return TeacherStates(hidden, teacher.get_output_embeddings().weight, blocks)
+    return TeacherStates(hidden, output_layer(teacher), blocks)
 
 class DistillStudent(nn.Module):
     "The student and what trains beside it (feature projection, MTP heads); its forward returns the composite loss terms."
@@ -201,7 +202,7 @@ class DistillStudent(nn.Module):
         with block_outputs(self.model) if t.blocks is not None else nullcontext() as blocks:
             hidden = self.model.get_decoder()(input_ids=input_ids).last_hidden_state
         mtp_states = self.mtp(hidden, input_ids, self.model.get_input_embeddings()) if self.mtp is not None else ()
-        return self.composite(progress, input_ids, hidden, self.model.get_output_embeddings().weight, t, mtp_states, student_blocks=blocks)
+        return self.composite(progress, input_ids, hidden, output_layer(self.model), t, mtp_states, student_blocks=blocks)
 
 # %% ../nbs/10_distill.ipynb #ca96b353
 CHECKPOINTS = 'checkpoints' # sub-folder of the run directory

@@ -21,10 +21,10 @@ from .lab import atomic_write
 __all__ = ['IGNORE_INDEX', 'KD_LOSSES', 'SPARSE_KD_LOSSES', 'FEATURE_DISTANCES', 'WEIGHT_SCHEDULES', 'SLIMQWEN_LAMBDA',
            'SLIMQWEN_BETA', 'shift_labels', 'lm_loss', 'forward_kl', 'reverse_kl', 'skew_forward_kl', 'skew_reverse_kl',
            'generalized_jsd', 'Divergence', 'TeacherTopK', 'topk_logits', 'sparse_divergence', 'teacher_topk',
-           'save_topk', 'load_topk', 'loss_vocab', 'HeadLoss', 'head_loss', 'TeacherHead', 'chunked_head_loss',
-           'block_outputs', 'layer_map_from_plan', 'feature_distance', 'FeatureDistiller', 'constant_schedule',
-           'linear_schedule', 'cosine_schedule', 'step_schedule', 'Schedule', 'lr_schedule', 'CompositeConfig',
-           'LossTerms', 'TeacherStates', 'CompositeLoss']
+           'save_topk', 'load_topk', 'loss_vocab', 'HeadLoss', 'head_loss', 'OutputLayer', 'output_layer',
+           'TeacherHead', 'chunked_head_loss', 'block_outputs', 'layer_map_from_plan', 'feature_distance',
+           'FeatureDistiller', 'constant_schedule', 'linear_schedule', 'cosine_schedule', 'step_schedule', 'Schedule',
+           'lr_schedule', 'CompositeConfig', 'LossTerms', 'TeacherStates', 'CompositeLoss']
 
 # %% ../nbs/08_losses.ipynb #1301fb3f
 IGNORE_INDEX = -100 # label of positions without a target
@@ -242,12 +242,46 @@ def head_loss(logits: torch.Tensor, # (N, V_s) student logits
         kd = (_kd_terms(logits, teacher[:, :V] if dense else teacher, divergence)*mask).sum()/n
     return HeadLoss(lm_weight*lm + kd_weight*kd, lm.detach(), kd.detach(), int(mask.sum()))
 
+# %% ../nbs/08_losses.ipynb #7a9acd7c
+class OutputLayer(NamedTuple):
+    "A model's output layer: logits = c·tanh((h·Wᵀ + b)/(divisor·c)) with a soft-cap c, else (h·Wᵀ + b)/divisor."
+    weight: torch.Tensor # (V, d) output projection
+    bias: torch.Tensor | None = None # (V,) its bias, if any
+    divisor: float = 1.0 # the logits are divided by it (Granite's `logits_scaling`)
+    softcap: float | None = None # c of the final soft-cap c·tanh(z/c) (Gemma 2's `final_logit_softcapping`); None: off
+
+    def logits(self, hidden: torch.Tensor # (..., d) final hidden states
+              ) -> torch.Tensor:
+        "Full logits (..., V), differentiable: what the model's forward head computes."
+        z = F.linear(hidden, self.weight, self.bias)
+        if self.divisor != 1: z = z/self.divisor
+        return z if self.softcap is None else self.softcap*torch.tanh(z/self.softcap)
+
+    def detach(self) -> OutputLayer:
+        "The same layer with its weight and bias cut from the autograd graph."
+        return self._replace(weight=self.weight.detach(), bias=None if self.bias is None else self.bias.detach())
+
+def output_layer(model # a causal LM of a supported family
+                ) -> OutputLayer:
+    "The model's output embeddings with the divisor and soft-cap its family's config fields set."
+    a, head = Anatomy(model), model.get_output_embeddings()
+    value = lambda field: None if field is None else getattr(a.config, field, None)
+    divisor, softcap = value(a.family.logits_divisor_field), value(a.family.logits_softcap_field)
+    return OutputLayer(head.weight, getattr(head, 'bias', None), 1.0 if divisor is None else float(divisor),
+                       None if softcap is None else float(softcap))
+
+def _check_head(name: str, head):
+    "An `OutputLayer` with a positive divisor and soft-cap."
+    if not isinstance(head, OutputLayer):
+        raise TypeError(f"{name} must be an OutputLayer (weight, bias, divisor, softcap; see output_layer(model)), got {type(head).__name__}")
+    if not head.divisor > 0: raise ValueError(f"{name}.divisor={head.divisor} must be > 0")
+    if head.softcap is not None and not head.softcap > 0: raise ValueError(f"{name}.softcap={head.softcap} must be > 0 or None")
+
 # %% ../nbs/08_losses.ipynb #4ec58a88
 class TeacherHead(NamedTuple):
     "A frozen teacher's final hidden states and output layer: its logits, one chunk at a time."
     hidden: torch.Tensor # (N, d_t) final hidden states (after the final norm)
-    weight: torch.Tensor # (V_t, d_t) output layer weight
-    bias: torch.Tensor | None = None # (V_t,) output layer bias, if any
+    head: OutputLayer # the teacher's output layer and logit transform
 
 @dataclass
 class _ChunkSpec:
@@ -260,6 +294,8 @@ class _ChunkSpec:
     vocab: int
     chunk: int
     need_grad: bool
+    divisor: float = 1.0 # the student's logit transform (its weight and bias are the autograd inputs)
+    softcap: float | None = None
 
 def _log_softmax_(logits: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
     "Log-probabilities at a temperature, written over `logits` (float32, owned by the caller), and the probabilities."
@@ -269,12 +305,25 @@ def _log_softmax_(logits: torch.Tensor, temperature: float) -> tuple[torch.Tenso
     total = probs.sum(-1, keepdim=True)
     return logits.sub_(total.log()), probs.div_(total)
 
+def _chunk_logits(hidden: torch.Tensor, # (c, d) a chunk's hidden states
+                  head: OutputLayer,
+                  vocab: int, # logit columns kept
+                  slope: bool = False, # also return the transform's derivative
+                 ) -> tuple[torch.Tensor, torch.Tensor | float | None]:
+    "A chunk's float32 logits (c, vocab) through the head's transform, and d logits/d(h·Wᵀ + b): None (1), 1/divisor or (c, vocab)."
+    bias = None if head.bias is None else head.bias[:vocab]
+    z = F.linear(hidden, head.weight[:vocab], bias).float()
+    if head.divisor != 1: z.div_(head.divisor)
+    if head.softcap is None: return z, (None if head.divisor == 1 else 1/head.divisor)
+    t = z.div_(head.softcap).tanh_()  # c·tanh(z/c) has the slope 1 − tanh²(z/c)
+    d = t.square().neg_().add_(1).div_(head.divisor) if slope else None
+    return t.mul_(head.softcap), d
+
 def _teacher_chunk(teacher, rows: slice, vocab: int, temperature: float):
     "(log p, p, vocabulary positions) of the teacher on a chunk of tokens: all columns (positions None), or its top-k renormalised."
     if isinstance(teacher, TeacherTopK):
         return (*_log_softmax_(teacher.values[rows].to(torch.float32, copy=True), temperature), teacher.indices[rows])
-    bias = None if teacher.bias is None else teacher.bias[:vocab]
-    return (*_log_softmax_(F.linear(teacher.hidden[rows], teacher.weight[:vocab], bias).float(), temperature), None)
+    return (*_log_softmax_(_chunk_logits(teacher.hidden[rows], teacher.head, vocab)[0], temperature), None)
 
 # %% ../nbs/08_losses.ipynb #7c50f4af
 def _forward_kl_pull(lp, p, lq, q, divergence):
@@ -354,12 +403,30 @@ def _chunk_loss(z: torch.Tensor, # (c, V) float32 student logits, overwritten
     return ce[mask].sum(), kd, _logit_grad(terms) if terms else None
 
 # %% ../nbs/08_losses.ipynb #82728e25
+def _chunk_step(hidden: torch.Tensor, head: OutputLayer, rows: slice, spec: _ChunkSpec,
+                row_weight: torch.Tensor, # (N,) 1/n on positions with a target, 0 elsewhere
+                grads: tuple, # (hidden, weight, bias) gradient buffers, None where not needed
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    "One chunk's summed cross-entropy and divergence; its gradients of the hidden states, weight and bias added into `grads`."
+    teacher = _teacher_chunk(spec.teacher, rows, spec.vocab, spec.divergence.temperature) if spec.kd_weight > 0 else None
+    z, slope = _chunk_logits(hidden[rows], head, spec.vocab, spec.need_grad)
+    lm, kd, gz = _chunk_loss(z, spec.labels[rows], teacher, spec, row_weight[rows])
+    del z, teacher
+    if gz is None: return lm, kd
+    if slope is not None: gz = gz.mul_(slope)
+    del slope
+    gz, W = gz.to(head.weight.dtype), head.weight[:spec.vocab]
+    grad_h, grad_w, grad_b = grads
+    if grad_h is not None: grad_h[rows] = gz @ W
+    if grad_w is not None: grad_w[:spec.vocab].addmm_(gz.T, hidden[rows])
+    if grad_b is not None: grad_b[:spec.vocab] += gz.sum(0)
+    return lm, kd
+
 class _ChunkedHeadLoss(torch.autograd.Function):
     "Weighted CE + KD over chunks of tokens; gradients of the hidden states and head computed in the forward pass."
     @staticmethod
     def forward(ctx, hidden, weight, bias, spec: _ChunkSpec):
-        W = weight[:spec.vocab]
-        b = None if bias is None else bias[:spec.vocab]
+        head = OutputLayer(weight, bias, spec.divisor, spec.softcap)
         mask = spec.labels != IGNORE_INDEX
         n = mask.sum().clamp_min(1)
         row_weight = mask.float()/n
@@ -368,15 +435,8 @@ class _ChunkedHeadLoss(torch.autograd.Function):
         grad_w = torch.zeros_like(weight) if spec.need_grad and ctx.needs_input_grad[1] else None
         grad_b = torch.zeros_like(bias) if spec.need_grad and bias is not None and ctx.needs_input_grad[2] else None
         for start in range(0, hidden.shape[0], spec.chunk):
-            rows = slice(start, start + spec.chunk)
-            teacher = _teacher_chunk(spec.teacher, rows, spec.vocab, spec.divergence.temperature) if spec.kd_weight > 0 else None
-            lm, kd, gz = _chunk_loss(F.linear(hidden[rows], W, b).float(), spec.labels[rows], teacher, spec, row_weight[rows])
+            lm, kd = _chunk_step(hidden, head, slice(start, start + spec.chunk), spec, row_weight, (grad_h, grad_w, grad_b))
             lm_sum += lm; kd_sum += kd
-            if gz is None: continue
-            gz = gz.to(W.dtype)
-            if grad_h is not None: grad_h[rows] = gz @ W
-            if grad_w is not None: grad_w[:spec.vocab].addmm_(gz.T, hidden[rows])
-            if grad_b is not None: grad_b[:spec.vocab] += gz.sum(0)
         ctx.grads = (grad_h, grad_w, grad_b)
         lm_mean, kd_mean = lm_sum/n, kd_sum/n
         ctx.mark_non_differentiable(lm_mean, kd_mean)
@@ -388,25 +448,27 @@ class _ChunkedHeadLoss(torch.autograd.Function):
         return (*[None if g is None else g.mul_(g_total.to(g.dtype)) for g in grads], None)
 
 def chunked_head_loss(hidden: torch.Tensor, # (N, d) the student's final hidden states (after the final norm)
-                      weight: torch.Tensor, # (V_s, d) the student's output layer weight
+                      head: OutputLayer, # the student's output layer and logit transform (`output_layer(model)`)
                       labels: torch.Tensor, # (N,) targets, `IGNORE_INDEX` where none
                       teacher: TeacherHead | TeacherTopK | None = None, # the teacher's hidden states and head, or its top-k
                       lm_weight: float = 1.0, # weight of the cross-entropy, in [0, 1]
                       kd_weight: float = 0.0, # weight of the distillation term, in [0, 1]
                       divergence: Divergence = Divergence(), # the distillation term
-                      bias: torch.Tensor | None = None, # (V_s,) the output layer's bias, if any
                       vocab_size: int | None = None, # shared vocabulary when the widths differ by padding
                       chunk: int = 512, # tokens per chunk of float32 logits
                      ) -> HeadLoss:
-    "`head_loss` from hidden states and the output layer, never holding more than `chunk` tokens of full-vocabulary logits."
+    "`head_loss` on `head.logits(hidden)`, never holding more than `chunk` tokens of full-vocabulary logits."
+    _check_head('head', head)
     _check_weights(lm_weight, kd_weight, teacher)
     if isinstance(teacher, TeacherTopK): _check_sparse(divergence)
+    if isinstance(teacher, TeacherHead): _check_head('teacher.head', teacher.head)
     if chunk < 1: raise ValueError(f"chunk={chunk} must be at least 1")
-    t_width = teacher.weight.shape[0] if isinstance(teacher, TeacherHead) else None
+    t_width = teacher.head.weight.shape[0] if isinstance(teacher, TeacherHead) else None
     if hidden.shape[0] != labels.shape[0]: raise ValueError(f"hidden states have {hidden.shape[0]} rows but labels {labels.shape[0]}")
-    need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (hidden, weight, bias))
-    spec = _ChunkSpec(labels, teacher, lm_weight, kd_weight, divergence, loss_vocab(weight.shape[0], t_width, vocab_size), chunk, need_grad)
-    total, lm, kd = _ChunkedHeadLoss.apply(hidden, weight, bias, spec)
+    need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (hidden, head.weight, head.bias))
+    spec = _ChunkSpec(labels, teacher, lm_weight, kd_weight, divergence, loss_vocab(head.weight.shape[0], t_width, vocab_size), chunk,
+                      need_grad, head.divisor, head.softcap)
+    total, lm, kd = _ChunkedHeadLoss.apply(hidden, head.weight, head.bias, spec)
     return HeadLoss(total, lm, kd, int((labels != IGNORE_INDEX).sum()))
 
 # %% ../nbs/08_losses.ipynb #3452c956
@@ -589,7 +651,7 @@ def _flat(x: torch.Tensor) -> torch.Tensor: return x.reshape(-1, x.shape[-1])
 class TeacherStates(NamedTuple):
     "What the frozen teacher hands over for one batch."
     hidden: torch.Tensor # (B, T, d_t) final hidden states (after the final norm)
-    weight: torch.Tensor # (V_t, d_t) the output layer
+    head: OutputLayer # the teacher's output layer and logit transform
     blocks: list[torch.Tensor] | None = None # every block's output (B, T, d_t), for the feature terms
 
 class CompositeLoss:
@@ -607,15 +669,15 @@ class CompositeLoss:
         "μ, the MTP terms' share of distillation, at a training progress: `mtp_lam`, or λ when it is None."
         return (self.config.lam if self.config.mtp_lam is None else self.config.mtp_lam)(progress)
 
-    def head(self, hidden, weight, labels, teacher_hidden, teacher_weight, lam, name: str = 'lambda') -> HeadLoss:
+    def head(self, hidden, head: OutputLayer, labels, teacher_hidden, teacher_head: OutputLayer | None, lam, name: str = 'lambda') -> HeadLoss:
         "One head's (1-λ)·LM + λ·KD over flattened positions, chunked (`name`: what λ is called in messages)."
         c = self.config
-        teacher = TeacherHead(_flat(teacher_hidden), teacher_weight) if teacher_hidden is not None else None
-        if teacher is None and lam > 0: raise ValueError(f"{name}={lam} > 0 needs the teacher's hidden states and output weight")
-        return chunked_head_loss(_flat(hidden), weight, labels.reshape(-1), teacher, 1 - lam, lam, c.divergence,
+        teacher = TeacherHead(_flat(teacher_hidden), teacher_head) if teacher_hidden is not None else None
+        if teacher is None and lam > 0: raise ValueError(f"{name}={lam} > 0 needs the teacher's hidden states and output layer")
+        return chunked_head_loss(_flat(hidden), head, labels.reshape(-1), teacher, 1 - lam, lam, c.divergence,
                                  vocab_size=c.vocab_size, chunk=c.chunk)
 
-    def mtp(self, mtp_hidden: list[torch.Tensor], weight, input_ids, teacher_hidden, teacher_weight, mu,
+    def mtp(self, mtp_hidden: list[torch.Tensor], head: OutputLayer, input_ids, teacher_hidden, teacher_head, mu,
             attention_mask=None) -> tuple[torch.Tensor, float, float]:
         "MTP terms (1-μ)·MTP-LM + μ·MTP-KD, averaged over depths: (the weighted total, MTP-LM, MTP-KD)."
         T = input_ids.shape[1]
@@ -623,7 +685,7 @@ class CompositeLoss:
         for k, h in enumerate(mtp_hidden, start=1):
             if h.shape[1] != T - k: raise ValueError(f"MTP depth {k} must hold T-{k} = {T - k} positions; got {h.shape[1]}")
             labels = shift_labels(input_ids, k + 1, attention_mask)[:, :T - k]
-            res = self.head(h, weight, labels, None if teacher_hidden is None else teacher_hidden[:, k:], teacher_weight, mu,
+            res = self.head(h, head, labels, None if teacher_hidden is None else teacher_hidden[:, k:], teacher_head, mu,
                             'mtp_lambda' if self.config.mtp_lam is not None else 'lambda')
             totals.append(res.total); lms.append(res.lm); kds.append(res.kd)
         return torch.stack(totals).mean(), torch.stack(lms).mean().item(), torch.stack(kds).mean().item()
@@ -632,7 +694,7 @@ class CompositeLoss:
                  progress: float, # fraction of the training budget spent, in [0, 1]
                  input_ids: torch.Tensor, # (B, T) token ids
                  hidden: torch.Tensor | None, # (B, T, d) student's final hidden states (None: MTP terms only, frozen main model)
-                 weight: torch.Tensor, # (V, d) student's output layer (shared by the MTP heads)
+                 head: OutputLayer, # the student's output layer (shared by the MTP heads), `output_layer(model)`
                  teacher: TeacherStates | None = None, # the teacher's final hidden states, output layer and (for feature terms) block outputs
                  mtp_hidden: list[torch.Tensor] = (), # per depth k: (B, T-k, d) MTP head states
                  attention_mask: torch.Tensor | None = None, # (B, T) 1 on real tokens
@@ -640,15 +702,15 @@ class CompositeLoss:
                 ) -> LossTerms:
         "The composite loss at a training progress, with every term."
         (lam, beta), mu = self.weights(progress), self.mtp_weight(progress)
-        c, zero = self.config, weight.new_zeros((), dtype=torch.float32)
-        teacher_hidden, teacher_weight, teacher_blocks = teacher if teacher is not None else (None, None, None)
+        c, zero = self.config, head.weight.new_zeros((), dtype=torch.float32)
+        teacher_hidden, teacher_head, teacher_blocks = teacher if teacher is not None else (None, None, None)
         total, lm, kd = zero, 0.0, 0.0
         if hidden is not None:
-            main = self.head(hidden, weight, shift_labels(input_ids, 1, attention_mask), teacher_hidden, teacher_weight, lam)
+            main = self.head(hidden, head, shift_labels(input_ids, 1, attention_mask), teacher_hidden, teacher_head, lam)
             total, lm, kd = main.total, main.lm.item(), main.kd.item()
         mtp_lm = mtp_kd = 0.0
         if len(mtp_hidden):
-            mtp_total, mtp_lm, mtp_kd = self.mtp(list(mtp_hidden), weight, input_ids, teacher_hidden, teacher_weight, mu, attention_mask)
+            mtp_total, mtp_lm, mtp_kd = self.mtp(list(mtp_hidden), head, input_ids, teacher_hidden, teacher_head, mu, attention_mask)
             total = total + beta*mtp_total
         feature = dynamics = 0.0
         if c.feature_weight or c.dynamics_weight:

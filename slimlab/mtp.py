@@ -13,7 +13,7 @@ from torch import nn
 
 from .anatomy import Anatomy
 from .lab import atomic_dir, atomic_write, check_out_dir
-from .losses import CompositeConfig, CompositeLoss, TeacherStates, Divergence, Schedule, lr_schedule
+from .losses import CompositeConfig, CompositeLoss, TeacherStates, Divergence, Schedule, lr_schedule, output_layer
 
 # %% auto #0
 __all__ = ['MTP_INITS', 'MTP_FILE', 'mtp_block_config', 'MTPModule', 'MTPHeads', 'mtp_states', 'mtp_loss', 'save_mtp', 'load_mtp',
@@ -138,15 +138,14 @@ def mtp_loss(model, heads: MTPHeads, input_ids: torch.Tensor,
             ):
     "The composite loss of a batch with MTP heads: `LossTerms` (main-head terms only when `train_main`)."
     hidden, states = mtp_states(model, heads, input_ids, attention_mask, train_main)
-    t_hidden, t_weight = None, None
+    teacher_states = None
     if loss.weights(progress)[0] > 0 or loss.mtp_weight(progress) > 0 or teacher is not None:
         t = teacher if teacher is not None else model
         with torch.no_grad():
             t_hidden = hidden.detach() if teacher is None else t.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        t_weight = t.get_output_embeddings().weight.detach()
-    weight = model.get_output_embeddings().weight
-    teacher_states = None if t_hidden is None else TeacherStates(t_hidden, t_weight)
-    return loss(progress, input_ids, hidden if train_main else None, weight if train_main else weight.detach(), teacher_states,
+        teacher_states = TeacherStates(t_hidden, output_layer(t).detach())
+    head = output_layer(model)
+    return loss(progress, input_ids, hidden if train_main else None, head if train_main else head.detach(), teacher_states,
                 states, attention_mask)
 
 # %% ../nbs/09_mtp.ipynb #524513ec
@@ -238,7 +237,7 @@ def train_mtp(model, heads: MTPHeads,
     loss = CompositeLoss(CompositeConfig(lam=Schedule('constant', lam, name='lambda'), beta=Schedule('constant', 1.0, name='beta'),
                                          divergence=c.divergence, chunk=c.chunk))
     for p in model.parameters(): p.requires_grad_(False)
-    embed, weight = Anatomy(model).embed, model.get_output_embeddings().weight
+    embed, head = Anatomy(model).embed, output_layer(model)
     opt = torch.optim.AdamW(heads.parameters(), lr=c.lr, weight_decay=c.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_schedule(s, c.steps + 1, 1.0, 0.0, c.warmup))  # 0 one step after the last
     g = torch.Generator().manual_seed(c.seed)
@@ -248,7 +247,7 @@ def train_mtp(model, heads: MTPHeads,
     for step in range(c.steps):
         idx = order[step*c.batch_size:(step + 1)*c.batch_size]
         ids, hidden = blocks[idx], states[idx]
-        terms = loss(step/max(1, c.steps - 1), ids, None, weight, TeacherStates(hidden, weight) if lam else None,
+        terms = loss(step/max(1, c.steps - 1), ids, None, head, TeacherStates(hidden, head) if lam else None,
                      heads(hidden, ids, embed))
         opt.zero_grad(set_to_none=True); terms.total.backward(); opt.step(); sched.step()
         history.append(dict(step=step, lr=sched.get_last_lr()[0], **terms.as_dict()))
