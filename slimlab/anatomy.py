@@ -5,14 +5,18 @@
 # %% ../nbs/03_anatomy.ipynb #c56ff84e
 from __future__ import annotations
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from fastcore.basics import patch
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 # %% auto #0
-__all__ = ['FAMILY_REGISTRY', 'COMPONENTS', 'Family', 'supported_model_types', 'get_family', 'Anatomy', 'count_params',
-           'actual_params', 'measured_params', 'active_params', 'flops_per_token', 'kv_cache_bytes_per_token',
-           'anatomy_rows', 'anatomy_table', 'plot_param_shares']
+__all__ = ['FAMILY_REGISTRY', 'EXPERT_LAYOUTS', 'MLA_PROJECTIONS', 'COMPONENTS', 'Family', 'supported_model_types', 'get_family',
+           'Anatomy', 'ExpertTensors', 'PackedExperts', 'InterleavedExperts', 'count_params', 'actual_params',
+           'measured_params', 'active_params', 'flops_per_token', 'kv_cache_bytes_per_token', 'anatomy_rows',
+           'anatomy_table', 'plot_param_shares']
 
 # %% ../nbs/03_anatomy.ipynb #fb8f69d1
 @dataclass(frozen=True)
@@ -28,12 +32,17 @@ class Family:
     attention_input: str | None = 'input_layernorm' # the norm whose output attention reads (None: attention reads the residual stream)
     mlp_input: str | None = 'post_attention_layernorm' # the norm whose output the MLP reads (None: the MLP reads the residual stream)
     attention: str = 'self_attn' # full (softmax) attention module, inside a block
+    latent_attention: bool = False # DeepSeek's multi-head latent attention: heads read shared latents (see `MLA_PROJECTIONS`)
     linear_attention: str | None = None # linear attention module (hybrid models), inside a block
     mlp: str = 'mlp' # dense MLP or sparse MoE block, inside a block
     router: str | None = None # router, inside the MoE block
     experts: str | None = None # packed experts, inside the MoE block
+    expert_layout: str = 'packed' # how the experts are stored (see `EXPERT_LAYOUTS`)
+    router_bias: bool = False # the router has a bias per expert
     shared_expert: str | None = None # always-on expert, inside the MoE block
     shared_expert_gate: str | None = None # its scalar sigmoid gate, inside the MoE block
+    dense_prefix_field: str | None = None # config field: the first blocks keep a dense MLP, the rest are MoE (DeepSeek)
+    expert_groups_field: str | None = None # config field: groups the router picks experts within (DeepSeek's n_group)
     qkv_proj: str | None = None # one fused projection (rows: queries, then keys, then values) instead of q/k/v_proj
     q_proj: str = 'q_proj' # query projection inside attention (rows: heads × head_dim, ×2 when gated)
     k_proj: str = 'k_proj' # key projection (rows: KV heads × head_dim)
@@ -49,6 +58,8 @@ class Family:
     k_norm: str = 'k_norm' # RMSNorm on the keys
     qk_norm: str | None = None # RMSNorm on queries and keys: 'head' (head_dim wide, shared by the heads) or 'projection' (all heads' channels)
     gated_query: bool = False # q_proj emits a query and an output gate per head
+    head_params: tuple[str, ...] = () # attention parameters with one entry per query head (gpt-oss's attention sinks)
+    heads_fill_hidden: bool = False # the q norm is built `hidden_size` wide, so num_heads × head_dim must equal hidden_size
     qkv_bias: bool = False # q/k/v always have biases (no config flag)
     qkv_bias_field: str | None = 'attention_bias' # config flag for biases on q/k/v
     o_bias_field: str | None = 'attention_bias' # config flag for a bias on o_proj
@@ -59,6 +70,7 @@ class Family:
     num_experts_field: str | None = None # config field: number of routed experts
     expert_size_field: str | None = None # config field: intermediate size of one expert
     shared_expert_size_field: str | None = None # config field: intermediate size of the shared expert
+    shared_expert_count_field: str | None = None # config field: shared experts fused in one MLP, each expert-sized (its width follows expert_size)
     sparse_layers_by_step: bool = False # MoE layers follow `mlp_only_layers` and `decoder_sparse_step`
 
 # %% ../nbs/03_anatomy.ipynb #b2a645c1
@@ -83,6 +95,13 @@ FAMILY_REGISTRY = {f.name: f for f in [
     Family('granite', ('granite',), mlp_bias_field='mlp_bias', logits_divisor_field='logits_scaling'),
     Family('smollm3', ('smollm3',), mlp_bias_field='mlp_bias', layer_fields=('layer_types', 'no_rope_layers')),
     Family('qwen3_moe', ('qwen3_moe',), qk_norm='head', **_QWEN_MOE),
+    Family('olmoe', ('olmoe',), qk_norm='projection', heads_fill_hidden=True, num_experts_field='num_experts',
+           expert_size_field='intermediate_size', **_MOE),
+    Family('gpt_oss', ('gpt_oss',), router='router', experts='experts', expert_layout='interleaved', router_bias=True,
+           head_params=('sinks',), num_experts_field='num_local_experts', expert_size_field='intermediate_size'),
+    Family('deepseek_v3', ('deepseek_v3',), latent_attention=True, dense_prefix_field='first_k_dense_replace',
+           expert_groups_field='n_group', num_experts_field='n_routed_experts', expert_size_field='moe_intermediate_size',
+           shared_expert='shared_experts', shared_expert_count_field='n_shared_experts', **_MOE),
     Family('mixtral', ('mixtral',), num_experts_field='num_local_experts', expert_size_field='intermediate_size', **_NO_BIAS, **_MOE),
     Family('qwen2_moe', ('qwen2_moe',), qkv_bias_field='qkv_bias', o_bias_field=None, **_QWEN_MOE, **_SHARED),
     Family('qwen3_next', ('qwen3_next',), linear_attention='linear_attn', qk_norm='head', gated_query=True, **_QWEN_MOE, **_SHARED),
@@ -134,8 +153,14 @@ class Anatomy:
     def expert_size(self) -> int: return getattr(self.config, self.family.expert_size_field) if self.num_experts else 0
     @property
     def shared_expert_size(self) -> int:
-        f = self.family.shared_expert_size_field
-        return getattr(self.config, f) if f and self.num_experts else 0
+        f = self.family
+        if not self.num_experts: return 0
+        if f.shared_expert_count_field: return getattr(self.config, f.shared_expert_count_field)*self.expert_size
+        return getattr(self.config, f.shared_expert_size_field) if f.shared_expert_size_field else 0
+    @property
+    def q_head_dim(self) -> int: return self.config.qk_head_dim if self.family.latent_attention else self.head_dim
+    @property
+    def v_head_dim(self) -> int: return self.config.v_head_dim if self.family.latent_attention else self.head_dim
     @property
     def intermediate_size(self) -> int: return self.config.intermediate_size
 
@@ -156,6 +181,7 @@ def attention_span(self: Anatomy, i: int, context: int) -> int:
 def is_moe_layer(self: Anatomy, i: int) -> bool:
     "Whether block `i` holds routed experts (else a dense MLP)."
     if not self.num_experts: return False
+    if self.family.dense_prefix_field: return i >= getattr(self.config, self.family.dense_prefix_field)
     if not self.family.sparse_layers_by_step: return True
     c = self.config
     return i not in (c.mlp_only_layers or []) and (i + 1) % c.decoder_sparse_step == 0
@@ -237,17 +263,93 @@ def shared_expert(self: Anatomy, i: int) -> nn.Module | None:
 
 @patch
 def shared_expert_gate(self: Anatomy, i: int) -> nn.Linear | None:
-    "The sigmoid gate (`[1, H]`) of block `i`'s shared expert, or None."
-    return _get(self.mlp(i), self.family.shared_expert_gate) if self.shared_expert(i) is not None else None
+    "The sigmoid gate (`[1, H]`) of block `i`'s shared expert, or None (no shared expert, or an ungated one)."
+    has_gate = self.family.shared_expert_gate and self.shared_expert(i) is not None
+    return _get(self.mlp(i), self.family.shared_expert_gate) if has_gate else None
+
+# %% ../nbs/03_anatomy.ipynb #5dab8f2b
+class ExpertTensors(NamedTuple):
+    "A block's experts in one common form: gate and up `[E, I, H]`, down `[E, H, I]`, and their biases (`[E, I]`, `[E, H]`) if any."
+    gate: torch.Tensor
+    up: torch.Tensor
+    down: torch.Tensor
+    gate_bias: torch.Tensor | None = None
+    up_bias: torch.Tensor | None = None
+    down_bias: torch.Tensor | None = None
+
+    def map(self, fn) -> ExpertTensors:
+        "The same experts with `fn(name, tensor)` applied to every tensor that is present."
+        return ExpertTensors(*(None if t is None else fn(name, t) for name, t in zip(self._fields, self)))
+
+class PackedExperts:
+    "transformers 5's usual layout: `gate_up_proj [E, 2I, H]` (gate rows, then up rows), `down_proj [E, H, I]`, no biases, `act_fn`."
+    biases = False
+    def read(self, experts: nn.Module) -> ExpertTensors:
+        gate, up = experts.gate_up_proj.chunk(2, dim=1)
+        return ExpertTensors(gate, up, experts.down_proj)
+    def native(self, t: ExpertTensors) -> dict[str, torch.Tensor]:
+        "The family's own parameters, by name, holding `t`."
+        return dict(gate_up_proj=torch.cat([t.gate, t.up], dim=1), down_proj=t.down)
+    def activation(self, experts: nn.Module, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        return experts.act_fn(gate)*up
+
+class InterleavedExperts:
+    "gpt-oss: `gate_up_proj [E, H, 2I]` with gate and up interleaved (columns 2j, 2j+1), `down_proj [E, I, H]`, biases, clamped SwiGLU."
+    biases = True
+    def read(self, experts: nn.Module) -> ExpertTensors:
+        w, b = experts.gate_up_proj.transpose(1, 2), experts.gate_up_proj_bias  # [E, 2I, H], [E, 2I]
+        return ExpertTensors(w[:, 0::2], w[:, 1::2], experts.down_proj.transpose(1, 2), b[:, 0::2], b[:, 1::2], experts.down_proj_bias)
+    def native(self, t: ExpertTensors) -> dict[str, torch.Tensor]:
+        return dict(gate_up_proj=torch.stack([t.gate, t.up], dim=2).flatten(1, 2).transpose(1, 2),
+                    gate_up_proj_bias=torch.stack([t.gate_bias, t.up_bias], dim=2).flatten(1, 2),
+                    down_proj=t.down.transpose(1, 2), down_proj_bias=t.down_bias)
+    def activation(self, experts: nn.Module, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        gate, up = gate.clamp(max=experts.limit), up.clamp(-experts.limit, experts.limit)
+        return (up + 1)*gate*torch.sigmoid(experts.alpha*gate)
+
+EXPERT_LAYOUTS = {'packed': PackedExperts(), 'interleaved': InterleavedExperts()}
+
+# %% ../nbs/03_anatomy.ipynb #bfdddcf6
+@patch(as_prop=True)
+def expert_layout(self: Anatomy) -> PackedExperts | InterleavedExperts:
+    "How this family stores its experts (see `EXPERT_LAYOUTS`)."
+    return EXPERT_LAYOUTS[self.family.expert_layout]
+
+@patch
+def expert_hidden(self: Anatomy, i: int, e: int, x: torch.Tensor) -> torch.Tensor:
+    "The hidden activation of expert `e` of block `i` on tokens `x` (N, H): (N, I)."
+    experts = self.experts(i)
+    t = self.expert_layout.read(experts)
+    gate, up = F.linear(x, t.gate[e]), F.linear(x, t.up[e])
+    if t.gate_bias is not None: gate, up = gate + t.gate_bias[e], up + t.up_bias[e]
+    return self.expert_layout.activation(experts, gate, up)
+
+@patch
+def expert_output(self: Anatomy, i: int, e: int, h: torch.Tensor) -> torch.Tensor:
+    "The output of expert `e` of block `i` from its hidden activation `h` (N, I): (N, H)."
+    t = self.expert_layout.read(self.experts(i))
+    return F.linear(h, t.down[e], None if t.down_bias is None else t.down_bias[e])
 
 # %% ../nbs/03_anatomy.ipynb #a4e55d15
+MLA_PROJECTIONS = dict(q_a='q_a_proj', q_b='q_b_proj', q='q_proj', kv_a='kv_a_proj_with_mqa', kv_b='kv_b_proj', o='o_proj')
+
 @patch
 def attention_projections(self: Anatomy, i: int) -> dict[str, nn.Linear]:
-    "The projections of full-attention block `i`: 'q', 'k', 'v' and 'o', or 'qkv' and 'o' where the family fuses them."
+    "The projections of full-attention block `i`: 'q', 'k', 'v' and 'o'; 'qkv' and 'o' where fused; the `MLA_PROJECTIONS` in latent attention."
     if self.layer_type(i) == 'linear_attention': raise ValueError(f"block {i} has linear attention, not q/k/v/o projections")
     f, attn = self.family, self.attention(i)
+    if f.latent_attention:  # a low-rank query (q_a, then q_b) unless q_lora_rank is None
+        names = ('q_a', 'q_b', 'kv_a', 'kv_b', 'o') if self.config.q_lora_rank else ('q', 'kv_a', 'kv_b', 'o')
+        return {k: _get(attn, MLA_PROJECTIONS[k]) for k in names}
     names = ('qkv', 'o') if f.qkv_proj else tuple('qkvo')
     return {k: _get(attn, getattr(f, f"{k}_proj")) for k in names}
+
+@patch
+def query_projection(self: Anatomy, i: int) -> tuple[nn.Linear, slice]:
+    "The layer whose rows are block `i`'s query heads, and which of its rows they are (the first ones of a fused q/k/v)."
+    p = self.attention_projections(i)
+    if 'qkv' in p: return p['qkv'], slice(0, self.num_heads*self.head_dim)
+    return p['q_b'] if 'q_b' in p else p['q'], slice(None)
 
 @patch
 def qk_norms(self: Anatomy, i: int) -> tuple[nn.Module, nn.Module] | None:
@@ -281,7 +383,17 @@ def _attention_params(a: Anatomy) -> int:
     n = H*q + 2*H*kv + a.num_heads*d*H
     if f.qkv_bias or _flag(c, f.qkv_bias_field): n += q + 2*kv
     if _flag(c, f.o_bias_field): n += H
+    n += len(f.head_params)*a.num_heads
     return n + {None: 0, 'head': 2*d, 'projection': (a.num_heads + a.num_kv_heads)*d}[f.qk_norm]
+
+def _latent_attention_params(a: Anatomy) -> int:
+    "Parameters of one multi-head latent attention module (DeepSeek-V3)."
+    c, H, n = a.config, a.hidden_size, a.num_heads
+    bias = _flag(c, a.family.qkv_bias_field)
+    q_rank, kv_rank = c.q_lora_rank, c.kv_lora_rank
+    q = H*q_rank + bias*q_rank + q_rank + q_rank*n*a.q_head_dim if q_rank else H*n*a.q_head_dim  # q_a, its norm, q_b; or q
+    kv = H*(kv_rank + c.qk_rope_head_dim) + bias*(kv_rank + c.qk_rope_head_dim) + kv_rank + kv_rank*n*(c.qk_nope_head_dim + a.v_head_dim)
+    return q + kv + n*a.v_head_dim*H + (H if _flag(c, a.family.o_bias_field) else 0)
 
 def _linear_attention_params(a: Anatomy) -> int:
     "Parameters of one Gated DeltaNet module (Qwen3-Next)."
@@ -303,11 +415,11 @@ def count_params(model_or_config) -> dict[str, int]:
     n['norms'] = H*(len(a.family.norms)*a.num_layers + 1)
     for i in range(a.num_layers):
         if a.layer_type(i) == 'linear_attention': n['linear_attention'] += _linear_attention_params(a)
-        else: n['attention'] += _attention_params(a)
+        else: n['attention'] += _latent_attention_params(a) if a.family.latent_attention else _attention_params(a)
         if a.is_moe_layer(i):
-            n['router'] += E*H
-            n['experts'] += E*3*H*a.expert_size
-            if a.family.shared_expert: n['shared_expert'] += _mlp_params(a, a.shared_expert_size) + H
+            n['router'] += E*H + (E if a.family.router_bias else 0)
+            n['experts'] += E*3*H*a.expert_size + (E*(2*a.expert_size + H) if a.expert_layout.biases else 0)
+            if a.family.shared_expert: n['shared_expert'] += _mlp_params(a, a.shared_expert_size) + (H if a.family.shared_expert_gate else 0)
         else: n['mlp'] += _mlp_params(a, a.intermediate_size)
     return n
 
@@ -354,7 +466,7 @@ def flops_per_token(model_or_config,
         if a.layer_type(i) == 'linear_attention':
             c = a.config
             flops += 4*c.linear_num_value_heads*c.linear_key_head_dim*c.linear_value_head_dim
-        else: flops += 4*a.num_heads*a.head_dim*a.attention_span(i, context)
+        else: flops += 2*a.num_heads*(a.q_head_dim + a.v_head_dim)*a.attention_span(i, context)
     return float(flops)
 
 def kv_cache_bytes_per_token(model_or_config,
@@ -363,7 +475,7 @@ def kv_cache_bytes_per_token(model_or_config,
     "Bytes the KV cache grows by per generated token, past every sliding window (full-attention layers only)."
     a = Anatomy(model_or_config)
     full = sum(a.layer_type(i) == 'full_attention' for i in range(a.num_layers))
-    return full*2*a.num_kv_heads*a.head_dim*bytes_per_value
+    return full*a.num_kv_heads*(a.q_head_dim + a.v_head_dim)*bytes_per_value
 
 # %% ../nbs/03_anatomy.ipynb #4cf4d02a
 def anatomy_rows(model_or_config) -> list[tuple[str, str]]:
@@ -374,7 +486,9 @@ def anatomy_rows(model_or_config) -> list[tuple[str, str]]:
     kinds = ', '.join(f"{types.count(t)} {t.replace('_', ' ')}" for t in ('sliding_attention', 'linear_attention') if t in types)
     rows = [('family', a.family.name), ('layers', f"{a.num_layers}" + (f" ({kinds})" if kinds else '')),
             ('hidden size', f"{a.hidden_size}"), ('vocabulary', f"{a.vocab_size}" + (' (tied head)' if a.tied else '')),
-            ('attention', f"{a.num_heads} query heads, {a.num_kv_heads} KV groups, head_dim {a.head_dim}")]
+            ('attention', f"{a.num_heads} heads, latent ranks q {a.config.q_lora_rank} / kv {a.config.kv_lora_rank}, head_dim q·k "
+                          f"{a.q_head_dim}, v {a.v_head_dim}" if a.family.latent_attention else
+                          f"{a.num_heads} query heads, {a.num_kv_heads} KV groups, head_dim {a.head_dim}")]
     if a.num_experts: rows.append(('experts', f"{a.num_experts} × {a.expert_size}, top-{a.top_k}"
                                    + (f", shared {a.shared_expert_size}" if a.shared_expert_size else '')))
     if any(not a.is_moe_layer(i) for i in range(a.num_layers)): rows.append(('dense MLP', f"{a.intermediate_size}"))

@@ -297,6 +297,8 @@ def _add_prune(sub, # the `slimlab` sub-parsers
     s.add_argument('--plan', type=Path, default=None, help='a saved plan (YAML); without it, the targets below are scored')
     for name, what in PRUNE_TARGETS.items():
         s.add_argument(f"--{name.replace('_', '-')}", type=size_arg, default=None, help=f'{what}: a count, or a ratio in (0, 1)')
+    s.add_argument('--top-k', type=int, default=None, help="experts per token after the cut (default: the model's, which the kept "
+                   "experts must reach)")
     s.add_argument('--layer-metric', default='block_influence', help='depth score for --drop-layers (default: block_influence; '
                    'e.g. angular_distance:n=6, ppl_drop, last_n)')
     s.add_argument('--expert-metric', default='expert_frequency', help='expert score for --num-experts (default: expert_frequency; e.g. reap)')
@@ -305,7 +307,7 @@ def _prune_command(args: argparse.Namespace):
     "`slimlab prune MODEL --out DIR (--plan PLAN | targets)`."
     from slimlab.prune import run_prune
     run_prune(args.model, args.out, args.plan, calibration_of(args), args.layer_metric, args.expert_metric, job_of(args),
-              **{name: getattr(args, name) for name in PRUNE_TARGETS})
+              top_k=args.top_k, **{name: getattr(args, name) for name in PRUNE_TARGETS})
 
 # %% ../nbs/17_cli.ipynb #a4e978c7
 def _add_experts(sub, # the `slimlab` sub-parsers

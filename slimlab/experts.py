@@ -301,12 +301,12 @@ def check_compression(model_or_config, # the MoE model (or its config)
         raise ValueError(f"num_experts={num_experts} must be at least top_k ({a.top_k}) and below the current {a.num_experts}")
 
 # %% ../nbs/11_experts.ipynb #6960a0ef
-def expert_outputs(experts: nn.Module, # packed experts (`gate_up_proj [E, 2I, H]`, `down_proj [E, H, I]`, `act_fn`)
+def expert_outputs(anatomy: Anatomy, # an MoE model's anatomy
+                   layer: int, # an MoE block
                    x: torch.Tensor, # (N, H) inputs of the MoE block
                   ) -> torch.Tensor:
-    "Every expert's output on every token, unweighted: (E, N, H)."
-    gate, up = torch.einsum('nh,eih->eni', x, experts.gate_up_proj).chunk(2, dim=-1)
-    return torch.einsum('eni,ehi->enh', experts.act_fn(gate) * up, experts.down_proj)
+    "Every expert's output on every token, unweighted, in the family's expert layout: (E, N, H)."
+    return torch.stack([anatomy.expert_output(layer, e, anatomy.expert_hidden(layer, e, x)) for e in range(anatomy.num_experts)])
 
 @torch.no_grad()
 def expert_similarity(model, # an MoE causal LM
@@ -319,10 +319,10 @@ def expert_similarity(model, # an MoE causal LM
     check_similarity(kind)
     experts = a.experts(layer)
     if kind == 'router': vectors = a.router(layer).weight
-    elif kind == 'weights': vectors = torch.cat([experts.gate_up_proj.flatten(1), experts.down_proj.flatten(1)], 1)
+    elif kind == 'weights': vectors = torch.cat([p.flatten(1) for p in experts.parameters()], 1)  # every expert tensor is [E, ...]
     else:
         if inputs is None: raise ValueError("similarity='output' needs the block inputs (see `mlp_inputs`)")
-        vectors = expert_outputs(experts, inputs.to(experts.down_proj.dtype)).flatten(1)
+        vectors = expert_outputs(a, layer, inputs.to(a.embed.weight.dtype)).flatten(1)
     vectors = F.normalize(vectors.float(), dim=1)
     return vectors @ vectors.T
 
@@ -407,9 +407,10 @@ def fold_experts(model, # an MoE causal LM, never modified
         for group in block:
             if len(group) == 1: continue
             w = group_weights(importance[i], group).to(src.router(i).weight.dtype)
-            for name in ('gate_up_proj', 'down_proj'):
-                getattr(dst.experts(i), name)[group[0]] = torch.einsum('g,g...->...', w, getattr(src.experts(i), name)[group])
-            dst.router(i).weight[group[0]] = w @ src.router(i).weight[group]
+            for part in ('experts', 'router'):  # every expert tensor and router row is indexed by expert first
+                source = dict(getattr(src, part)(i).named_parameters())
+                for name, p in getattr(dst, part)(i).named_parameters():
+                    p[group[0]] = torch.einsum('g,g...->...', w, source[name][group])
     return folded
 
 def merge_experts(model, # an MoE causal LM, never modified

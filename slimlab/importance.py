@@ -25,8 +25,8 @@ from .lab import Job, atomic_dir, check_out_dir, did_you_mean
 # %% auto #0
 __all__ = ['AGGREGATIONS', 'SUM_KEYS', 'COLLECTORS', 'METRICS', 'Score', 'token_sums', 'sample_sums', 'aggregate', 'Collector',
            'ActivationStats', 'channel_taps', 'NormStats', 'HeadStats', 'MLPStats', 'SharedExpertStats',
-           'BoundaryStats', 'expert_intermediate', 'RouterStats', 'ExpertStats', 'GradientStats', 'CalibrationPass',
-           'calibrate', 'check_blocks', 'blocks_removed', 'Metric', 'register', 'channel', 'head', 'neuron', 'taylor',
+           'BoundaryStats', 'RouterStats', 'ExpertStats', 'GradientStats', 'CalibrationPass', 'calibrate',
+           'check_blocks', 'blocks_removed', 'Metric', 'register', 'channel', 'head', 'neuron', 'taylor',
            'sample_perplexity', 'block_influence', 'angular_distance', 'last_n', 'random_layers', 'ppl_drop',
            'expert_frequency', 'expert_soft', 'reap', 'expert_norm', 'expert_neuron', 'Request', 'check_request',
            'check_calibration', 'default_metrics', 'Calibration', 'Importance', 'compute', 'importance', 'plot_score',
@@ -252,14 +252,6 @@ class BoundaryStats(Collector):
         finally: self._states = None
 
 # %% ../nbs/06_importance.ipynb #f098aa79
-def expert_intermediate(experts: nn.Module, # packed experts: `gate_up_proj [E, 2I, H]`, `act_fn`
-                        e: int, # expert index
-                        x: torch.Tensor, # (N, H) tokens routed to it
-                       ) -> torch.Tensor:
-    "act(gate)·up of routed expert `e` on tokens `x`: (N, I)."
-    gate, up = F.linear(x, experts.gate_up_proj[e]).chunk(2, dim=-1)
-    return experts.act_fn(gate) * up
-
 class RouterStats(Collector):
     "Top-k selections and router probabilities per expert, summed over tokens: (L, E) each."
     name = 'router'
@@ -289,8 +281,8 @@ class ExpertStats(Collector):
                 for e in index.unique().tolist():
                     if e >= self.anatomy.num_experts: continue # index E marks "no expert" in some kernels
                     token, slot = (index == e).nonzero(as_tuple=True)
-                    h = expert_intermediate(experts, e, x[token]) # (n, I)
-                    norm = F.linear(h, experts.down_proj[e]).float().norm(dim=-1) # (n,)
+                    h = self.anatomy.expert_hidden(i, e, x[token]) # (n, I): act(gate)·up, in the family's layout
+                    norm = self.anatomy.expert_output(i, e, h).float().norm(dim=-1) # (n,)
                     self.add('routed', (i, e), torch.tensor(len(token)))
                     self.add('norm', (i, e), norm.sum())
                     self.add('reap', (i, e), (weight[token, slot].float() * norm).sum())
@@ -301,9 +293,7 @@ class ExpertStats(Collector):
 def _taylor_params(anatomy: Anatomy) -> list[nn.Parameter]:
     "The parameters the Taylor sums read: attention q/o projections and dense MLP projections."
     a, mods = anatomy, []
-    for i in a.attention_layers:
-        p = a.attention_projections(i)
-        mods += [p['q'] if 'q' in p else p['qkv'], p['o']]
+    for i in a.attention_layers: mods += [a.query_projection(i)[0], a.attention_projections(i)['o']]
     for i in a.dense_layers: mods += a.mlp_projections(a.mlp(i)).values()
     return [p for m in mods for p in m.parameters()]
 
@@ -335,9 +325,8 @@ class GradientStats(Collector):
     def _read(self):
         a = self.anatomy
         for i in a.attention_layers:
-            p = a.attention_projections(i)
-            q, rows = (p['q'], slice(None)) if 'q' in p else (p['qkv'], slice(0, a.num_heads*a.head_dim))  # queries come first
-            head = _group_sum(q.weight, a.num_heads, 0, rows) + _group_sum(p['o'].weight, a.num_heads, 1)
+            q, rows = a.query_projection(i)
+            head = _group_sum(q.weight, a.num_heads, 0, rows) + _group_sum(a.attention_projections(i)['o'].weight, a.num_heads, 1)
             if q.bias is not None: head += _group_sum(q.bias, a.num_heads, 0, rows)
             self.add('head', i, head)
         for i in a.dense_layers:

@@ -484,6 +484,12 @@ def _linear(s):   return {k: s[k] for k in s if k.startswith('linear_')}
 def _gemma(s):    return dict(head_dim=s['head_dim'], query_pre_attn_scalar=s['head_dim'], sliding_window=16,  # windows a lab sequence crosses
                               layer_types=['sliding_attention', 'full_attention']*(s['num_hidden_layers']//2))
 
+def _deepseek(s): return dict(num_key_value_heads=s['num_attention_heads'], n_routed_experts=s['num_experts'],  # latent attention: a K/V per head
+                              num_experts_per_tok=s['num_experts_per_tok'], moe_intermediate_size=s['moe_intermediate_size'],
+                              n_shared_experts=1, first_k_dense_replace=1, n_group=2, topk_group=1,  # block 0 dense; 2 expert groups
+                              q_lora_rank=s['hidden_size']//2, kv_lora_rank=s['hidden_size']//4, qk_nope_head_dim=s['head_dim'],
+                              qk_rope_head_dim=s['head_dim']//2, v_head_dim=s['head_dim'])
+
 FAMILIES = {
     'llama':       ('LlamaConfig',      lambda s: _dense(s) | dict(head_dim=s['head_dim'])),
     'mistral':     ('MistralConfig',    lambda s: _dense(s) | dict(head_dim=s['head_dim'])),
@@ -497,6 +503,12 @@ FAMILIES = {
                                                                    attention_multiplier=1/s['head_dim'], logits_scaling=8.0)),
     'smollm3':     ('SmolLM3Config',    lambda s: _dense(s) | dict(head_dim=s['head_dim'])),  # every 4th block without RoPE
     'qwen3_moe':   ('Qwen3MoeConfig',   lambda s: _dense(s) | _experts(s) | dict(head_dim=s['head_dim'], norm_topk_prob=True)),
+    'olmoe':       ('OlmoeConfig',      lambda s: _dense(s) | dict(head_dim=s['head_dim'], intermediate_size=s['moe_intermediate_size'],
+                                                                   num_experts=s['num_experts'], num_experts_per_tok=s['num_experts_per_tok'])),
+    'gpt_oss':     ('GptOssConfig',     lambda s: _dense(s) | dict(head_dim=s['head_dim'], intermediate_size=s['moe_intermediate_size'],
+                                                                   num_local_experts=s['num_experts'], num_experts_per_tok=s['num_experts_per_tok'],
+                                                                   sliding_window=16, layer_types=['sliding_attention', 'full_attention']*(s['num_hidden_layers']//2))),
+    'deepseek_v3': ('DeepseekV3Config', lambda s: _dense(s) | _deepseek(s)),
     'mixtral':     ('MixtralConfig',    lambda s: _dense(s) | dict(head_dim=s['head_dim'], intermediate_size=s['moe_intermediate_size'],
                                                                    num_local_experts=s['num_experts'], num_experts_per_tok=s['num_experts_per_tok'])),
     'qwen2_moe':   ('Qwen2MoeConfig',   lambda s: _dense(s) | _experts(s) | dict(shared_expert_intermediate_size=s['shared_expert_intermediate_size'])),
@@ -570,6 +582,21 @@ FULL_SIZE = {
     'smollm3-3b': FullSizeModel('HuggingFaceTB/SmolLM3-3B', 'SmolLM3Config', dict(
         vocab_size=128256, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
         num_key_value_heads=4, no_rope_layer_interval=4, tie_word_embeddings=True), '3.08B (model card)'),
+    'olmoe-1b-7b': FullSizeModel('allenai/OLMoE-1B-7B-0924', 'OlmoeConfig', dict(
+        vocab_size=50304, hidden_size=2048, intermediate_size=1024, num_hidden_layers=16, num_attention_heads=16,
+        num_key_value_heads=16, num_experts=64, num_experts_per_tok=8, tie_word_embeddings=False),
+        '6.9B total, 1.3B active counting the input embedding (model card)'),
+    'gpt-oss-20b': FullSizeModel('openai/gpt-oss-20b', 'GptOssConfig', dict(
+        vocab_size=201088, hidden_size=2880, intermediate_size=2880, num_hidden_layers=24, num_attention_heads=64,
+        num_key_value_heads=8, head_dim=64, num_local_experts=32, num_experts_per_tok=4, sliding_window=128,
+        layer_types=['sliding_attention', 'full_attention']*12, attention_bias=True, tie_word_embeddings=False),
+        '20.91B total, 3.61B active without the input embedding (model card)'),
+    'deepseek-v3': FullSizeModel('deepseek-ai/DeepSeek-V3', 'DeepseekV3Config', dict(
+        vocab_size=129280, hidden_size=7168, intermediate_size=18432, moe_intermediate_size=2048, num_hidden_layers=61,
+        num_attention_heads=128, num_key_value_heads=128, n_shared_experts=1, n_routed_experts=256, num_experts_per_tok=8,
+        n_group=8, topk_group=4, first_k_dense_replace=3, q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128,
+        qk_rope_head_dim=64, v_head_dim=128, tie_word_embeddings=False),
+        '671B total, 37B active; the hub adds a 14B multi-token prediction module the causal LM does not hold (model card)'),
 }
 
 def full_size_config(name: str # a key of `FULL_SIZE`

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_mtp.ipynb #e1b29e78
 from __future__ import annotations
-import copy, math, os, statistics, time
+import copy, inspect, math, os, statistics, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,14 +22,17 @@ __all__ = ['MTP_INITS', 'MTP_FILE', 'mtp_block_config', 'MTPModule', 'MTPHeads',
 
 # %% ../nbs/09_mtp.ipynb #3fadf11d
 def mtp_block_config(model):
-    "A one-layer copy of the model's config for the MTP block: full attention, MoE when the model's last block is."
+    "A one-layer copy of the model's config for the MTP block: like the last block (MoE when it is, RoPE when it has it), full attention."
     a = Anatomy(model)
-    config = copy.deepcopy(a.config)
+    config, moe = copy.deepcopy(a.config), a.is_moe_layer(a.num_layers - 1)
     config.num_hidden_layers = 1
+    for field in a.family.layer_fields:  # per-block lists: the last block's entry
+        if getattr(config, field, None): setattr(config, field, getattr(config, field)[-1:])
     if getattr(config, 'layer_types', None): config.layer_types = ['full_attention']
     if a.family.sparse_layers_by_step:
         config.decoder_sparse_step = 1
-        config.mlp_only_layers = [] if a.is_moe_layer(a.num_layers - 1) else [0]
+        config.mlp_only_layers = [] if moe else [0]
+    if a.family.dense_prefix_field: setattr(config, a.family.dense_prefix_field, 0 if moe else 1)
     return config
 
 class MTPModule(nn.Module):
@@ -99,7 +102,8 @@ class MTPHeads(nn.Module):
         from transformers.masking_utils import create_causal_mask
         position_ids = positions[None].expand(x.shape[0], -1)
         mask = create_causal_mask(config=self.config, inputs_embeds=x, attention_mask=attention_mask, cache=cache, position_ids=position_ids)
-        return mask, self.rotary(x, position_ids=position_ids), position_ids
+        per_type = 'layer_type' in inspect.signature(self.rotary.forward).parameters  # Gemma 3: one RoPE per attention type
+        return mask, self.rotary(x, position_ids=position_ids, **(dict(layer_type='full_attention') if per_type else {})), position_ids
 
     def forward(self,
                 hidden: torch.Tensor, # (B, T, d) the main model's last_hidden_state

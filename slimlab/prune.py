@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .lab import Job, atomic_dir, did_you_mean, read_yaml, save_model
-from .anatomy import Anatomy, count_params
+from .anatomy import Anatomy, ExpertTensors, count_params
 from .importance import Calibration, LoadedModel, start_job
 
 # %% auto #0
@@ -98,6 +98,21 @@ def _check_per_layer(name: str, per_layer: dict | None, layers: list[int], size:
         raise ValueError(f"plan.{name} keeps different counts per layer {sorted({len(v) for v in per_layer.values()})}; "
                          f"a stock config needs the same count in every layer")
 
+def _check_expert_groups(a: Anatomy, plan: PruningPlan, t: ModelShape):
+    "Grouped routing (DeepSeek): every block keeps the same number of experts, at least 2, of each group, and top-k fits the groups it may pick."
+    field = a.family.expert_groups_field
+    groups = getattr(a.config, field)
+    if groups == 1: return
+    per = a.num_experts//groups
+    for i, kept in plan.experts.items():
+        counts = [sum(e//per == g for e in kept) for g in range(groups)]
+        if len(set(counts)) > 1 or counts[0] < 2:
+            raise ValueError(f"plan.experts[{i}] keeps {counts} experts of the {groups} groups ({field}); grouped routing needs "
+                             f"the same number in each, at least 2")
+    limit = a.config.topk_group*(t.num_experts//groups)
+    if t.top_k > limit: raise ValueError(f"top_k={t.top_k} is more than the {limit} experts the router may pick (topk_group="
+                                         f"{a.config.topk_group} groups of {t.num_experts//groups}); allowed 1..{limit}")
+
 def validate_plan(plan: PruningPlan, model_or_config) -> ModelShape:
     "Check `plan` against a model; return the target shape or raise a one-line error."
     a, s = Anatomy(model_or_config), plan.source
@@ -132,6 +147,11 @@ def validate_plan(plan: PruningPlan, model_or_config) -> ModelShape:
     if plan.top_k is not None and not 1 <= plan.top_k <= _count(plan.experts, s.num_experts):
         raise ValueError(f"plan.top_k={plan.top_k} must be between 1 and the kept experts ({_count(plan.experts, s.num_experts)})")
     t = target_shape(plan)
+    if a.family.expert_groups_field and plan.experts: _check_expert_groups(a, plan, t)
+    if a.family.heads_fill_hidden and t.num_heads*t.head_dim != t.hidden_size:
+        raise ValueError(f"{s.model_type} builds its query norm hidden_size wide, so num_heads × head_dim must equal hidden_size; this "
+                         f"plan keeps {t.num_heads} heads × {t.head_dim} = {t.num_heads*t.head_dim} and hidden_size {t.hidden_size}: "
+                         f"cut hidden_size and the heads together (hidden_size = num_heads × {t.head_dim}), or neither")
     if moe:
         check_expert_alignment(f"plan.channels keeps hidden_size={t.hidden_size}", t.hidden_size, s.hidden_size)
         check_expert_alignment(f"plan.expert_neurons keep expert_size={t.expert_size}", t.expert_size, s.expert_size)
@@ -182,6 +202,7 @@ def sync_config(config, # the source model's config (not modified)
         setattr(new, f.expert_size_field, t.expert_size)
         new.num_experts_per_tok = t.top_k
     if f.shared_expert_size_field: setattr(new, f.shared_expert_size_field, t.shared_expert_size)
+    if f.dense_prefix_field: setattr(new, f.dense_prefix_field, sum(not a.is_moe_layer(i) for i in layers))  # still a prefix
     if f.sparse_layers_by_step:
         new.decoder_sparse_step = 1
         new.mlp_only_layers = [j for j, i in enumerate(layers) if not a.is_moe_layer(i)]
@@ -216,14 +237,15 @@ class _Copier:
     def linear(self, dst: nn.Linear, src: nn.Linear, rows=None, cols=None):
         "Copy a linear layer's kept rows (outputs) and columns (inputs), with its bias."
         self(dst.weight, src.weight, d0=rows, d1=cols)
-        if src.bias is not None: self(dst.bias, src.bias, d0=rows)
+        if getattr(src, 'bias', None) is not None: self(dst.bias, src.bias, d0=rows)
     def rest(self, dst: nn.Module, src: nn.Module):
-        "Copy every parameter of `dst` not yet set from the same-named, same-shaped parameter of `src`."
-        source = dict(src.named_parameters())
-        for name, p in dst.named_parameters():
+        "Copy every parameter and saved buffer of `dst` not yet set from the same-named, same-shaped tensor of `src`."
+        saved = dst.state_dict(keep_vars=True).keys()  # parameters and persistent buffers
+        source = dict(src.named_parameters()) | dict(src.named_buffers())
+        for name, p in [*dst.named_parameters(), *((n, b) for n, b in dst.named_buffers() if n in saved)]:
             if id(p) in self.done: continue
             if name not in source or source[name].shape != p.shape:
-                raise RuntimeError(f"don't know how to prune parameter {name} of {type(src).__name__}")
+                raise RuntimeError(f"don't know how to prune {name} of {type(src).__name__}")
             self(p, source[name])
 
 # %% ../nbs/07_pruning.ipynb #3db5af2a
@@ -248,9 +270,22 @@ def _prune_attention(c: _Copier, dst: Anatomy, src: Anatomy, j: int, i: int, pla
     else:
         for k, rows in (('q', q_rows), ('k', kv_rows), ('v', kv_rows)): c.linear(t[k], s[k], rows=rows, cols=ch)
     c.linear(t['o'], s['o'], rows=ch, cols=head_rows(plan.heads[i], d) if plan.heads else None)
+    for name in src.family.head_params:  # one entry per query head (attention sinks)
+        c(getattr(dst.attention(j), name), getattr(src.attention(i), name), d0=_index(plan.heads[i]) if plan.heads else None)
     if src.family.qk_norm == 'projection':
         (sq, sk), (tq, tk) = src.qk_norms(i), dst.qk_norms(j)
         c(tq.weight, sq.weight, d0=q_rows); c(tk.weight, sk.weight, d0=kv_rows)
+
+def _prune_latent_attention(c: _Copier, dst: Anatomy, src: Anatomy, j: int, i: int, plan: PruningPlan, ch):
+    "Copy block `i`'s latent attention into block `j`: a head is its rows of q_b (or q) and kv_b and its columns of o; the latents stay."
+    heads = plan.heads[i] if plan.heads else None
+    rows = lambda width: head_rows(heads, width) if heads else None
+    s, t = src.attention_projections(i), dst.attention_projections(j)
+    if 'q_a' in s: c.linear(t['q_a'], s['q_a'], cols=ch); c.linear(t['q_b'], s['q_b'], rows=rows(src.q_head_dim))
+    else: c.linear(t['q'], s['q'], rows=rows(src.q_head_dim), cols=ch)
+    c.linear(t['kv_a'], s['kv_a'], cols=ch)  # the shared key/value latent and the shared RoPE key
+    c.linear(t['kv_b'], s['kv_b'], rows=rows(src.config.qk_nope_head_dim + src.v_head_dim))
+    c.linear(t['o'], s['o'], rows=ch, cols=rows(src.v_head_dim))
 
 def _prune_linear_attention(c: _Copier, dst: Anatomy, src: Anatomy, j: int, i: int, ch):
     "Copy block `i`'s linear attention into block `j`: only hidden channels change."
@@ -267,22 +302,31 @@ def _prune_swiglu(c: _Copier, dst: Anatomy, src: Anatomy, t_mlp: nn.Module, s_ml
     else:
         for k in ('gate', 'up'): c.linear(t[k], s[k], rows=neurons, cols=ch)
     c.linear(t['down'], s['down'], rows=ch, cols=neurons)
+_EXPERT_DIMS = dict(gate=(2, 1), up=(2, 1), down=(1, 2), gate_bias=(None, 1), up_bias=(None, 1), down_bias=(1, None)) # (channel, neuron) dims
+
+def _slice_experts(t: ExpertTensors, experts, ch, neurons) -> ExpertTensors:
+    "Kept experts (dim 0), channels and, per kept expert, neurons (an (E', I') index) of every expert tensor."
+    def one(name: str, w: torch.Tensor) -> torch.Tensor:
+        ch_dim, neuron_dim = _EXPERT_DIMS[name]
+        w = _take(w.detach(), {0: experts} | ({ch_dim: ch} if ch_dim else {}))
+        if neurons is None or neuron_dim is None: return w
+        return torch.stack([x.index_select(neuron_dim - 1, keep) for x, keep in zip(w, neurons)])
+    return t.map(one)
+
 def _prune_moe(c: _Copier, dst: Anatomy, src: Anatomy, j: int, i: int, plan: PruningPlan, ch):
     "Copy block `i`'s MoE into block `j`: kept experts, their neurons, the router rows, the shared expert."
     experts = _index(plan.experts[i]) if plan.experts else None
-    c(dst.router(j).weight, src.router(i).weight, d0=experts, d1=ch)
-    s, t = src.experts(i), dst.experts(j)
-    gate_up, down = _take(s.gate_up_proj.detach(), {0: experts, 2: ch}), _take(s.down_proj.detach(), {0: experts, 1: ch})
-    if plan.expert_neurons:
-        keep = torch.as_tensor(plan.expert_neurons[i], dtype=torch.long)  # (E', I')
-        rows = torch.cat([keep, keep + src.expert_size], dim=1)  # gate rows then up rows
-        gate_up = torch.stack([g.index_select(0, r) for g, r in zip(gate_up, rows)])
-        down = torch.stack([w.index_select(1, k) for w, k in zip(down, keep)])
-    c(t.gate_up_proj, gate_up); c(t.down_proj, down)
+    c.linear(dst.router(j), src.router(i), rows=experts, cols=ch)
+    kept_buffers = dict(dst.router(j).named_buffers(recurse=False))  # per-expert routing state (DeepSeek's score correction)
+    for name, b in src.router(i).named_buffers(recurse=False):
+        if name in kept_buffers: c(kept_buffers[name], b, d0=experts)
+    neurons = torch.as_tensor(plan.expert_neurons[i], dtype=torch.long) if plan.expert_neurons else None  # (E', I')
+    kept = _slice_experts(src.expert_layout.read(src.experts(i)), experts, ch, neurons)
+    for name, value in dst.expert_layout.native(kept).items(): c(getattr(dst.experts(j), name), value)
     if src.shared_expert(i) is not None:
         shared = _index(plan.shared_neurons[i]) if plan.shared_neurons else None
         _prune_swiglu(c, dst, src, dst.shared_expert(j), src.shared_expert(i), shared, ch)
-        c.linear(dst.shared_expert_gate(j), src.shared_expert_gate(i), cols=ch)
+        if src.shared_expert_gate(i) is not None: c.linear(dst.shared_expert_gate(j), src.shared_expert_gate(i), cols=ch)
 
 # %% ../nbs/07_pruning.ipynb #c2c9e361
 def apply_plan(model, # the source model (never modified)
@@ -301,6 +345,7 @@ def apply_plan(model, # the source model (never modified)
     for j, i in enumerate(plan.layers if plan.layers is not None else range(src.num_layers)):
         for t, s in zip(dst.norms(j), src.norms(i)): c(t.weight, s.weight, d0=ch)
         if src.layer_type(i) == 'linear_attention': _prune_linear_attention(c, dst, src, j, i, ch)
+        elif src.family.latent_attention: _prune_latent_attention(c, dst, src, j, i, plan, ch)
         else: _prune_attention(c, dst, src, j, i, plan, ch)
         if src.is_moe_layer(i): _prune_moe(c, dst, src, j, i, plan, ch)
         else: _prune_swiglu(c, dst, src, dst.mlp(j), src.mlp(i), _index(plan.neurons[i]) if plan.neurons else None, ch)
@@ -432,6 +477,7 @@ def _keep_heads(plan: PruningPlan, a: Anatomy, scores: dict, targets: dict, roun
     num_heads, num_kv_heads = targets.get('num_heads'), targets.get('num_kv_heads')
     if num_heads is None and num_kv_heads is None: return
     hpg = a.heads_per_group
+    if hpg == 1 and num_kv_heads is None: num_kv_heads = num_heads  # every head has its own keys and values (MHA, latent attention)
     kv = resolve_size(num_kv_heads, a.num_kv_heads, 'num_kv_heads')
     nh = resolve_size(num_heads, a.num_heads, 'num_heads') if num_heads is not None else kv*hpg
     if nh % kv or nh//kv > hpg:
@@ -457,6 +503,11 @@ def _check_moe_targets(a: Anatomy, targets: dict):
         if name in targets and not a.moe_layers: raise ValueError(f"{name} applies to MoE models; {a.config.model_type} has no routed experts here")
     if 'shared_expert_size' in targets and not a.shared_expert_size:
         raise ValueError(f"shared_expert_size applies to MoE models with a shared expert; {a.config.model_type} has none")
+    f = a.family
+    if 'shared_expert_size' in targets and f.shared_expert_count_field:
+        raise ValueError(f"shared_expert_size cannot be cut on its own in {a.config.model_type}: its shared expert is "
+                         f"{f.shared_expert_count_field} × {f.expert_size_field} = {a.shared_expert_size} neurons wide and follows "
+                         f"expert_size; cut expert_size instead")
 
 def _keep_experts(plan: PruningPlan, a: Anatomy, scores: dict, targets: dict, round_to: int):
     "Keep the `num_experts` top-scoring experts of every MoE block: at least top-k, unless `top_k` is lowered too."
@@ -467,7 +518,15 @@ def _keep_experts(plan: PruningPlan, a: Anatomy, scores: dict, targets: dict, ro
         raise ValueError(f"num_experts={value if value == k else f'{value} ({k})'} must be at least top_k "
                          f"(num_experts_per_tok={a.top_k}): allowed {a.top_k}..{a.num_experts}, or pass top_k <= {k} to lower "
                          f"top-k as well")
-    plan.experts = {i: _top(_need(scores, 'experts', 'prune experts')[i], k) for i in a.moe_layers}
+    groups = getattr(a.config, a.family.expert_groups_field) if a.family.expert_groups_field else 1
+    if k % groups:
+        raise ValueError(f"num_experts={value if value == k else f'{value} ({k})'} must be a multiple of "
+                         f"{a.family.expert_groups_field}={groups}: the router picks experts within {groups} groups, and a cut keeps "
+                         f"as many of each; allowed: {', '.join(str(m) for m in range(2*groups, a.num_experts, groups))}")
+    score = _need(scores, 'experts', 'prune experts').float()
+    per = a.num_experts//groups  # the best k/groups experts of each group (every expert when there are no groups)
+    plan.experts = {i: sorted(g*per + e for g in range(groups) for e in _top(score[i].view(groups, per)[g], k//groups))
+                    for i in a.moe_layers}
 
 def _keep_expert_neurons(plan: PruningPlan, a: Anatomy, scores: dict, targets: dict, round_to: int):
     "Keep the `expert_size` top-scoring neurons of every kept expert, and the `shared_expert_size` best of the shared expert."
@@ -476,6 +535,9 @@ def _keep_expert_neurons(plan: PruningPlan, a: Anatomy, scores: dict, targets: d
         en = _need(scores, 'expert_neurons', 'prune expert_size')
         kept = plan.experts or {i: list(range(a.num_experts)) for i in a.moe_layers}
         plan.expert_neurons = {i: [_top(en[i, e], k) for e in kept[i]] for i in a.moe_layers}
+        if a.family.shared_expert_count_field:  # the shared expert is as many experts wide: it follows
+            width = getattr(a.config, a.family.shared_expert_count_field)*k
+            plan.shared_neurons = {i: _top(_need(scores, 'shared_neurons', 'prune expert_size')[i], width) for i in a.moe_layers}
     if 'shared_expert_size' in targets:
         k = resolve_size(targets['shared_expert_size'], a.shared_expert_size, 'shared_expert_size', round_to)
         plan.shared_neurons = {i: _top(_need(scores, 'shared_neurons', 'prune shared_expert_size')[i], k) for i in a.moe_layers}
@@ -591,11 +653,14 @@ TARGET_METRICS = { # target of `make_plan` -> the score it needs (depth and expe
 def needed_metrics(targets: dict, # `make_plan` targets that are set
                    layer_metric: str = 'block_influence', # depth score for `drop_layers`
                    expert_metric: str = 'expert_frequency', # expert score for `num_experts`
+                   anatomy: Anatomy | None = None, # the model's, to add what a cut implies (a shared expert whose width follows expert_size)
                   ) -> list[str]:
     "The importance metrics a calibration pass must compute for these targets."
     metrics = [layer_metric] if targets.get('drop_layers') else []
     if targets.get('num_experts') is not None: metrics.append(expert_metric)
     metrics += [m for t, m in TARGET_METRICS.items() if targets.get(t) is not None]
+    if anatomy is not None and anatomy.family.shared_expert_count_field and targets.get('expert_size') is not None:
+        metrics.append(TARGET_METRICS['shared_expert_size'])
     return list(dict.fromkeys(metrics))
 
 CUTS = { # `make_plan` target -> the `ModelShape` fields it changes when it cuts
@@ -642,7 +707,7 @@ def check_prune_targets(config, # the model's config
                          f"{', '.join('--' + k.replace('_', '-') for k in CUTS if k != 'top_k')}")
     trial = make_plan(config, random_scores(config), **targets)
     check_cuts(trial.source, target_shape(trial), targets)
-    requests = calibration.check(Anatomy(config), needed_metrics(targets, layer_metric, expert_metric))
+    requests = calibration.check(Anatomy(config), needed_metrics(targets, layer_metric, expert_metric, Anatomy(config)))
     return requests, trial.source.num_layers - target_shape(trial).num_layers
 
 def run_prune(model: str, # model to prune: name, folder or hub id (see `slimlab.lab.resolve_model`)

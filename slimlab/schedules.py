@@ -623,9 +623,10 @@ def _layer_request(layer_metric: str, n_drop: int) -> str:
 def stage_requests(targets: dict, # the relative targets of a cut (`relative_targets`)
                    layer_metric: str = 'block_influence', # depth score
                    expert_metric: str = 'expert_frequency', # expert score
+                   anatomy: Anatomy | None = None, # the anatomy of the model it cuts (see `needed_metrics`)
                   ) -> list[str]:
     "The importance metrics one cut needs, scored on the model it cuts."
-    return needed_metrics(targets, _layer_request(layer_metric, targets.get('drop_layers', 0)), expert_metric)
+    return needed_metrics(targets, _layer_request(layer_metric, targets.get('drop_layers', 0)), expert_metric, anatomy)
 
 # %% ../nbs/12_progressive.ipynb #62c96c85
 def _ppl(rows: list[dict]) -> tuple[float | None, float | None]:
@@ -724,7 +725,7 @@ def _stage_distill_configs(stages: list[Stage], shapes: list[ModelShape], chain:
         try:
             c = replace(config, max_steps=None, max_tokens=stage.tokens)
             c.total_steps()
-            calibration.check(Anatomy(cfg), stage_requests(relative_targets(prev, shape), prune.layer_metric, prune.expert_metric) or ['channel'])
+            calibration.check(Anatomy(cfg), stage_requests(relative_targets(prev, shape), prune.layer_metric, prune.expert_metric, Anatomy(cfg)) or ['channel'])
         except ValueError as e: raise ValueError(f"stage {k} of {len(stages)}: {e}") from None
         out.append(c)
     return out
@@ -823,7 +824,7 @@ def score_and_plan(self: ScheduleRun, current, # the model this stage cuts
     from slimlab.importance import importance
     c, e, n_drop = self.calibration, self.prune.experts, rel.get('drop_layers', 0)
     ids = self.calibration_ids
-    requests = stage_requests(rel, self.prune.layer_metric, self.prune.expert_metric)
+    requests = stage_requests(rel, self.prune.layer_metric, self.prune.expert_metric, Anatomy(current))
     report = importance(current, ids, requests, c.batch_size, c.seed, self.job.progress) if requests else None
     scores = plan_scores(report, n_drop, layers=_layer_request(self.prune.layer_metric, n_drop), experts=self.prune.expert_metric) if report else {}
     if stage_dir.exists(): shutil.rmtree(stage_dir)  # a stage folder without its plan holds no usable run

@@ -87,3 +87,90 @@ def test_depth_cut_keeps_the_kept_blocks_entries(name, field):
     config = sync_config(model.config, plan)
     assert getattr(config, field) == [getattr(model.config, field)[i] for i in plan.layers]
     assert ModelShape.of(apply_plan(model, plan)).num_layers == len(plan.layers)
+
+
+def zeroed_copy(model, layer_neurons: dict[int, list[int]]):
+    "A copy of an MoE model in which the given neurons of every expert of each block write nothing (their down weights are zero)."
+    import copy
+    zeroed = copy.deepcopy(model)
+    a = Anatomy(zeroed)
+    for i, neurons in layer_neurons.items():
+        t = a.expert_layout.read(a.experts(i))
+        down = t.down.detach().clone()
+        down[:, :, neurons] = 0
+        with torch.no_grad():
+            for name, value in a.expert_layout.native(t._replace(down=down)).items(): getattr(a.experts(i), name).copy_(value)
+    return zeroed
+
+
+@pytest.mark.parametrize('name', ['gpt_oss-tiny', 'qwen3_moe-tiny', 'olmoe-tiny'])
+def test_expert_neuron_cut_equals_zeroing_them(name):
+    "Whatever the layout (gate/up stacked or interleaved, transposed, biased), cutting expert neurons computes what zeroing them does."
+    model = load_model(name)
+    a, plan = Anatomy(model), make_plan(model, random_scores(model, seed=2), expert_size=0.5)
+    removed = {i: sorted(set(range(a.expert_size)) - set(plan.expert_neurons[i][0])) for i in a.moe_layers}
+    scores = random_scores(model, seed=2)
+    scores['expert_neurons'] = torch.zeros_like(scores['expert_neurons'])
+    for i, r in removed.items(): scores['expert_neurons'][i, :, [n for n in range(a.expert_size) if n not in r]] = 1  # the same neurons in every expert
+    cut = apply_plan(model, make_plan(model, scores, expert_size=0.5))
+    ids = torch.randint(0, 1000, (2, 12))
+    with torch.no_grad(): torch.testing.assert_close(cut(ids).logits, zeroed_copy(model, removed)(ids).logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('name', ['gpt_oss-tiny', 'deepseek_v3-tiny', 'qwen2-tiny'])
+def test_head_cut_equals_zeroing_the_heads(name):
+    "A cut query head takes everything that is its own: gpt-oss's attention sink, DeepSeek's rows of q_b and kv_b, Qwen2's q bias."
+    import copy
+    model = load_model(name)
+    a = Anatomy(model)
+    plan = make_plan(model, random_scores(model, seed=4), num_heads=2)  # one query head per KV group, or 2 of 4 latent heads
+    zeroed = copy.deepcopy(model)
+    for i in a.attention_layers:
+        o = Anatomy(zeroed).attention_projections(i)['o']
+        with torch.no_grad():
+            for h in set(range(a.num_heads)) - set(plan.heads[i]): o.weight[:, h*a.v_head_dim:(h + 1)*a.v_head_dim] = 0
+    cut = apply_plan(model, plan)
+    assert ModelShape.of(cut).num_heads == 2
+    ids = torch.randint(0, 1000, (2, 12))
+    with torch.no_grad(): torch.testing.assert_close(cut(ids).logits, zeroed(ids).logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('kept, dense_prefix', [([1, 2, 3], 0), ([0, 2, 3], 1), ([0, 1], 1)])
+def test_depth_cut_keeps_the_dense_prefix(kept, dense_prefix):
+    "DeepSeek-V3: the first `first_k_dense_replace` blocks are dense; a depth cut counts the dense blocks it keeps."
+    from slimlab.prune import keep_all_plan
+    model = load_model('deepseek_v3-tiny')  # block 0 dense, blocks 1-3 MoE
+    plan = keep_all_plan(model)
+    plan.layers = kept  # the per-block lists name every source block
+    cut = apply_plan(model, plan)
+    assert cut.config.first_k_dense_replace == dense_prefix
+    assert [Anatomy(cut).is_moe_layer(j) for j in range(len(kept))] == [i >= 1 for i in kept]
+
+
+@pytest.mark.parametrize('args, message', [
+    (['deepseek_v3-tiny', '--num-experts', '3'],
+     "num_experts=3 must be a multiple of n_group=2: the router picks experts within 2 groups, and a cut keeps as many of each; allowed: 4, 6"),
+    (['deepseek_v3-tiny', '--num-experts', '2', '--top-k', '1'],
+     "plan.experts[1] keeps [1, 1] experts of the 2 groups (n_group); grouped routing needs the same number in each, at least 2"),
+    (['deepseek_v3-tiny', '--num-experts', '4', '--top-k', '3'],
+     "top_k=3 is more than the 2 experts the router may pick (topk_group=1 groups of 2); allowed 1..2"),
+    (['olmoe-tiny', '--num-heads', '2', '--hidden-size', '48'],
+     "olmoe builds its query norm hidden_size wide, so num_heads × head_dim must equal hidden_size; this plan keeps 2 heads × 16 = 32"),
+], ids=['deepseek-groups', 'deepseek-group-of-one', 'deepseek-top-k', 'olmoe-coupled'])
+def test_a_cut_the_family_cannot_take_is_one_line(tmp_path, args, message, capsys):
+    from slimlab.cli import main
+    assert main(['prune', *args, '--out', str(tmp_path/'out'), '--samples', '2', '--seq-len', '16', '--no-progress']) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and err.startswith(f"slimlab: error: {message}"), err
+    assert not (tmp_path/'out').exists()
+
+
+def test_an_unsupported_architecture_is_refused_before_its_weights(tmp_path, capsys):
+    from slimlab.cli import main
+    transformers.GPT2Config(n_layer=2, n_embd=32, n_head=2).save_pretrained(tmp_path/'gpt2')  # a config without weights
+    for command in (['info', str(tmp_path/'gpt2')], ['prune', str(tmp_path/'gpt2'), '--hidden-size', '0.5', '--out', str(tmp_path/'out')]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("slimlab: error: architecture 'gpt2' is not supported; supported: llama, mistral, qwen2") and err.count('\n') == 1, err
+        assert "see 'Adding a family' in the anatomy chapter" in err
+    assert not (tmp_path/'out').exists()

@@ -21,15 +21,19 @@ BIN = Path(sys.executable).parent
 FAST = ['--samples', '2', '--seq-len', '32', '--no-progress']
 DENSE = ['llama-tiny', 'mistral-tiny', 'qwen2-tiny', 'qwen3-tiny', 'gemma2-tiny', 'gemma3_text-tiny', 'phi3-tiny', 'olmo2-tiny',
          'granite-tiny', 'smollm3-tiny']
-MOE = ['qwen3_moe-tiny', 'mixtral-tiny', 'qwen2_moe-tiny', 'qwen3_next-tiny']
+MOE = ['qwen3_moe-tiny', 'olmoe-tiny', 'gpt_oss-tiny', 'deepseek_v3-tiny', 'mixtral-tiny', 'qwen2_moe-tiny', 'qwen3_next-tiny']
 SHARED = ['qwen2_moe-tiny', 'qwen3_next-tiny']  # MoE families with a shared expert
-EXPERTS_FIELD = {'mixtral': 'num_local_experts'}  # config field of the routed experts (default: num_experts)
-EXPERT_SIZE_FIELD = {'mixtral': 'intermediate_size'}  # config field of an expert's width (default: moe_intermediate_size)
+EXPERTS_FIELD = {'mixtral': 'num_local_experts', 'gpt_oss': 'num_local_experts', 'deepseek_v3': 'n_routed_experts'}  # config field of the routed experts (default: num_experts)
+EXPERT_SIZE_FIELD = {'mixtral': 'intermediate_size', 'olmoe': 'intermediate_size', 'gpt_oss': 'intermediate_size'}  # config field of an expert's width (default: moe_intermediate_size)
 
+COUPLED = ['olmoe-tiny']  # num_heads × head_dim must equal hidden_size: heads and hidden channels are cut together
 AXES = {  # option -> (value, families it applies to); every tiny family: 4 blocks, hidden 64, 4 heads in 2 KV groups
-    'drop-layers': ('1', DENSE + MOE), 'hidden-size': ('0.5', DENSE + MOE), 'num-heads': ('2', DENSE + MOE),
-    'num-kv-heads': ('1', DENSE + MOE), 'intermediate-size': ('0.5', DENSE), 'num-experts': ('4', MOE),
-    'expert-size': ('0.5', MOE), 'shared-expert-size': ('0.5', SHARED),
+    'drop-layers': ('1', DENSE + MOE),
+    'hidden-size': ('0.5', [f for f in DENSE + MOE if f not in COUPLED]),
+    'num-heads': ('2', [f for f in DENSE + MOE if f not in COUPLED]),
+    'num-kv-heads': ('1', [f for f in DENSE + MOE if f not in COUPLED]),
+    'intermediate-size': ('0.5', DENSE + ['deepseek_v3-tiny']),  # DeepSeek's first block is dense
+    'num-experts': ('4', MOE), 'expert-size': ('0.5', MOE), 'shared-expert-size': ('0.5', SHARED),
 }
 CUTS = [(family, axis) for axis, (_, families) in AXES.items() for family in families]
 MISSING = [(family, axis) for axis, (_, families) in AXES.items() for family in DENSE + MOE if family not in families]
@@ -60,6 +64,7 @@ def model_type(family: str) -> str:
 def expected_config(family: str, axis: str) -> dict:
     "The config fields a cut of `axis` sets on a tiny `family` model."
     t = model_type(family)
+    if t == 'deepseek_v3' and axis == 'num-kv-heads': return dict(num_attention_heads=1, num_key_value_heads=1)  # a K/V per head
     return {'drop-layers': dict(num_hidden_layers=3), 'hidden-size': dict(hidden_size=32),
             'num-heads': dict(num_attention_heads=2, num_key_value_heads=2),
             'num-kv-heads': dict(num_attention_heads=2, num_key_value_heads=1), 'intermediate-size': dict(intermediate_size=96),
@@ -71,7 +76,12 @@ def expected_config(family: str, axis: str) -> dict:
 def refusal(family: str, axis: str) -> str:
     "The message for an axis `family` does not have."
     field, t = axis.replace('-', '_'), model_type(family)
+    if family in COUPLED and axis in ('hidden-size', 'num-heads', 'num-kv-heads'):
+        heads, hidden = {'hidden-size': (4, 32), 'num-heads': (2, 64), 'num-kv-heads': (2, 64)}[axis]
+        return (f"olmoe builds its query norm hidden_size wide, so num_heads × head_dim must equal hidden_size; this plan keeps "
+                f"{heads} heads × 16 = {heads*16} and hidden_size {hidden}: cut hidden_size and the heads together")
     if axis == 'intermediate-size': return f"intermediate_size applies to dense MLPs; every block of this {t} model is MoE"
+    if t == 'deepseek_v3': return "shared_expert_size cannot be cut on its own in deepseek_v3: its shared expert is n_shared_experts"
     if family in MOE: return f"shared_expert_size applies to MoE models with a shared expert; {t} has none"
     return f"{field} applies to MoE models; {t} has no routed experts here"
 
