@@ -503,11 +503,7 @@ def _check_moe_targets(a: Anatomy, targets: dict):
         if name in targets and not a.moe_layers: raise ValueError(f"{name} applies to MoE models; {a.config.model_type} has no routed experts here")
     if 'shared_expert_size' in targets and not a.shared_expert_size:
         raise ValueError(f"shared_expert_size applies to MoE models with a shared expert; {a.config.model_type} has none")
-    f = a.family
-    if 'shared_expert_size' in targets and f.shared_expert_count_field:
-        raise ValueError(f"shared_expert_size cannot be cut on its own in {a.config.model_type}: its shared expert is "
-                         f"{f.shared_expert_count_field} × {f.expert_size_field} = {a.shared_expert_size} neurons wide and follows "
-                         f"expert_size; cut expert_size instead")
+
 
 def _keep_experts(plan: PruningPlan, a: Anatomy, scores: dict, targets: dict, round_to: int):
     "Keep the `num_experts` top-scoring experts of every MoE block: at least top-k, unless `top_k` is lowered too."
@@ -530,17 +526,25 @@ def _keep_experts(plan: PruningPlan, a: Anatomy, scores: dict, targets: dict, ro
 
 def _keep_expert_neurons(plan: PruningPlan, a: Anatomy, scores: dict, targets: dict, round_to: int):
     "Keep the `expert_size` top-scoring neurons of every kept expert, and the `shared_expert_size` best of the shared expert."
+    k = a.expert_size
     if 'expert_size' in targets:
         k = resolve_width(targets['expert_size'], a.expert_size, 'expert_size', round_to, grouped=True)
         en = _need(scores, 'expert_neurons', 'prune expert_size')
         kept = plan.experts or {i: list(range(a.num_experts)) for i in a.moe_layers}
         plan.expert_neurons = {i: [_top(en[i, e], k) for e in kept[i]] for i in a.moe_layers}
-        if a.family.shared_expert_count_field:  # the shared expert is as many experts wide: it follows
-            width = getattr(a.config, a.family.shared_expert_count_field)*k
-            plan.shared_neurons = {i: _top(_need(scores, 'shared_neurons', 'prune expert_size')[i], width) for i in a.moe_layers}
-    if 'shared_expert_size' in targets:
+    if a.family.shared_expert_count_field: _follow_expert_size(plan, a, scores, targets, k)
+    elif 'shared_expert_size' in targets:
         k = resolve_size(targets['shared_expert_size'], a.shared_expert_size, 'shared_expert_size', round_to)
         plan.shared_neurons = {i: _top(_need(scores, 'shared_neurons', 'prune shared_expert_size')[i], k) for i in a.moe_layers}
+
+def _follow_expert_size(plan: PruningPlan, a: Anatomy, scores: dict, targets: dict, k: int):
+    "A shared expert built as `count` experts (DeepSeek) keeps `count × k` neurons: a `shared_expert_size` target may only say the same."
+    count_field, width = a.family.shared_expert_count_field, getattr(a.config, a.family.shared_expert_count_field)*k
+    if (value := targets.get('shared_expert_size')) is not None and resolve_size(value, a.shared_expert_size, 'shared_expert_size') != width:
+        raise ValueError(f"shared_expert_size={value} cannot be cut on its own in {a.config.model_type}: its shared expert is "
+                         f"{count_field} × {a.family.expert_size_field} = {width} neurons wide and follows expert_size; cut expert_size instead")
+    if width != a.shared_expert_size:
+        plan.shared_neurons = {i: _top(_need(scores, 'shared_neurons', 'prune expert_size')[i], width) for i in a.moe_layers}
 
 PLAN_STEPS = (_keep_layers, _keep_channels, _keep_heads, _keep_neurons, _keep_experts, _keep_expert_neurons) # in the order they check
 

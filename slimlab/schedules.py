@@ -243,7 +243,8 @@ class _StageSearch:
 # %% ../nbs/12_progressive.ipynb #13935a5c
 def _target_keys(src: ModelShape, fin: ModelShape, final: dict) -> list[str]:
     "The targets every stage states: those of `final` (both head counts if either is given), and `drop_layers` whenever depth is cut."
-    keys = [k for k in TARGETS if k in final or (k in ('num_heads', 'num_kv_heads') and {'num_heads', 'num_kv_heads'} & set(final))]
+    given = {k for k, v in final.items() if v is not None}  # a target set to None keeps its axis
+    keys = [k for k in TARGETS if k in given or (k in ('num_heads', 'num_kv_heads') and {'num_heads', 'num_kv_heads'} & given)]
     if 'drop_layers' not in keys and fin.num_layers < src.num_layers: keys.insert(0, 'drop_layers')
     return keys
 

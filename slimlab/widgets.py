@@ -128,11 +128,14 @@ def explorer_axes(config, # the source model's config
                   num_heads: int | None = None, # query heads kept (sets the hidden step; default: all)
                  ) -> dict[str, Axis]:
     "The sliders a model needs, by name: only the axes it has."
-    s = ModelShape.of(config)
+    s, family = ModelShape.of(config), Anatomy(config).family
     h = hidden_step(config, num_heads or s.num_heads)
     if s.num_experts and s.hidden_size % math.lcm(h, EXPERT_ALIGN) == 0: h = math.lcm(h, EXPERT_ALIGN)  # the expert kernel's rows
-    axes = [Axis('drop_layers', 'layers to drop', 0, s.num_layers - 1, 1, 0, 'layers'),
-            Axis('hidden_size', 'hidden size', h, s.hidden_size//h*h, h, s.hidden_size, 'channels'),
+    hidden = Axis('hidden_size', 'hidden size', h, s.hidden_size//h*h, h, s.hidden_size, 'channels')
+    if family.heads_fill_hidden:  # OLMoE: the hidden size is the kept heads' width, set by the head sliders
+        width = (num_heads or s.num_heads)*s.head_dim
+        hidden = Axis('hidden_size', 'hidden size (heads × head_dim)', width, width, 1, s.hidden_size, 'channels')
+    axes = [Axis('drop_layers', 'layers to drop', 0, s.num_layers - 1, 1, 0, 'layers'), hidden,
             Axis('num_kv_heads', 'KV groups', 1, s.num_kv_heads, 1, s.num_kv_heads, 'heads')]
     per_group = s.num_heads//s.num_kv_heads
     if per_group > 1: axes.append(Axis('heads_per_group', 'query heads per group', 1, per_group, 1, per_group, 'heads'))
@@ -141,7 +144,7 @@ def explorer_axes(config, # the source model's config
         axes += [Axis('num_experts', 'experts', s.top_k, s.num_experts, 1, s.num_experts, 'experts'),  # merging keeps >= top-k
                  Axis('preserve', 'kept intact (share)', 0.0, 1.0, 0.05, 1.0),
                  _width_axis('expert_size', 'expert width', s.expert_size, math.lcm(width_step, EXPERT_ALIGN), 'expert_neurons')]
-        if s.shared_expert_size:
+        if s.shared_expert_size and not family.shared_expert_count_field:  # DeepSeek's follows the expert width
             axes.append(_width_axis('shared_expert_size', 'shared expert width', s.shared_expert_size, width_step, 'shared_neurons'))
     return {a.name: a for a in axes}
 

@@ -174,3 +174,30 @@ def test_an_unsupported_architecture_is_refused_before_its_weights(tmp_path, cap
         assert err.startswith("slimlab: error: architecture 'gpt2' is not supported; supported: llama, mistral, qwen2") and err.count('\n') == 1, err
         assert "see 'Adding a family' in the anatomy chapter" in err
     assert not (tmp_path/'out').exists()
+
+
+@pytest.mark.parametrize('name', ['deepseek_v3-tiny', 'gpt_oss-tiny', 'olmoe-tiny'])
+def test_schedule_cuts_an_moe_family(name):
+    "A one-shot schedule to fewer, narrower experts: a target set to None keeps its axis, and DeepSeek's shared expert follows."
+    from slimlab.schedules import make_schedule, check_schedule
+    config = scaled_config(name)
+    final = dict(drop_layers=1, num_experts=4, expert_size=24, hidden_size=None, intermediate_size=None)
+    shapes = check_schedule(config, make_schedule(config, final, 'one-shot', total_tokens=1024), final)
+    assert (shapes[-1].num_layers, shapes[-1].num_experts, shapes[-1].expert_size) == (3, 4, 24)
+    assert shapes[-1].shared_expert_size == (24 if name.startswith('deepseek') else 0)
+
+
+def test_explorer_follows_the_family_rules():
+    "The pruning explorer: OLMoE's hidden size follows the head sliders; DeepSeek's shared expert follows the expert width (no slider)."
+    from slimlab.importance import default_metrics
+    from slimlab.widgets import PruningExplorer
+    ids = torch.randint(0, 1000, (4, 16))
+    olmoe = load_model('olmoe-tiny')
+    ex = PruningExplorer(olmoe, importance(olmoe, ids, progress=False))
+    ex.set(num_kv_heads=1)
+    assert ex.values['hidden_size'] == 2*16 and ModelShape.of(ex.cut_model()).hidden_size == 32
+    deepseek = load_model('deepseek_v3-tiny')
+    ex = PruningExplorer(deepseek, importance(deepseek, ids, default_metrics(Anatomy(deepseek)) + ['neuron:part=shared_expert'], progress=False))
+    assert 'shared_expert_size' not in ex.sliders
+    ex.set(expert_size=24)
+    assert ModelShape.of(ex.cut_model()).shared_expert_size == 24

@@ -81,7 +81,7 @@ def refusal(family: str, axis: str) -> str:
         return (f"olmoe builds its query norm hidden_size wide, so num_heads × head_dim must equal hidden_size; this plan keeps "
                 f"{heads} heads × 16 = {heads*16} and hidden_size {hidden}: cut hidden_size and the heads together")
     if axis == 'intermediate-size': return f"intermediate_size applies to dense MLPs; every block of this {t} model is MoE"
-    if t == 'deepseek_v3': return "shared_expert_size cannot be cut on its own in deepseek_v3: its shared expert is n_shared_experts"
+    if t == 'deepseek_v3': return "shared_expert_size=0.5 cannot be cut on its own in deepseek_v3: its shared expert is n_shared_experts"
     if family in MOE: return f"shared_expert_size applies to MoE models with a shared expert; {t} has none"
     return f"{field} applies to MoE models; {t} has no routed experts here"
 
