@@ -39,6 +39,7 @@ class Family:
     experts: str | None = None # packed experts, inside the MoE block
     expert_layout: str = 'packed' # how the experts are stored (see `EXPERT_LAYOUTS`)
     router_bias: bool = False # the router has a bias per expert
+    router_activation: str = 'softmax' # how the router turns logits into expert scores: 'softmax' or 'sigmoid' (DeepSeek)
     shared_expert: str | None = None # always-on expert, inside the MoE block
     shared_expert_gate: str | None = None # its scalar sigmoid gate, inside the MoE block
     dense_prefix_field: str | None = None # config field: the first blocks keep a dense MLP, the rest are MoE (DeepSeek)
@@ -99,7 +100,7 @@ FAMILY_REGISTRY = {f.name: f for f in [
            expert_size_field='intermediate_size', **_MOE),
     Family('gpt_oss', ('gpt_oss',), router='router', experts='experts', expert_layout='interleaved', router_bias=True,
            head_params=('sinks',), num_experts_field='num_local_experts', expert_size_field='intermediate_size'),
-    Family('deepseek_v3', ('deepseek_v3',), latent_attention=True, dense_prefix_field='first_k_dense_replace',
+    Family('deepseek_v3', ('deepseek_v3',), latent_attention=True, router_activation='sigmoid', dense_prefix_field='first_k_dense_replace',
            expert_groups_field='n_group', num_experts_field='n_routed_experts', expert_size_field='moe_intermediate_size',
            shared_expert='shared_experts', shared_expert_count_field='n_shared_experts', **_MOE),
     Family('mixtral', ('mixtral',), num_experts_field='num_local_experts', expert_size_field='intermediate_size', **_NO_BIAS, **_MOE),
@@ -157,6 +158,10 @@ class Anatomy:
         if not self.num_experts: return 0
         if f.shared_expert_count_field: return getattr(self.config, f.shared_expert_count_field)*self.expert_size
         return getattr(self.config, f.shared_expert_size_field) if f.shared_expert_size_field else 0
+    @property
+    def expert_groups(self) -> int:
+        "Groups the router picks experts within (1: it picks among all)."
+        return getattr(self.config, self.family.expert_groups_field) if self.family.expert_groups_field and self.num_experts else 1
     @property
     def q_head_dim(self) -> int: return self.config.qk_head_dim if self.family.latent_attention else self.head_dim
     @property
@@ -472,9 +477,10 @@ def flops_per_token(model_or_config,
 def kv_cache_bytes_per_token(model_or_config,
                              bytes_per_value: int = 2, # 2 for bf16/fp16 caches, 4 for fp32
                             ) -> int:
-    "Bytes the KV cache grows by per generated token, past every sliding window (full-attention layers only)."
+    "Bytes the KV cache grows by per generated token, past every sliding window (full-attention layers only; latent attention caches its latents)."
     a = Anatomy(model_or_config)
     full = sum(a.layer_type(i) == 'full_attention' for i in range(a.num_layers))
+    if a.family.latent_attention: return full*(a.config.kv_lora_rank + a.config.qk_rope_head_dim)*bytes_per_value
     return full*a.num_kv_heads*(a.q_head_dim + a.v_head_dim)*bytes_per_value
 
 # %% ../nbs/03_anatomy.ipynb #4cf4d02a

@@ -299,6 +299,10 @@ def check_compression(model_or_config, # the MoE model (or its config)
         raise ValueError(f"expert compression needs routed experts; this {a.family.name} model has none (MoEfy it first)")
     if not a.top_k <= num_experts < a.num_experts:
         raise ValueError(f"num_experts={num_experts} must be at least top_k ({a.top_k}) and below the current {a.num_experts}")
+    if a.expert_groups > 1 and compression.strategy != 'drop':
+        raise ValueError(f"strategy={compression.strategy!r} would merge experts across the {a.expert_groups} routing groups of this "
+                         f"{a.family.name} model ({a.family.expert_groups_field}={a.expert_groups}); use strategy='drop', which cuts "
+                         f"every group alike")
 
 # %% ../nbs/11_experts.ipynb #6960a0ef
 def expert_outputs(anatomy: Anatomy, # an MoE model's anatomy
@@ -408,8 +412,9 @@ def fold_experts(model, # an MoE causal LM, never modified
             if len(group) == 1: continue
             w = group_weights(importance[i], group).to(src.router(i).weight.dtype)
             for part in ('experts', 'router'):  # every expert tensor and router row is indexed by expert first
-                source = dict(getattr(src, part)(i).named_parameters())
-                for name, p in getattr(dst, part)(i).named_parameters():
+                module = getattr(src, part)(i)
+                source = dict(module.named_parameters()) | dict(module.named_buffers())  # DeepSeek's score correction too
+                for name, p in [*getattr(dst, part)(i).named_parameters(), *getattr(dst, part)(i).named_buffers()]:
                     p[group[0]] = torch.einsum('g,g...->...', w, source[name][group])
     return folded
 

@@ -253,7 +253,7 @@ class BoundaryStats(Collector):
 
 # %% ../nbs/06_importance.ipynb #f098aa79
 class RouterStats(Collector):
-    "Top-k selections and router probabilities per expert, summed over tokens: (L, E) each."
+    "Top-k selections and router scores per expert (softmax, or sigmoid where the family's router uses it), summed over tokens: (L, E) each."
     name = 'router'
     def init_sums(self):
         a = self.anatomy
@@ -263,7 +263,9 @@ class RouterStats(Collector):
         def hook(module, args, kwargs, output):
             logits, _, index = output # (N, E), (N, k), (N, k)
             self.add('selected', i, torch.bincount(index.flatten(), minlength=self.anatomy.num_experts)[:self.anatomy.num_experts])
-            self.add('prob', i, logits.detach().float().softmax(-1).sum(0))
+            probs = logits.detach().float()
+            probs = probs.sigmoid() if self.anatomy.family.router_activation == 'sigmoid' else probs.softmax(-1)
+            self.add('prob', i, probs.sum(0))
         return hook
 
 class ExpertStats(Collector):

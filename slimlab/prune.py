@@ -100,11 +100,9 @@ def _check_per_layer(name: str, per_layer: dict | None, layers: list[int], size:
 
 def _check_expert_groups(a: Anatomy, plan: PruningPlan, t: ModelShape):
     "Grouped routing (DeepSeek): every block keeps the same number of experts, at least 2, of each group, and top-k fits the groups it may pick."
-    field = a.family.expert_groups_field
-    groups = getattr(a.config, field)
-    if groups == 1: return
+    field, groups = a.family.expert_groups_field, a.expert_groups
     per = a.num_experts//groups
-    for i, kept in plan.experts.items():
+    for i, kept in (plan.experts or {}).items():
         counts = [sum(e//per == g for e in kept) for g in range(groups)]
         if len(set(counts)) > 1 or counts[0] < 2:
             raise ValueError(f"plan.experts[{i}] keeps {counts} experts of the {groups} groups ({field}); grouped routing needs "
@@ -147,7 +145,7 @@ def validate_plan(plan: PruningPlan, model_or_config) -> ModelShape:
     if plan.top_k is not None and not 1 <= plan.top_k <= _count(plan.experts, s.num_experts):
         raise ValueError(f"plan.top_k={plan.top_k} must be between 1 and the kept experts ({_count(plan.experts, s.num_experts)})")
     t = target_shape(plan)
-    if a.family.expert_groups_field and plan.experts: _check_expert_groups(a, plan, t)
+    if a.expert_groups > 1: _check_expert_groups(a, plan, t)
     if a.family.heads_fill_hidden and t.num_heads*t.head_dim != t.hidden_size:
         raise ValueError(f"{s.model_type} builds its query norm hidden_size wide, so num_heads × head_dim must equal hidden_size; this "
                          f"plan keeps {t.num_heads} heads × {t.head_dim} = {t.num_heads*t.head_dim} and hidden_size {t.hidden_size}: "

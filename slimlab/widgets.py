@@ -142,7 +142,7 @@ def explorer_axes(config, # the source model's config
     if s.intermediate_size: axes.append(_width_axis('intermediate_size', 'MLP width', s.intermediate_size, width_step, 'neurons'))
     if s.num_experts:
         axes += [Axis('num_experts', 'experts', s.top_k, s.num_experts, 1, s.num_experts, 'experts'),  # merging keeps >= top-k
-                 Axis('preserve', 'kept intact (share)', 0.0, 1.0, 0.05, 1.0),
+                 *([Axis('preserve', 'kept intact (share)', 0.0, 1.0, 0.05, 1.0)] if Anatomy(config).expert_groups == 1 else []),
                  _width_axis('expert_size', 'expert width', s.expert_size, math.lcm(width_step, EXPERT_ALIGN), 'expert_neurons')]
         if s.shared_expert_size and not family.shared_expert_count_field:  # DeepSeek's follows the expert width
             axes.append(_width_axis('shared_expert_size', 'shared expert width', s.shared_expert_size, width_step, 'shared_neurons'))
@@ -470,6 +470,7 @@ def _expert_similarities(self: PruningExplorer) -> dict[int, torch.Tensor]:
 def _expert_groups(self: PruningExplorer, values: dict) -> Groups | None:
     "The experts chapter's partial-preservation merge for the slider values (None while the expert count is whole)."
     if 'experts' not in self.menus or values['num_experts'] == self.axes['num_experts'].full: return None  # no expert score: `make_plan` says so
+    if 'preserve' not in values: return None  # grouped routing (DeepSeek): experts are dropped, alike in every group
     n, preserve = values['num_experts'], values['preserve']
     check_compression(self.model, n, ExpertCompression('partial', preserve, self.similarity))
     importance = self.report[self.metrics['experts']].values

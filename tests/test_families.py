@@ -201,3 +201,23 @@ def test_explorer_follows_the_family_rules():
     assert 'shared_expert_size' not in ex.sliders
     ex.set(expert_size=24)
     assert ModelShape.of(ex.cut_model()).shared_expert_size == 24
+
+
+def test_deepseek_routing_rules():
+    "DeepSeek-V3: router scores are sigmoids, top-k is bounded by the groups even without an expert cut, merging across groups is refused, the KV cache holds the latents."
+    from slimlab.anatomy import kv_cache_bytes_per_token
+    from slimlab.experts import ExpertCompression, check_compression
+    from slimlab.lab import full_size_config
+    model, ids = load_model('deepseek_v3-tiny'), torch.randint(0, 1000, (2, 16))
+    a, logits = Anatomy(model), []
+    handle = a.router(1).register_forward_hook(lambda m, args, out: logits.append(out[0].detach()))
+    with torch.no_grad(): model(ids)
+    handle.remove()
+    soft = importance(model, ids, ['expert_soft'], progress=False)['expert_soft'].values
+    torch.testing.assert_close(soft[1], logits[0].float().sigmoid().mean(0))
+    with pytest.raises(ValueError, match=r"top_k=6 is more than the 4 experts the router may pick \(topk_group=1 groups of 4\)"):
+        make_plan(model, random_scores(model), top_k=6)
+    with pytest.raises(ValueError, match="strategy='partial' would merge experts across the 2 routing groups"):
+        check_compression(model, 4, ExpertCompression('partial'))
+    check_compression(model, 4, ExpertCompression('drop'))
+    assert kv_cache_bytes_per_token(full_size_config('deepseek-v3')) == 61*(512 + 64)*2
