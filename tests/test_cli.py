@@ -45,7 +45,8 @@ def test_unsupported_architecture(tmp_path):
     (tmp_path/'config.json').write_text(json.dumps({'model_type': 'gpt2', 'architectures': ['GPT2LMHeadModel']}))
     r = run('info', str(tmp_path))
     assert r.returncode == 2 and r.stderr.count('\n') == 1
-    assert "architecture 'gpt2' is not supported; supported: llama, mistral, qwen3" in r.stderr
+    assert "architecture 'gpt2' is not supported; supported: llama, mistral, qwen2, qwen3, gemma2" in r.stderr
+    assert "see 'Adding a family' in the anatomy chapter" in r.stderr
 
 
 def test_folder_without_config(tmp_path):
