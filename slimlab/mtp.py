@@ -76,6 +76,8 @@ class MTPHeads(nn.Module):
         block_cls, norm_cls = type(a.blocks[0]), type(a.final_norm)
         self.layers = nn.ModuleList([MTPModule(self.config, block_cls, norm_cls) for _ in range(depth)])
         self.rotary = type(model.get_decoder().rotary_emb)(config=self.config)
+        per_type = 'layer_type' in inspect.signature(self.rotary.forward).parameters  # Gemma 3: one RoPE per attention type
+        self._rotary_kwargs = dict(layer_type='full_attention') if per_type else {}
         std = getattr(self.config, 'initializer_range', 0.02)
         for layer in self.layers:
             nn.init.normal_(layer.proj.weight, std=std)
@@ -102,8 +104,7 @@ class MTPHeads(nn.Module):
         from transformers.masking_utils import create_causal_mask
         position_ids = positions[None].expand(x.shape[0], -1)
         mask = create_causal_mask(config=self.config, inputs_embeds=x, attention_mask=attention_mask, cache=cache, position_ids=position_ids)
-        per_type = 'layer_type' in inspect.signature(self.rotary.forward).parameters  # Gemma 3: one RoPE per attention type
-        return mask, self.rotary(x, position_ids=position_ids, **(dict(layer_type='full_attention') if per_type else {})), position_ids
+        return mask, self.rotary(x, position_ids=position_ids, **self._rotary_kwargs), position_ids
 
     def forward(self,
                 hidden: torch.Tensor, # (B, T, d) the main model's last_hidden_state

@@ -512,7 +512,7 @@ def _keep_experts(plan: PruningPlan, a: Anatomy, scores: dict, targets: dict, ro
         raise ValueError(f"num_experts={value if value == k else f'{value} ({k})'} must be at least top_k "
                          f"(num_experts_per_tok={a.top_k}): allowed {a.top_k}..{a.num_experts}, or pass top_k <= {k} to lower "
                          f"top-k as well")
-    groups = getattr(a.config, a.family.expert_groups_field) if a.family.expert_groups_field else 1
+    groups = a.expert_groups
     if k % groups:
         raise ValueError(f"num_experts={value if value == k else f'{value} ({k})'} must be a multiple of "
                          f"{a.family.expert_groups_field}={groups}: the router picks experts within {groups} groups, and a cut keeps "
@@ -709,7 +709,8 @@ def check_prune_targets(config, # the model's config
                          f"{', '.join('--' + k.replace('_', '-') for k in CUTS if k != 'top_k')}")
     trial = make_plan(config, random_scores(config), **targets)
     check_cuts(trial.source, target_shape(trial), targets)
-    requests = calibration.check(Anatomy(config), needed_metrics(targets, layer_metric, expert_metric, Anatomy(config)))
+    anatomy = Anatomy(config)
+    requests = calibration.check(anatomy, needed_metrics(targets, layer_metric, expert_metric, anatomy))
     return requests, trial.source.num_layers - target_shape(trial).num_layers
 
 def run_prune(model: str, # model to prune: name, folder or hub id (see `slimlab.lab.resolve_model`)

@@ -726,7 +726,8 @@ def _stage_distill_configs(stages: list[Stage], shapes: list[ModelShape], chain:
         try:
             c = replace(config, max_steps=None, max_tokens=stage.tokens)
             c.total_steps()
-            calibration.check(Anatomy(cfg), stage_requests(relative_targets(prev, shape), prune.layer_metric, prune.expert_metric, Anatomy(cfg)) or ['channel'])
+            anatomy = Anatomy(cfg)
+            calibration.check(anatomy, stage_requests(relative_targets(prev, shape), prune.layer_metric, prune.expert_metric, anatomy) or ['channel'])
         except ValueError as e: raise ValueError(f"stage {k} of {len(stages)}: {e}") from None
         out.append(c)
     return out

@@ -128,11 +128,11 @@ def explorer_axes(config, # the source model's config
                   num_heads: int | None = None, # query heads kept (sets the hidden step; default: all)
                  ) -> dict[str, Axis]:
     "The sliders a model needs, by name: only the axes it has."
-    s, family = ModelShape.of(config), Anatomy(config).family
+    s, a = ModelShape.of(config), Anatomy(config)
     h = hidden_step(config, num_heads or s.num_heads)
     if s.num_experts and s.hidden_size % math.lcm(h, EXPERT_ALIGN) == 0: h = math.lcm(h, EXPERT_ALIGN)  # the expert kernel's rows
     hidden = Axis('hidden_size', 'hidden size', h, s.hidden_size//h*h, h, s.hidden_size, 'channels')
-    if family.heads_fill_hidden:  # OLMoE: the hidden size is the kept heads' width, set by the head sliders
+    if a.family.heads_fill_hidden:  # OLMoE: the hidden size is the kept heads' width, set by the head sliders
         width = (num_heads or s.num_heads)*s.head_dim
         hidden = Axis('hidden_size', 'hidden size (heads × head_dim)', width, width, 1, s.hidden_size, 'channels')
     axes = [Axis('drop_layers', 'layers to drop', 0, s.num_layers - 1, 1, 0, 'layers'), hidden,
@@ -142,9 +142,9 @@ def explorer_axes(config, # the source model's config
     if s.intermediate_size: axes.append(_width_axis('intermediate_size', 'MLP width', s.intermediate_size, width_step, 'neurons'))
     if s.num_experts:
         axes += [Axis('num_experts', 'experts', s.top_k, s.num_experts, 1, s.num_experts, 'experts'),  # merging keeps >= top-k
-                 *([Axis('preserve', 'kept intact (share)', 0.0, 1.0, 0.05, 1.0)] if Anatomy(config).expert_groups == 1 else []),
+                 *([Axis('preserve', 'kept intact (share)', 0.0, 1.0, 0.05, 1.0)] if a.expert_groups == 1 else []),
                  _width_axis('expert_size', 'expert width', s.expert_size, math.lcm(width_step, EXPERT_ALIGN), 'expert_neurons')]
-        if s.shared_expert_size and not family.shared_expert_count_field:  # DeepSeek's follows the expert width
+        if s.shared_expert_size and not a.family.shared_expert_count_field:  # DeepSeek's follows the expert width
             axes.append(_width_axis('shared_expert_size', 'shared expert width', s.shared_expert_size, width_step, 'shared_neurons'))
     return {a.name: a for a in axes}
 
