@@ -153,7 +153,7 @@ def test_lab_copies_the_chapters_and_starts_jupyterlab(env, away):
 
     # a copied chapter runs from the learner's folder: the kit's data comes through the package, not ../lab_data
     run = subprocess.run([str(env/'python'), '-c', 'from execnb.nbio import read_nb; from execnb.shell import CaptureShell; '
-                          'CaptureShell().run_all(read_nb("15_scale_out.ipynb"), exc_stop=True)'],
+                          'CaptureShell().run_all(read_nb("16_scale_out.ipynb"), exc_stop=True)'],
                          cwd=folder, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
 

@@ -3,7 +3,7 @@
 Cells marked `#| slow` keep the outputs they have unless `--slow` is given (then they run too); `#| eval: false` cells
 never run. Progress bars and other stderr lines are not stored. Stops at the first failing cell and writes nothing.
 
-    python tools/store_outputs.py nbs/14_recipes.ipynb [--slow]
+    python tools/store_outputs.py nbs/15_recipes.ipynb [--slow]
 """
 import argparse, os, subprocess, sys
 from pathlib import Path
