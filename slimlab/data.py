@@ -11,16 +11,18 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import torch
-from .lab import atomic_write, cache_dir, lab_data_dir
+from .lab import atomic_write, cache_dir, did_you_mean, lab_data_dir
 
 # %% auto #0
-__all__ = ['SPLITS', 'SPLIT_SALT', 'DATA_BUILDERS', 'normalize_text', 'pydoc_topic_docs', 'module_docstrings',
-           'stdlib_docstring_docs', 'clean_docs', 'build_lab_corpus', 'write_jsonl', 'read_jsonl', 'lab_corpus_path',
-           'write_lab_corpus', 'lab_corpus_docs', 'check_split', 'split_of', 'load_lab_corpus', 'lab_dataset',
-           'iter_doc_tokens', 'token_stream', 'iter_blocks', 'pack_texts', 'lm_dataset', 'sample_windows',
-           'calibration_samples', 'local_data_files', 'load_text_dataset', 'GenerationSettings', 'left_pad',
-           'model_fingerprint', 'tokenizer_fingerprint', 'generate_continuations', 'teacher_cache_file', 'teacher_data',
-           'corpus_stats']
+__all__ = ['SPLITS', 'SPLIT_SALT', 'DATA_BUILDERS', 'SOURCE_FORMATS', 'LAB_TEXT', 'CALIBRATION_POOL', 'normalize_text',
+           'pydoc_topic_docs', 'module_docstrings', 'stdlib_docstring_docs', 'clean_docs', 'build_lab_corpus',
+           'write_jsonl', 'read_jsonl', 'lab_corpus_path', 'write_lab_corpus', 'lab_corpus_docs', 'check_split',
+           'split_of', 'load_lab_corpus', 'lab_dataset', 'iter_doc_tokens', 'token_stream', 'iter_blocks', 'pack_texts',
+           'lm_dataset', 'sample_windows', 'calibration_samples', 'local_data_files', 'load_records',
+           'load_text_dataset', 'TextSource', 'parse_source', 'as_source', 'source_format', 'open_source',
+           'check_messages', 'render_chat', 'check_chat_template', 'source_texts', 'check_source', 'source_tokens',
+           'source_blocks', 'source_samples', 'GenerationSettings', 'left_pad', 'model_fingerprint',
+           'tokenizer_fingerprint', 'generate_continuations', 'teacher_cache_file', 'teacher_data', 'corpus_stats']
 
 # %% ../nbs/04_data.ipynb #cb72882e
 _UNDERLINE = re.compile(r'^ *([*=\-~^#])\1{2,} *$') # a reST heading underline
@@ -276,13 +278,19 @@ def _is_hub_name(name) -> bool:
     return (isinstance(name, str) and not Path(name).expanduser().exists() and bool(_HUB_NAME.fullmatch(name))
             and not re.fullmatch(r'\.[A-Za-z]+', Path(name).suffix))
 
-def local_data_files(files # a path, a glob, or a list of them
+def _expand(item: str) -> list[str]:
+    "The files one path names: a glob's matches, a folder's data files (recursively, by extension), or the path itself."
+    if any(c in item for c in '*?['): return sorted(glob.glob(item))
+    if Path(item).is_dir(): return sorted(str(f) for f in Path(item).rglob('*') if f.is_file() and f.suffix.lower() in DATA_BUILDERS)
+    return [item]
+
+def local_data_files(files # a path, a glob, a folder, or a list of them
                     ) -> tuple[str, list[str]]:
     "The `datasets` builder and the expanded, checked list of local data files."
     paths = []
     for item in ([files] if isinstance(files, (str, Path)) else list(files)):
         item = str(Path(item).expanduser())
-        found = sorted(glob.glob(item)) if any(c in item for c in '*?[') else [item]
+        found = _expand(item)
         if not found or not all(Path(f).is_file() for f in found): raise FileNotFoundError(f"data file {item!r} does not exist")
         paths += found
     for f in paths:
@@ -298,7 +306,38 @@ def _columns(ds) -> list[str]:
     if ds.column_names is not None: return list(ds.column_names)
     return list(next(iter(ds), {}).keys())
 
-def load_text_dataset(name_or_files, # local file(s) / glob(s), or a hub dataset name like 'HuggingFaceFW/fineweb-edu'
+def _root_cause(e: BaseException) -> str:
+    "The first line of the innermost error of a chain (what actually went wrong, not the library's wrapper)."
+    while e.__cause__ or e.__context__: e = e.__cause__ or e.__context__
+    return (str(e).splitlines() or [type(e).__name__])[0]
+
+def _quiet_load(*args, **kwargs):
+    "`datasets.load_dataset` without its own progress bars (the jobs show theirs)."
+    import datasets
+    was_on = not datasets.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try: return datasets.load_dataset(*args, **kwargs)
+    finally:
+        if was_on: datasets.enable_progress_bars()
+
+def load_records(name_or_files, # local file(s) / glob(s) / folder(s), or a hub dataset name like 'HuggingFaceFW/fineweb-edu'
+                 split: str = 'train', # split to load (for local files: the name given to them)
+                 streaming: bool = False, # stream instead of downloading / converting everything first
+                 config: str | None = None, # hub dataset configuration, e.g. 'wikitext-2-raw-v1'
+                 **kwargs, # passed on to `datasets.load_dataset` (e.g. cache_dir)
+                ):
+    "The records of local files or a hub dataset, all columns: a `datasets` Dataset (IterableDataset when streaming)."
+    if _is_hub_name(name_or_files):
+        try: return _quiet_load(name_or_files, config, split=split, streaming=streaming, **kwargs)
+        except Exception as e:
+            raise OSError(f"could not load dataset {name_or_files!r} (split {split!r}): no local file of that name, and "
+                          f"the hub (offline, gated or misspelt?) said: {_root_cause(e)}") from None
+    builder, files = local_data_files(name_or_files)
+    if all(Path(f).stat().st_size == 0 for f in files): raise ValueError(f"{name_or_files} has no records (its files are empty)")
+    try: return _quiet_load(builder, data_files={split: files}, split=split, streaming=streaming, **kwargs)
+    except Exception as e: raise ValueError(f"{name_or_files} could not be read as {builder} data: {_root_cause(e)}") from None
+
+def load_text_dataset(name_or_files, # local file(s) / glob(s) / folder(s), or a hub dataset name like 'HuggingFaceFW/fineweb-edu'
                       split: str = 'train', # split to load (for local files: the name given to them)
                       text_field: str = 'text', # column that holds the text
                       streaming: bool = False, # stream instead of downloading / converting everything first
@@ -306,19 +345,196 @@ def load_text_dataset(name_or_files, # local file(s) / glob(s), or a hub dataset
                       **kwargs, # passed on to `datasets.load_dataset` (e.g. cache_dir)
                      ):
     "A `datasets` Dataset (IterableDataset when streaming) with one column, `text`, from local files or the hub."
-    from datasets import load_dataset
-    if _is_hub_name(name_or_files):
-        try: ds = load_dataset(name_or_files, config, split=split, streaming=streaming, **kwargs)
-        except Exception as e:
-            raise OSError(f"could not load dataset {name_or_files!r} (split {split!r}): no local file of that name, and "
-                          f"the hub (offline, gated or misspelt?) said: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    else:
-        builder, files = local_data_files(name_or_files)
-        ds = load_dataset(builder, data_files={split: files}, split=split, streaming=streaming, **kwargs)
+    ds = load_records(name_or_files, split, streaming, config, **kwargs)
     columns = _columns(ds)
     if text_field not in columns: raise ValueError(f"text_field={text_field!r} is not a column of {name_or_files!r}; columns: {', '.join(columns)}")
     ds = ds.select_columns([text_field])
     return ds.rename_column(text_field, 'text') if text_field != 'text' else ds
+
+# %% ../nbs/04_data.ipynb #248ee97f
+SOURCE_FORMATS = ('auto', 'text', 'chat') # how records become documents: by their columns, as plain text, or rendered chat
+
+@dataclass(frozen=True)
+class TextSource:
+    "Where one kind of text comes from: the lab corpus, local files or folders, or a hub dataset; plain text or chat records."
+    source: str = 'lab' # 'lab' (the bundled lab corpus), local file(s) / glob / folder, or a hub dataset name ('org/name')
+    split: str | None = None # lab: train, valid or test (default: the job's); files and hub: the split's name (default: train)
+    config: str | None = None # hub dataset configuration, e.g. 'sample-10BT'
+    text_field: str = 'text' # the column of plain text
+    messages_field: str = 'messages' # the column of chat records: lists of {'role', 'content'}
+    format: str = 'auto' # 'text', 'chat' (rendered with the tokenizer's chat template) or 'auto' (chat when the text column is missing and the messages one is there)
+    streaming: bool = False # read records as they are needed instead of loading (and converting) everything first
+
+    def __post_init__(self):
+        if not isinstance(self.source, str) or not self.source.strip(): raise ValueError(f"source={self.source!r} must name the lab corpus, files or a dataset")
+        if self.format not in SOURCE_FORMATS:
+            raise ValueError(f"format={self.format!r} is unknown{did_you_mean(self.format, SOURCE_FORMATS)}; allowed: {', '.join(SOURCE_FORMATS)}")
+        if self.is_lab and self.split is not None: check_split(self.split)
+        if not isinstance(self.streaming, bool): raise ValueError(f"streaming={self.streaming!r} must be true or false")
+
+    @property
+    def is_lab(self) -> bool: return self.source == 'lab'
+
+    def describe(self, split: str = 'train' # the split the job reads when the source names none
+                ) -> str:
+        "What the text is, in words: 'the lab corpus test split', 'data/chat.jsonl (chat, streamed)'."
+        if self.is_lab: return f"the lab corpus {self.split or split} split"
+        notes = [n for n, on in (('chat', self.format == 'chat'), ('streamed', self.streaming)) if on]
+        return self.source + (f" ({', '.join(notes)})" if notes else '')
+
+LAB_TEXT = TextSource() # the default of every job: the bundled lab corpus
+
+# %% ../nbs/04_data.ipynb #12e95e21
+def _source_value(key: str, value: str, where: str):
+    "A `key=value` of a source string as its field's type: streaming is a boolean, the rest strings."
+    if key != 'streaming': return value
+    if value.lower() not in ('true', 'false'): raise ValueError(f"{where}: streaming={value!r} must be true or false")
+    return value.lower() == 'true'
+
+def parse_source(text: str, # 'SOURCE[:key=value,...]', e.g. 'data/chat.jsonl' or 'org/name:config=en,streaming=true'
+                 where: str = '--data', # the option or recipe key it came from, for messages
+                ) -> TextSource:
+    "A `TextSource` from its one-string form; keys are `TextSource`'s fields, an unknown one names the closest."
+    source, options = text, {}
+    if m := re.fullmatch(r'(.+?):((?:\w+=[^,]*)(?:,\w+=[^,]*)*)', text):  # a trailing ':k=v,...' (a drive letter 'C:\' is no option)
+        source, pairs = m[1], [p.split('=', 1) for p in m[2].split(',')]
+        allowed = [f for f in TextSource.__dataclass_fields__ if f != 'source']
+        for key, value in pairs:
+            if key not in allowed: raise ValueError(f"{where}: unknown key {key!r}{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}")
+            options[key] = _source_value(key, value, where)
+    try: return TextSource(source, **options)
+    except ValueError as e: raise ValueError(f"{where}: {e}") from None
+
+def as_source(value, # a `TextSource`, its one-string form, or a mapping of its fields
+              where: str = '--data', # the option or recipe key it came from, for messages
+             ) -> TextSource:
+    "Any spelling of a text source as a `TextSource`."
+    if isinstance(value, TextSource): return value
+    if isinstance(value, (str, Path)): return parse_source(str(value), where)
+    raise ValueError(f"{where}={value!r:.60} must be a source such as 'lab', 'data/chat.jsonl' or 'org/name:streaming=true'")
+
+# %% ../nbs/04_data.ipynb #429c77b2
+def source_format(src: TextSource, # a file or hub source
+                  columns: list[str], # the columns its records have
+                 ) -> str:
+    "'text' or 'chat': the source's format ('auto' decides by the columns); a missing column is named with the columns there are."
+    chat = src.format == 'chat' or (src.format == 'auto' and src.text_field not in columns and src.messages_field in columns)
+    field, key = (src.messages_field, 'messages_field') if chat else (src.text_field, 'text_field')
+    if field not in columns:
+        hint = f" (chat records need a {src.messages_field!r} column)" if src.format == 'chat' else ''
+        raise ValueError(f"{src.source}: {key}={field!r} is not a column{did_you_mean(field, columns)}; columns: {', '.join(columns) or 'none'}{hint}")
+    return 'chat' if chat else 'text'
+
+def open_source(src: TextSource, # a file or hub source (the lab corpus has no records to open)
+                **kwargs, # passed on to `datasets.load_dataset`
+               ) -> tuple[object, str, str]:
+    "The source's records with only the column it reads: (dataset, format, column)."
+    if not _is_hub_name(src.source) and local_data_files(src.source)[0] == 'text': kwargs['sample_by'] = 'document'  # a text file is one document
+    ds = load_records(src.source, src.split or 'train', src.streaming, src.config, **kwargs)
+    fmt = source_format(src, _columns(ds))
+    field = src.messages_field if fmt == 'chat' else src.text_field
+    return ds.select_columns([field]), fmt, field
+
+# %% ../nbs/04_data.ipynb #4b6f1044
+def check_messages(messages, # one chat record
+                   where: str, # the source and record, for messages
+                  ) -> list[dict]:
+    "A chat record itself, or a clear error: it must be a non-empty list of {'role', 'content'} messages."
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) and {'role', 'content'} <= m.keys() for m in messages):
+        raise ValueError(f"{where}: a chat record must be a non-empty list of {{'role', 'content'}} messages; got {messages!r:.80}")
+    return messages
+
+def render_chat(tokenizer, # the model's tokenizer, with a chat template
+                messages, # one record: a list of {'role', 'content'}
+                where: str, # the source and record, for messages
+               ) -> str:
+    "A conversation as the text the model sees when it serves it: the tokenizer's chat template, untokenized."
+    return tokenizer.apply_chat_template(check_messages(messages, where), tokenize=False)
+
+def check_chat_template(tokenizer, # the model's tokenizer
+                        src: TextSource, # the chat source that needs it
+                       ):
+    "Refuse a tokenizer without a chat template for chat records."
+    if not getattr(tokenizer, 'chat_template', None):
+        raise ValueError(f"{src.source} holds chat records, but the model's tokenizer has no chat template; "
+                         f"give plain text ({src.text_field!r} column, format=text)")
+
+def source_texts(src: TextSource, # where the text comes from
+                 tokenizer=None, # the model's tokenizer (needed for chat records)
+                 split: str = 'train', # the lab split the job reads when the source names none
+                ) -> Iterator[str]:
+    "The source's documents, in order, one at a time: plain texts, or chat records rendered with the model's chat template."
+    if src.is_lab:
+        yield from (d['text'] for d in load_lab_corpus(src.split or split))
+        return
+    ds, fmt, field = open_source(src)
+    if fmt == 'chat': check_chat_template(tokenizer, src)
+    for i, record in enumerate(ds):
+        value = record[field]
+        if value is None: raise ValueError(f"{src.source}: record {i} has no {field!r}")
+        yield render_chat(tokenizer, value, f"{src.source} record {i}") if fmt == 'chat' else value
+
+# %% ../nbs/04_data.ipynb #9be3e8e9
+def _first_missing(ds, # a non-streamed dataset
+                   field: str, # its column
+                  ) -> int:
+    "The index of the first record whose `field` is missing (-1: none), read from the Arrow column without a loop."
+    import pyarrow.compute as pc
+    return pc.index(pc.is_null(ds.data.column(field)), True).as_py()
+
+def check_source(src: TextSource, # where a job's text will come from
+                 tokenizer=None, # the model's tokenizer (chat records need its chat template)
+                ) -> TextSource:
+    "Refuse a source that cannot give text, before any model is loaded: missing files, a missing column, no records, chat records without messages or without a chat template."
+    if src.is_lab: return src
+    ds, fmt, field = open_source(src)
+    first = next(iter(ds), None) if src.streaming else (ds[0] if len(ds) else None)
+    if first is None: raise ValueError(f"{src.source} has no records")
+    if not src.streaming and (i := _first_missing(ds, field)) >= 0: raise ValueError(f"{src.source}: record {i} has no {field!r}")
+    if fmt == 'chat':
+        if tokenizer is not None: check_chat_template(tokenizer, src)
+        check_messages(first[field], f"{src.source} record 0")
+    return src
+
+# %% ../nbs/04_data.ipynb #7fbd31ce
+CALIBRATION_POOL = 4 # calibration windows are drawn from the first CALIBRATION_POOL × samples × seq_len tokens of a file or hub source
+
+def source_tokens(src: TextSource, # where the text comes from
+                  tokenizer, # the model's tokenizer
+                  split: str = 'train', # the lab split the job reads when the source names none
+                  max_tokens: int | None = None, # stop reading documents once the stream is this long (None: all)
+                  sep_id: int | None = None, # separator after each document (default: the tokenizer's EOS)
+                 ) -> torch.Tensor:
+    "The source's documents as one token stream, read only as far as `max_tokens` needs: (T,), T ≤ max_tokens."
+    stream, n = [], 0
+    for ids in iter_doc_tokens(source_texts(src, tokenizer, split), tokenizer, sep_id):
+        stream.append(ids); n += len(ids)
+        if max_tokens is not None and n >= max_tokens: break
+    return torch.tensor([i for ids in stream for i in ids][:max_tokens], dtype=torch.long)
+
+def source_blocks(src: TextSource, # where the text comes from
+                  tokenizer, # the model's tokenizer
+                  seq_len: int, # tokens per block, at least 2
+                  max_blocks: int | None = None, # stop after this many blocks (None: all)
+                  split: str = 'train', # the lab split the job reads when the source names none
+                 ) -> torch.Tensor:
+    "The source packed into blocks, read only as far as `max_blocks` needs: (N, seq_len)."
+    blocks = list(islice(iter_blocks(source_texts(src, tokenizer, split), tokenizer, seq_len), max_blocks))
+    return torch.stack(blocks) if blocks else torch.empty(0, seq_len, dtype=torch.long)
+
+# %% ../nbs/04_data.ipynb #9a852ad6
+def source_samples(src: TextSource, # where calibration text comes from
+                   tokenizer, # the model's tokenizer
+                   n_samples: int = 128, # number of samples, at least 1
+                   seq_len: int = 512, # tokens per sample, at least 2
+                   seed: int = 0, # same seed, same samples
+                  ) -> torch.Tensor:
+    "Seeded calibration windows from any source: the lab corpus as `calibration_samples`, files and hub data from their first tokens: (n_samples, seq_len)."
+    if src.is_lab: return calibration_samples(tokenizer, n_samples, seq_len, seed, src.split or 'train')
+    _check_n_samples(n_samples); _check_seq_len(seq_len)
+    stream = source_tokens(src, tokenizer, max_tokens=CALIBRATION_POOL * n_samples * seq_len)
+    if len(stream) < seq_len: raise ValueError(f"{src.describe()} has {len(stream)} tokens; a calibration sample needs seq_len={seq_len}")
+    return sample_windows(stream, n_samples, seq_len, seed)
 
 # %% ../nbs/04_data.ipynb #cc117c18
 @dataclass(frozen=True)

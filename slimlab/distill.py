@@ -83,6 +83,7 @@ class DistillConfig:
     eval_every: int = 50 # steps between held-out evaluations (0: only at the start and the end)
     save_every: int = 100 # steps between checkpoints (0: none)
     keep_last: int = 2 # most recent checkpoints kept on disk
+    gradient_checkpointing: bool = False # recompute each block's activations in the backward pass: less activation memory, about a third more compute
     loss: CompositeConfig = field(default_factory=minitron_loss) # the composite loss (see the losses chapter)
 
     def __post_init__(self):
@@ -96,6 +97,7 @@ class DistillConfig:
         if self.lr_floor > self.lr: raise ValueError(f"lr_floor={self.lr_floor} must not exceed the peak lr={self.lr}")
         if self.max_steps is not None and self.warmup_steps > self.max_steps:
             raise ValueError(f"warmup_steps={self.warmup_steps} must not exceed max_steps={self.max_steps}")
+        if not isinstance(self.gradient_checkpointing, bool): raise ValueError(f"gradient_checkpointing={self.gradient_checkpointing!r} must be true or false")
         if not isinstance(self.loss, CompositeConfig): raise ValueError(f"loss must be a slimlab.losses.CompositeConfig, got {type(self.loss).__name__}")
 
     def tokens_per_step(self, num_processes: int = 1) -> int:
@@ -454,6 +456,7 @@ def prepare_training(accelerator, # the run's Accelerator
                     ) -> tuple:
     "Seed the run, put the student and what trains beside it in one module, and let Accelerate prepare it with its optimizer, loader and scheduler."
     seed_everything(config.seed)
+    if config.gradient_checkpointing: student.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(use_reentrant=False))
     module = DistillStudent(student.train(), loss, mtp)
     optimizer, scheduler = make_optimizer(module, config, steps)
     return accelerator.prepare(module, optimizer, make_loader(blocks, config, steps, accelerator.num_processes), scheduler)

@@ -13,20 +13,21 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .lab import Job, atomic_dir, check_out_dir, lab_data_dir, load_model, load_tokenizer, read_text, resolve_model
+from .lab import Hardware, Job, atomic_dir, check_out_dir, lab_data_dir, load_model, load_tokenizer, resolve_model
 from .anatomy import count_params, kv_cache_bytes_per_token
-from .data import load_lab_corpus, token_stream, write_jsonl
+from .data import LAB_TEXT, TextSource, as_source, check_source, load_lab_corpus, source_tokens, token_stream, write_jsonl
 
 # %% auto #0
-__all__ = ['TASK_BUILDERS', 'LOCAL_TASKS', 'TASK_FIELDS', 'EVAL_PRESETS', 'Window', 'sliding_windows', 'WindowBatch',
-           'window_batches', 'check_positions', 'token_nll', 'block_bootstrap', 'ci_text', 'ci_json', 'Perplexity',
-           'perplexity', 'PairedComparison', 'compare_nll', 'TokenAgreement', 'logit_agreement', 'shared_vocab',
-           'Agreement', 'agreement', 'prose_paragraphs', 'is_prose', 'cloze_examples', 'continuation_examples',
-           'task_file', 'build_task_files', 'read_task', 'write_task_configs', 'check_tasks', 'TaskResults',
-           'run_lm_eval', 'continuation_logliks', 'score_local_task', 'Speed', 'measure_speed', 'speed_ratios',
-           'memory_bytes', 'EvalConfig', 'ModelEval', 'evaluate_models', 'retention_table', 'plot_retention',
-           'eval_rows', 'report_markdown', 'write_report', 'model_reference', 'model_tokenizer', 'ref_tokenizers',
-           'labelled_references', 'text_source', 'held_out_tokens', 'evaluate_references', 'retention_report']
+__all__ = ['TASK_BUILDERS', 'LOCAL_TASKS', 'TASK_FIELDS', 'EVAL_PRESETS', 'RUN_MODEL_DIRS', 'Window', 'sliding_windows',
+           'WindowBatch', 'window_batches', 'check_positions', 'token_nll', 'block_bootstrap', 'ci_text', 'ci_json',
+           'Perplexity', 'perplexity', 'PairedComparison', 'compare_nll', 'TokenAgreement', 'logit_agreement',
+           'shared_vocab', 'Agreement', 'agreement', 'prose_paragraphs', 'is_prose', 'cloze_examples',
+           'continuation_examples', 'task_file', 'build_task_files', 'read_task', 'write_task_configs', 'check_tasks',
+           'TaskResults', 'run_lm_eval', 'continuation_logliks', 'score_local_task', 'Speed', 'measure_speed',
+           'speed_ratios', 'memory_bytes', 'EvalConfig', 'ModelEval', 'evaluate_models', 'retention_table',
+           'plot_retention', 'eval_rows', 'report_markdown', 'write_report', 'model_reference', 'model_tokenizer',
+           'ref_tokenizers', 'labelled_references', 'eval_source', 'held_out_tokens', 'evaluate_references',
+           'retention_report']
 
 # %% ../nbs/05_eval.ipynb #c0d8504a
 @dataclass(frozen=True)
@@ -838,12 +839,15 @@ def write_report(evals: list[ModelEval], # from `evaluate_models` with a teacher
     return out
 
 # %% ../nbs/05_eval.ipynb #80d1c12c
+RUN_MODEL_DIRS = ('model', 'schedule/model') # where a run directory keeps its final model: a distillation run's, a recipe run's
+
 def model_reference(m # a model object, or a name, folder or run directory
                    ):
-    "A model object as is; a name or path checked and resolved (a run directory to its `model/` folder), without loading."
+    "A model object as is; a name or path checked and resolved (a run directory to its final model's folder), without loading."
     if not isinstance(m, (str, Path)): return m
     path = Path(m).expanduser()
-    if path.is_dir() and not (path/'config.json').exists() and (path/'model'/'config.json').exists(): m = path/'model'
+    if path.is_dir() and not (path/'config.json').exists():
+        m = next((path/d for d in RUN_MODEL_DIRS if (path/d/'config.json').exists()), m)
     source = resolve_model(m)
     if source.kind == 'full_size': raise ValueError(f"model {str(m)!r} is a full-size config without weights; evaluate a bundled, scaled or saved model")
     return m
@@ -879,40 +883,42 @@ def labelled_references(teacher, # the teacher: a model, or a name/folder/run di
     return {t_name: model_reference(teacher)} | {k: model_reference(v) for k, v in students.items()}
 
 # %% ../nbs/05_eval.ipynb #c4892946
-def text_source(text_file: str | Path | None = None, # a plain-text file (None: the lab corpus test split)
-               ) -> str:
-    "What the measured tokens are, for reports and summaries: the file's path, or the lab corpus test split."
-    return str(text_file) if text_file is not None else 'the lab corpus test split'
+def eval_source(data=None, # a `TextSource` or its string form (None: the lab corpus test split)
+               ) -> TextSource:
+    "The text an evaluation measures, as a `TextSource`."
+    return as_source(LAB_TEXT if data is None else data, 'data')
 
 def held_out_tokens(tokenizer, # the reference model's tokenizer (the teacher's)
-                    text_file: str | Path | None = None, # a plain-text file (None: the lab corpus test split)
+                    data=None, # a `TextSource` or its string form (None: the lab corpus test split)
+                    max_tokens: int | None = None, # read only this many tokens (None: all)
                    ) -> torch.Tensor:
-    "The token stream of the text to measure; a missing or binary file fails by name, and so does one of fewer than 2 tokens."
-    docs = [read_text(text_file, '--text-file')] if text_file is not None else [d['text'] for d in load_lab_corpus('test')]
-    ids = token_stream(docs, tokenizer)
-    if len(ids) < 2: raise ValueError(f"{text_source(text_file)} has {len(ids)} tokens; at least 2 are needed")
+    "The token stream of the text to measure; bad data fails by name (before any model loads), and so does text of fewer than 2 tokens."
+    src = check_source(eval_source(data), tokenizer)
+    ids = source_tokens(src, tokenizer, 'test', max_tokens)
+    if len(ids) < 2: raise ValueError(f"{src.describe('test')} has {len(ids)} tokens; at least 2 are needed")
     return ids
 
 # %% ../nbs/05_eval.ipynb #8fd86f24
 def evaluate_references(teacher, # the teacher: a model, or a name/folder/run directory (None: no comparisons)
                         students: dict | list, # label -> student, or a list of names/folders/run directories
                         tokenizer=None, # tokenizer of the model objects (names and folders bring their own)
-                        token_ids: torch.Tensor | None = None, # (N,) held-out tokens (None: those of `text_file`)
-                        text_file: str | Path | None = None, # plain-text file to measure (None: the lab corpus test split)
+                        token_ids: torch.Tensor | None = None, # (N,) held-out tokens (None: those of `data`)
+                        data=None, # the text to measure: a `TextSource` or its string form (None: the lab corpus test split)
                         config: EvalConfig = EVAL_PRESETS['lab'], # what to measure
                         log=print, # where progress lines go
+                        hardware: Hardware = Hardware(), # device, dtype, big-model placement, attention of the models loaded here
                        ) -> list[ModelEval]:
     "`evaluate_models` on references: tasks, models, tokenizers and text checked before any weights are loaded (the teacher first)."
     check_tasks(config.tasks)
-    if token_ids is not None and text_file is not None: raise ValueError("pass token_ids= or text_file=, not both")
+    if token_ids is not None and data is not None: raise ValueError("pass token_ids= or data=, not both")
     refs = labelled_references(teacher, students)
     if tokenizer is None and not all(isinstance(r, (str, Path)) for r in refs.values()):
         raise ValueError("tokenizer= is needed when the teacher or a student is a model object")
     first = next(iter(refs))  # the teacher, if any: its tokenizer makes the tokens
     t_name = first if teacher is not None else None
     tokenizers = ref_tokenizers(refs, t_name, tokenizer)
-    if token_ids is None: token_ids = held_out_tokens(tokenizers[first], text_file)
-    models = {k: load_model(r) if isinstance(r, (str, Path)) else r for k, r in refs.items()}
+    if token_ids is None: token_ids = held_out_tokens(tokenizers[first], data, config.max_tokens)
+    models = {k: load_model(r, **hardware.load_kwargs()) if isinstance(r, (str, Path)) else r for k, r in refs.items()}
     return evaluate_models(models, tokenizers, token_ids, config, teacher=t_name, log=log)
 
 # %% ../nbs/05_eval.ipynb #b8df45fc
@@ -920,18 +926,19 @@ def retention_report(teacher, # the teacher: a model, or a name/folder/run direc
                      students: dict | list, # label -> student, or a list of names/folders/run directories
                      out: str | Path, # the run directory to create
                      tokenizer=None, # tokenizer of the model objects (names and folders bring their own)
-                     token_ids: torch.Tensor | None = None, # (N,) held-out tokens (None: those of `text_file`)
-                     text_file: str | Path | None = None, # plain-text file to measure (None: the lab corpus test split)
+                     token_ids: torch.Tensor | None = None, # (N,) held-out tokens (None: those of `data`)
+                     data=None, # the text to measure: a `TextSource` or its string form (None: the lab corpus test split)
                      config: EvalConfig = EVAL_PRESETS['lab'], # what to measure
                      note: str = '', # a paragraph for the report (default, for text read here: "Tokens: N of <source>.")
                      job: Job = Job(), # overwrite an earlier report; where progress lines go
+                     hardware: Hardware = Hardware(), # device, dtype, big-model placement, attention of the models loaded here
                     ) -> list[ModelEval]:
     "Evaluate a teacher and its students and write report.md, report.csv and retention.png into a new run directory."
     if teacher is None: raise ValueError("teacher is None; a retention report measures students against a teacher")
     out = job.out_folder(out, what='a retention report')
-    evals = evaluate_references(teacher, students, tokenizer, token_ids, text_file, config, job.say)
+    evals = evaluate_references(teacher, students, tokenizer, token_ids, data, config, job.say, hardware)
     if not note and token_ids is None:  # the stream's length: every scored token, and the first one, context only
-        note = f"Tokens: {evals[0].ppl.n_tokens + 1} of {text_source(text_file)}."
+        note = f"Tokens: {evals[0].ppl.n_tokens + 1} of {eval_source(data).describe('test')}."
     write_report(evals, out, config, note, job.overwrite)
     job.say(f"report written to {out/'report.md'}")
     return evals

@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .anatomy import Anatomy
+from .anatomy import Anatomy, count_params
 from .importance import Calibration, LoadedModel, start_job
-from .lab import Job, atomic_dir, did_you_mean, save_model
-from .prune import EXPERT_ALIGN, apply_plan, keep_all_plan
+from .lab import Hardware, Job, atomic_dir, did_you_mean, model_card, save_model
+from .prune import EXPERT_ALIGN, ModelShape, apply_plan, keep_all_plan, shape_table
 
 # %% auto #0
 __all__ = ['MOE_TARGETS', 'SHARED_EXPERT_TYPES', 'ROUTERS', 'Groups', 'STRATEGIES', 'SIMILARITIES', 'EXPERT_METRICS',
@@ -25,7 +25,8 @@ __all__ = ['MOE_TARGETS', 'SHARED_EXPERT_TYPES', 'ROUTERS', 'Groups', 'STRATEGIE
            'NeuronSplit', 'split_neurons', 'expert_mass', 'fit_router', 'MoefyConfig', 'moefy', 'check_similarity',
            'check_strategy', 'ExpertCompression', 'check_compression', 'expert_outputs', 'expert_similarity',
            'drop_groups', 'assign_to_bases', 'cluster_groups', 'partial_groups', 'check_groups', 'group_weights',
-           'fold_experts', 'merge_experts', 'expert_groups', 'compress_experts', 'save_moe', 'run_moefy', 'run_merge']
+           'fold_experts', 'merge_experts', 'expert_groups', 'compress_experts', 'save_moe', 'moe_card', 'run_moefy',
+           'run_merge']
 
 # %% ../nbs/11_experts.ipynb #457a057a
 MOE_TARGETS = {'llama': ('qwen2_moe', 'mixtral'), 'qwen3': ('qwen3_moe',)} # dense model type -> MoE types that express it exactly
@@ -479,22 +480,42 @@ def save_moe(model, # the MoE to save
              record: dict | None = None, # provenance, written as JSON
              record_name: str = 'slimlab_moe.json', # its file name
              overwrite: bool = False, # allow replacing a folder that holds results
+             card: str | None = None, # its model card (README.md), e.g. from `moe_card`
             ) -> Path:
     "Save a MoEfied or compressed model as a stock Hugging Face folder, atomically."
-    return save_model(model, out, tokenizer, None if record is None else {record_name: json.dumps(record, indent=1)}, overwrite)
+    records = ({} if record is None else {record_name: json.dumps(record, indent=1)}) | ({'README.md': card} if card else {})
+    return save_model(model, out, tokenizer, records, overwrite)
+
+def moe_card(model: str, # the source model as the user named it
+             source, # its model (or config)
+             result, # the MoE written
+             what: str, # what was done, one paragraph
+             calibration: Calibration, # the samples it was calibrated on
+            ) -> str:
+    "The model card of a MoEfied or expert-compressed model: the shape before and after, what was done, on which text."
+    params = tuple(sum(count_params(m).values()) for m in (source, result))
+    how = (f"{what} Calibrated on {calibration.samples} samples of {calibration.seq_len} tokens of "
+           f"{calibration.data.describe('train')}.")
+    return model_card(model, f"{Path(str(model)).name}, {Anatomy(result).num_experts} experts ({result.config.model_type})",
+                      {'Shape': shape_table(ModelShape.of(source.config), ModelShape.of(result.config), params), 'How it was made': how,
+                       'Recovery': "None yet: expect a higher perplexity than the source until it is trained (`slimlab run`)."},
+                      tags=('mixture-of-experts',))
 
 def run_moefy(model: str, # dense model: name, folder or hub id (see `slimlab.lab.resolve_model`)
               out: str | Path, # output folder
               config: MoefyConfig = MoefyConfig(), # how to split and route
-              calibration: Calibration = Calibration(), # samples of the lab corpus whose activations are clustered
+              calibration: Calibration = Calibration(), # the samples whose activations are clustered
               job: Job = Job(), # overwrite, progress bars, summary lines
+              hardware: Hardware = Hardware(), # device, dtype, big-model placement, attention
              ) -> Path:
     "Check, load, calibrate, MoEfy and save a dense model."
     out, dense_config = start_job(model, out, job, 'MoEfication')
     config.check(dense_config)
-    loaded = LoadedModel.load(model, calibration)
+    loaded = LoadedModel.load(model, calibration, hardware)
     moe = moefy(loaded.model, loaded.samples, config, calibration.batch_size, job.progress)
-    save_moe(moe, out, loaded.tokenizer, asdict(config), 'slimlab_moefy.json', job.overwrite)
+    what = (f"The dense MLPs split into {config.num_experts} experts (co-activation clustering of the neurons), top-{config.top_k}, "
+            f"router {config.router}" + (f", a shared expert of {config.shared_size} neurons." if config.shared_size else '.'))
+    save_moe(moe, out, loaded.tokenizer, asdict(config), 'slimlab_moefy.json', job.overwrite, moe_card(model, loaded.model, moe, what, calibration))
     a = Anatomy(moe)
     job.say(f"{model}: {a.family.name}, {a.num_experts} experts of {a.expert_size} neurons, top-{a.top_k}, "
         f"shared expert {a.shared_expert_size}; written to {out}")
@@ -509,8 +530,9 @@ def run_merge(model: str, # MoE model: name, folder or hub id
               compression: ExpertCompression = ExpertCompression('partial'), # strategy, preserve share and similarity
               metric: str = 'reap', # see `EXPERT_METRICS`
               norm_topk_prob: bool | None = None, # renormalise the top-k weights (None: as the source)
-              calibration: Calibration = Calibration(), # samples of the lab corpus that score the experts
+              calibration: Calibration = Calibration(), # the samples that score the experts
               job: Job = Job(), # overwrite, progress bars, summary lines
+              hardware: Hardware = Hardware(), # device, dtype, big-model placement, attention
              ) -> Groups:
     "Check, load, score, group and cut a MoE's experts; save a stock MoE."
     out, config = start_job(model, out, job, 'expert merging')
@@ -518,7 +540,7 @@ def run_merge(model: str, # MoE model: name, folder or hub id
         raise ValueError(f"metric={metric!r} is unknown{did_you_mean(metric, EXPERT_METRICS)}; allowed: {', '.join(EXPERT_METRICS)}")
     check_compression(config, num_experts, compression)
     requests = calibration.check(Anatomy(config), [metric])
-    loaded = LoadedModel.load(model, calibration)
+    loaded = LoadedModel.load(model, calibration, hardware)
     scores = loaded.score(requests, job.progress).scores[metric].values
     c = compression
     inputs = (mlp_inputs(loaded.model, loaded.samples, calibration.batch_size, job.progress)
@@ -526,6 +548,8 @@ def run_merge(model: str, # MoE model: name, folder or hub id
     result, groups = compress_experts(loaded.model, num_experts, scores, c.strategy, c.preserve, c.similarity, inputs, norm_topk_prob)
     record = dict(num_experts=num_experts, strategy=c.strategy, metric=metric, similarity=c.similarity, preserve=c.preserve,
                   groups={str(i): g for i, g in groups.items()})
-    save_moe(result, out, loaded.tokenizer, record, 'slimlab_merge.json', job.overwrite)
+    what = (f"Experts cut from {Anatomy(loaded.model).num_experts} to {num_experts} per block: strategy {c.strategy}"
+            f"{f' (preserve {c.preserve}, similarity {c.similarity})' if c.strategy != 'drop' else ''}, ranked by `{metric}`.")
+    save_moe(result, out, loaded.tokenizer, record, 'slimlab_merge.json', job.overwrite, moe_card(model, loaded.model, result, what, calibration))
     job.say(f"{model}: {Anatomy(loaded.model).num_experts} -> {num_experts} experts per block ({c.strategy}, {metric}); written to {out}")
     return groups

@@ -9,11 +9,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .lab import Job, did_you_mean, lab_data_dir, load_model, load_tokenizer
-from .data import load_lab_corpus, token_stream
-from .evaluate import EvalConfig, block_bootstrap, check_tasks, compare_nll, evaluate_models
+from .data import LAB_TEXT, TextSource, source_tokens
+from .evaluate import EvalConfig, block_bootstrap, check_tasks, compare_nll, evaluate_models, held_out_tokens
 from .importance import rank, spearman
 from .mtp import acceptance, load_mtp, speculative_decode
-from .recipes import (RECIPE_FILE, SUMMARY_FILE, Recipe, clear_run, from_dict, to_plain, load_recipe, plan_recipe, read_bundled_yaml,
+from .recipes import (RECIPE_FILE, SUMMARY_FILE, Recipe, check_recipe_data, clear_run, from_dict, to_plain, load_recipe, plan_recipe, read_bundled_yaml,
                              recovery_curve, run_recipe)
 from .results import RESULTS_FILE, check_results_dest, claim_lines, load_results, plot_results, result_figures, results_dir
 import torch
@@ -119,9 +119,10 @@ def at_scale(exp: Experiment, # the experiment
 def arm_sets(exp: Experiment, # the experiment
              arm: str, # an arm's label
              scale: str = 'lab', # one of `exp.scales`
+             sets: dict | None = None, # the user's overrides of every arm, e.g. {'data.train': 'chat.jsonl'} (None: none)
             ) -> dict:
-    "The recipe overrides of one arm at one scale, {dotted key: value}: the scale's, then the arm's."
-    return {k: v for k, v in _scale(exp, scale).items() if k not in EXPERIMENT_KEYS} | dict(exp.arms[arm].overrides)
+    "The recipe overrides of one arm at one scale, {dotted key: value}: the scale's, then the arm's, then the user's."
+    return {k: v for k, v in _scale(exp, scale).items() if k not in EXPERIMENT_KEYS} | dict(exp.arms[arm].overrides) | (sets or {})
 
 def arm_recipe_path(exp: Experiment, arm: str) -> str:
     "The recipe an arm starts from."
@@ -161,6 +162,7 @@ def _same(values: dict, what: str):
 
 def arm_recipes(exp: Experiment, # the experiment
                 scale: str = 'lab', # one of `exp.scales`
+                sets: dict | None = None, # the user's overrides of every arm (None: none)
                ) -> dict[str, Recipe]:
     "Each arm's recipe as it will run (checked, and planned on the meta device); refuses an unfair comparison."
     for i, c in enumerate(exp.claims):
@@ -177,7 +179,7 @@ def arm_recipes(exp: Experiment, # the experiment
     recipes = {}
     for arm in exp.arms:
         try:
-            recipes[arm] = load_recipe(arm_recipe_path(exp, arm), None, arm_sets(exp, arm, scale))
+            recipes[arm] = load_recipe(arm_recipe_path(exp, arm), None, arm_sets(exp, arm, scale, sets))
             plan_recipe(recipes[arm])
         except (ValueError, FileNotFoundError) as e: raise type(e)(f"arms.{arm}: {e}") from None
     _same({a: r.teacher.model for a, r in recipes.items()}, 'teacher.model')
@@ -206,11 +208,12 @@ MIN_PROMPTS = 8 # fewer prompts than this cannot support an acceptance verdict
 
 def acceptance_prompts(tokenizer, # the teacher's tokenizer
                        spec: AcceptanceSpec, # how many prompts, how long
+                       data: TextSource = LAB_TEXT, # the evaluation text (the lab corpus: its test split)
                       ) -> torch.Tensor:
-    "The prompts every arm decodes: the first `spec.prompts` consecutive windows of `spec.prompt_len` tokens of the test split, (N, T)."
-    stream = token_stream([d['text'] for d in load_lab_corpus('test')], tokenizer)
+    "The prompts every arm decodes: the first `spec.prompts` consecutive windows of `spec.prompt_len` tokens of the evaluation text, (N, T)."
     need = spec.prompts*spec.prompt_len
-    if len(stream) < need: raise ValueError(f"acceptance needs {spec.prompts} x {spec.prompt_len} = {need:,} test tokens; the test split has {len(stream):,}")
+    stream = source_tokens(data, tokenizer, 'test', need)
+    if len(stream) < need: raise ValueError(f"acceptance needs {spec.prompts} x {spec.prompt_len} = {need:,} test tokens; {data.describe('test')} has {len(stream):,}")
     return stream[:need].view(spec.prompts, spec.prompt_len)
 
 def measure_acceptance(model, # a student
@@ -316,15 +319,16 @@ def evaluate_arms(exp: Experiment, # the experiment
     "Teacher and all arms on the same test tokens: per-arm records, acceptance of their MTP heads, decided claims, the ranking."
     first = next(iter(recipes.values()))
     tokenizer = load_tokenizer(first.teacher.model)
-    ids = token_stream([d['text'] for d in load_lab_corpus('test')], tokenizer)[:first.report.max_tokens]
+    ids = held_out_tokens(tokenizer, first.data.eval, first.report.max_tokens)
     config = EvalConfig(seq_len=first.report.seq_len, stride=first.report.seq_len, tasks=tuple(exp.tasks), task_limit=exp.task_limit,
                         speed_batch_sizes=(1, 8) if exp.speed else ())
-    models = {'teacher': load_model(first.teacher.model)} | {a: load_model(run_dirs[a]/'schedule'/'model') for a in exp.arms}
+    load = lambda name: load_model(name, **first.hardware.load_kwargs())
+    models = {'teacher': load(first.teacher.model)} | {a: load(run_dirs[a]/'schedule'/'model') for a in exp.arms}
     evals = {e.name: e for e in evaluate_models(models, tokenizer, ids, config, teacher='teacher', log=log)}
     t = evals['teacher']
     arms = {a: _arm_record(evals[a], run_dirs[a]) | dict(recipe=recipes[a].name, overrides=exp.arms[a].overrides) for a in exp.arms}
     if exp.acceptance is not None:
-        prompts = acceptance_prompts(tokenizer, exp.acceptance)
+        prompts = acceptance_prompts(tokenizer, exp.acceptance, first.data.eval)
         for a in exp.arms:
             log(f"{a}: speculative decoding of {len(prompts)} test prompts with its MTP heads ({exp.acceptance.draft_len} drafts per round)")
             arms[a] |= measure_acceptance(models[a], load_mtp(models[a], run_dirs[a]/'schedule'/'model'), prompts, exp.acceptance, progress)
@@ -367,11 +371,13 @@ def run_experiment(experiment: str | Path | Experiment, # an experiment file, a 
                    scale: str = 'lab', # one of the experiment's scales
                    save: bool = False, # also write the results to `lab_data/results/<name>/` (what the chapters load)
                    job: Job = Job(), # keep finished arms and continue an unfinished one, or replace what `out` holds; progress bars, log lines
+                   sets: dict | None = None, # the user's recipe overrides of every arm, e.g. {'data.train': 'chat.jsonl'} (None: none)
                   ) -> dict:
     "Run every arm's recipe at equal budgets, evaluate all final students on the same tokens, decide each claim."
     say = job.say
     exp = experiment if isinstance(experiment, Experiment) else read_experiment(experiment)
-    recipes, exp = arm_recipes(exp, scale), at_scale(exp, scale)
+    recipes, exp = arm_recipes(exp, scale, sets), at_scale(exp, scale)
+    for r in recipes.values(): check_recipe_data(r, load_tokenizer(r.teacher.model))  # the text, before anything is written
     out = check_experiment_dir(out, dict(experiment=exp.name, scale=scale), job)
     if save: results_dir(write=True)  # refused inside an installed package, before any arm runs
     if job.overwrite: clear_experiment(out)

@@ -19,8 +19,8 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .anatomy import Anatomy
-from .data import calibration_samples
-from .lab import Job, atomic_dir, check_out_dir, did_you_mean
+from .data import LAB_TEXT, TextSource, as_source, check_source, source_samples
+from .lab import Hardware, Job, atomic_dir, check_out_dir, did_you_mean
 
 # %% auto #0
 __all__ = ['AGGREGATIONS', 'SUM_KEYS', 'COLLECTORS', 'METRICS', 'Score', 'token_sums', 'sample_sums', 'aggregate', 'Collector',
@@ -705,20 +705,22 @@ def _check_count(name: str, value, least: int):
 
 @dataclass
 class Calibration:
-    "One calibration pass: which lab-corpus samples, how long, how many per forward pass."
-    samples: int = 32 # calibration samples of the lab corpus train split
+    "One calibration pass: which samples of which text, how long, how many per forward pass."
+    samples: int = 32 # calibration samples
     seq_len: int = 256 # tokens per sample
     seed: int = 0 # seed of the samples (and of randomised metrics)
     batch_size: int = 8 # samples per forward pass
+    data: TextSource = LAB_TEXT # where the samples come from (default: the lab corpus train split)
 
     def __post_init__(self):
         _check_count('samples', self.samples, 1)
         _check_count('seq_len', self.seq_len, 2)
         _check_count('batch_size', self.batch_size, 1)
+        self.data = as_source(self.data, 'data')
 
     def token_ids(self, tokenizer) -> torch.Tensor:
-        "The calibration samples drawn from the lab corpus's train split with `tokenizer`: (samples, seq_len)."
-        return calibration_samples(tokenizer, n_samples=self.samples, seq_len=self.seq_len, seed=self.seed)
+        "The calibration samples drawn from `data` with `tokenizer`: (samples, seq_len)."
+        return source_samples(self.data, tokenizer, n_samples=self.samples, seq_len=self.seq_len, seed=self.seed)
 
     def check(self, anatomy: Anatomy, # the model's anatomy (a config is enough)
               metrics: Sequence[str | Request], # metric requests
@@ -897,7 +899,7 @@ def start_job(model: str, # model name, folder or hub id (see `slimlab.lab.resol
 
 @dataclass
 class LoadedModel:
-    "A job's model and tokenizer, loaded once every check has passed, and the calibration it is scored on."
+    "A job's model and tokenizer, loaded once every check has passed, and the calibration samples it is scored on."
     model: nn.Module # the loaded model
     tokenizer: object # its tokenizer
     calibration: Calibration # which samples, and how they go through the model
@@ -905,14 +907,17 @@ class LoadedModel:
     @classmethod
     def load(cls, name: str, # model name, folder or hub id
              calibration: Calibration, # the job's calibration
+             hardware: Hardware = Hardware(), # device, dtype, big-model placement, attention
             ) -> LoadedModel:
-        "Load a model and its tokenizer (the calibration samples are drawn when first used)."
+        "Load the tokenizer, check the calibration text with it (bad data fails here, before the model loads), then load the model."
         from slimlab.lab import load_model, load_tokenizer
-        return cls(load_model(name), load_tokenizer(name), calibration)
+        tokenizer = load_tokenizer(name)
+        check_source(calibration.data, tokenizer)
+        return cls(load_model(name, **hardware.load_kwargs()), tokenizer, calibration)
 
     @cached_property
     def samples(self) -> torch.Tensor:
-        "The calibration samples, drawn once with the model's tokenizer: (samples, seq_len)."
+        "The calibration samples, drawn once (when first used) with the model's tokenizer: (samples, seq_len)."
         return self.calibration.token_ids(self.tokenizer)
 
     def score(self, requests: Sequence[str | Request], # checked metric requests
@@ -925,14 +930,15 @@ class LoadedModel:
 def run_importance(model: str, # model name, folder or hub id (see `slimlab.lab.resolve_model`)
                    out: str | Path, # report folder to write
                    metrics: Sequence[str] | None = None, # metric requests like 'channel' or 'angular_distance:n=6' (None: `default_metrics`)
-                   calibration: Calibration = Calibration(), # samples of the lab corpus, sequence length, seed, batch size
+                   calibration: Calibration = Calibration(), # which text, samples, sequence length, seed, batch size
                    job: Job = Job(), # overwrite, progress bars
+                   hardware: Hardware = Hardware(), # device, dtype, big-model placement, attention
                   ) -> Importance:
-    "Validate everything, calibrate on the lab corpus, score, and write the report to `out` atomically."
+    "Validate everything, calibrate on the calibration text, score, and write the report to `out` atomically."
     out, config = start_job(model, out, job, 'importance')
     a = Anatomy(config)
     requests = calibration.check(a, default_metrics(a) if metrics is None else metrics)
-    report = LoadedModel.load(model, calibration).score(requests, job.progress)
+    report = LoadedModel.load(model, calibration, hardware).score(requests, job.progress)
     report.meta['model'] = model
     save_importance(report, out, job.overwrite)
     return report

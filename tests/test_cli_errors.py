@@ -1,5 +1,5 @@
 """Bad input and interruptions end a `slimlab` command with one clear line on stderr, never a traceback: Ctrl-C (status
-130), a damaged checkpoint on --resume, a binary --text-file, invalid YAML in a recipe or a --set value, a dry run that
+130), a damaged checkpoint on --resume, a binary --data file, invalid YAML in a recipe or a --set value, a dry run that
 resumes a run of another recipe (status 2); and a text too short for a bootstrap interval says so instead of printing
 a zero-width one. Each case runs the installed command on tiny scaled models."""
 import os, re, shutil, signal, subprocess, sys, time
@@ -14,7 +14,7 @@ ENV = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1', 'OMP_NUM
 TINY = dict(name='tiny', teacher='llama-tiny', prune=dict(final=dict(drop_layers=2)), calibration=dict(samples=4, seq_len=32),
             loss=dict(chunk=128),
             distill=dict(max_tokens=64*2000, micro_batch_size=2, seq_len=32, warmup_steps=1, eval_every=0, save_every=2, keep_last=2),
-            data=dict(eval_tokens=128), report=dict(seq_len=32, max_tokens=256, speed_batch_sizes=[]))
+            data=dict(validation_tokens=128), report=dict(seq_len=32, max_tokens=256, speed_batch_sizes=[]))
 
 
 def slimlab(*args) -> subprocess.CompletedProcess:
@@ -94,8 +94,8 @@ def test_invalid_set_value_names_the_argument(recipe, tmp_path):
 def test_binary_text_file_is_named(tmp_path):
     image = tmp_path/'plot.txt'
     image.write_bytes(b'\x89PNG\r\n\x1a\n' + bytes(64))
-    line = one_line(slimlab('eval', 'llama-tiny', '--text-file', image), 2)
-    assert line == f"slimlab: error: --text-file {image} is not UTF-8 text (byte 0 is b'\\x89'); give a text file"
+    line = one_line(slimlab('eval', 'llama-tiny', '--data', image), 2)
+    assert line == f"slimlab: error: {image} could not be read as text data: 'utf-8' codec can't decode byte 0x89 in position 0: invalid start byte"
 
 
 @pytest.fixture(scope='module')

@@ -118,7 +118,7 @@ def tiny_recipe(tmp_path):
     teacher = tmp_path/'teacher'
     load_model('llama-tiny').save_pretrained(teacher); load_tokenizer('llama-tiny').save_pretrained(teacher)
     recipe = dict(name='tiny', teacher=str(teacher), prune=dict(final=dict(drop_layers=2)), calibration=dict(samples=4, seq_len=32),
-                  loss=dict(chunk=128), data=dict(eval_tokens=128), report=dict(seq_len=32, max_tokens=256, speed_batch_sizes=[]),
+                  loss=dict(chunk=128), data=dict(validation_tokens=128), report=dict(seq_len=32, max_tokens=256, speed_batch_sizes=[]),
                   distill=dict(max_tokens=256, micro_batch_size=2, seq_len=32, warmup_steps=1, eval_every=0, save_every=0))
     path = tmp_path/'tiny.yaml'; path.write_text(yaml.safe_dump(recipe))
     return path

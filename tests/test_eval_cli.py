@@ -23,7 +23,7 @@ def run(*args):
 
 def test_text_file_perplexity_matches_the_library(tmp_path):
     text = tmp_path/'heap.txt'; text.write_text(TEXT*3)
-    r = run('smollm2-135m', '--text-file', text, '--seq-len', 128)
+    r = run('smollm2-135m', '--data', text, '--seq-len', 128)
     assert r.returncode == 0, r.stderr
     last = r.stdout.strip().splitlines()[-1]
     assert last.startswith('ppl='), r.stdout
@@ -39,7 +39,7 @@ def test_teacher_comparison_writes_report_once(tmp_path):
     student.save_pretrained(tmp_path/'student')  # no tokenizer files: the teacher's is borrowed
     text = tmp_path/'heap.txt'; text.write_text(TEXT)
     out = tmp_path/'report'
-    args = [tmp_path/'student', '--teacher', 'llama-tiny', '--text-file', text, '--seq-len', 32,
+    args = [tmp_path/'student', '--teacher', 'llama-tiny', '--data', text, '--seq-len', 32,
             '--tasks', 'slimlab_cloze', '--limit', 3, '--out', out]
     r = run(*args)
     assert r.returncode == 0, r.stderr
@@ -58,7 +58,7 @@ def test_teacher_comparison_writes_report_once(tmp_path):
 
 @pytest.mark.parametrize('args, expected', [
     (['llama-tiny', '--out', '{tmp}/r'], '--out writes a retention report against a teacher; pass --teacher'),
-    (['llama-tiny', '--text-file', '{tmp}/missing.txt'], 'missing.txt does not exist'),
+    (['llama-tiny', '--data', '{tmp}/missing.txt'], "missing.txt' does not exist"),
     (['llama-tiny', '--seq-len', '1'], '--seq-len=1 must be at least 2'),
     (['llama-tiny', '--max-tokens', '1'], '--max-tokens=1 must be at least 2'),
     (['llama-tiny', '--tasks', 'no_such_task'], 'tasks no_such_task unknown; allowed: slimlab_cloze, slimlab_continuation'),
@@ -79,7 +79,7 @@ def test_user_files_are_checked_before_any_work(tmp_path):
     (tmp_path/'empty.txt').write_text('')
     load_config('llama-tiny').save_pretrained(tmp_path/'no_weights')
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob('*'))
-    for args, expected in [(['llama-tiny', '--text-file', tmp_path/'empty.txt'], 'tokens; at least 2 are needed'),
+    for args, expected in [(['llama-tiny', '--data', tmp_path/'empty.txt'], 'empty.txt has no records'),
                            (['llama-tiny', '--seq-len', 10**6], "seq_len=1000000 is above the model's limit of 2048 positions"),
                            ([tmp_path/'no_weights', '--teacher', 'llama-tiny', '--out', tmp_path/'r'], 'has no weights; expected one of')]:
         r = run(*args)

@@ -48,7 +48,7 @@ def tiny_experiment(tmp_path):
     recipe = dict(name='tiny', teacher=str(tmp_path/'teacher'), correction=dict(tokens=256),
                   prune=dict(final=dict(drop_layers=2)), calibration=dict(samples=4, seq_len=32), loss=dict(chunk=128),
                   distill=dict(max_tokens=2048, micro_batch_size=2, seq_len=32, warmup_steps=1, eval_every=0, save_every=4),
-                  data=dict(eval_tokens=128), report=dict(seq_len=32, max_tokens=256, speed_batch_sizes=[]))
+                  data=dict(validation_tokens=128), report=dict(seq_len=32, max_tokens=256, speed_batch_sizes=[]))
     (tmp_path/'tiny.yaml').write_text(yaml.safe_dump(recipe))
     exp = dict(name='tiny-depth', finding='f', source='s', recipe=str(tmp_path/'tiny.yaml'),
                arms={'first': {'overrides': {'prune.layer_metric': 'block_influence'}}, 'second': {'overrides': {'prune.layer_metric': 'last_n'}}},

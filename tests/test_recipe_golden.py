@@ -17,6 +17,10 @@ def _no_labels(d):
     if isinstance(d, dict): return {k: _no_labels(v) for k, v in d.items() if not (k == 'name' and isinstance(v, str))}
     return [_no_labels(v) for v in d] if isinstance(d, list) else d
 
+def _data(d) -> dict:
+    "The data section in the snapshot's form (before sources became `TextSource`s): the train text, its column, the validation split and length."
+    return dict(train=d.train.source, text_field=d.train.text_field, eval_split=d.validation.split, eval_tokens=d.validation_tokens)
+
 def settings(r) -> dict:
     "What a run of recipe `r` uses: the plan's lines and every setting handed to the library."
     plan = plan_recipe(r)
@@ -25,7 +29,7 @@ def settings(r) -> dict:
                 lines=plan.lines(), distill=_no_labels(_plain(asdict(distill_config(r)))),
                 report={k: v for k, v in report.items() if k != 'max_tokens'} | dict(max_tokens=r.report.max_tokens),
                 moefy=None if r.moefy is None else asdict(r.moefy) | dict(samples=r.calibration.samples, seq_len=r.calibration.seq_len),
-                correction=None if r.correction is None else asdict(r.correction), data=asdict(r.data),
+                correction=None if r.correction is None else asdict(r.correction), data=_data(r.data),
                 schedule=dict(stages=[asdict(s) for s in plan.stages], final=dict(r.prune.final), layer_metric=r.prune.layer_metric,
                               expert_metric=r.prune.expert_metric, strategy=r.prune.experts.strategy, preserve=r.prune.experts.preserve,
                               similarity=r.prune.experts.similarity, init=r.training.init, mtp_depth=r.training.mtp_depth,

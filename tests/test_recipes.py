@@ -27,7 +27,7 @@ def tiny(tmp_path_factory):
     recipe = dict(name='tiny', teacher=str(root/'teacher'), correction=dict(tokens=128),
                   prune=dict(final=dict(drop_layers=2, intermediate_size=96), schedule='depth-first', stages=2), calibration=dict(samples=4, seq_len=32),
                   loss=dict(chunk=128), distill=dict(max_tokens=256, micro_batch_size=2, seq_len=32, warmup_steps=1, eval_every=2, save_every=2),
-                  data=dict(eval_tokens=128), report=dict(seq_len=32, max_tokens=256, speed_batch_sizes=[]),
+                  data=dict(validation_tokens=128), report=dict(seq_len=32, max_tokens=256, speed_batch_sizes=[]),
                   scales=dict(lab={}, bigger={'distill.max_tokens': 512}))
     (root/'tiny.yaml').write_text(yaml.safe_dump(recipe))
     return root
@@ -123,7 +123,7 @@ def test_run_module_entry_point():
 
 SMOKE = ['distill.max_tokens=128', 'distill.micro_batch_size=2', 'distill.seq_len=32', 'distill.warmup_steps=1', 'distill.lr=1e-4',
          'distill.lr_floor=1e-5', 'distill.eval_every=0', 'distill.save_every=0', 'calibration.samples=4', 'calibration.seq_len=64',
-         'data.eval_tokens=64', 'report.seq_len=64', 'report.max_tokens=128']  # one optimizer step of 64 tokens per stage
+         'data.validation_tokens=64', 'report.seq_len=64', 'report.max_tokens=128']  # one optimizer step of 64 tokens per stage
 
 
 @pytest.mark.parametrize('recipe, sets, term', [
