@@ -4,7 +4,7 @@
 
 # %% ../nbs/18_cli.ipynb #94277c85
 from __future__ import annotations
-import argparse, json, sys, time
+import argparse, json, os, sys, time
 from dataclasses import replace
 from pathlib import Path
 
@@ -496,7 +496,7 @@ def run_lab(folder: str | Path = DEFAULT_LAB_DIR, # the learner's chapters folde
             log=print, # where the report lines go
            ) -> dict[str, list[str]]:
     "Copy the chapters into `folder`, never over the learner's edits, and start JupyterLab there."
-    import os, subprocess
+    import subprocess
     from slimlab.lab import copy_chapters, require_extra
     if launch: require_extra('lab', 'slimlab lab')
     folder = Path(folder).expanduser()
@@ -617,6 +617,7 @@ def main(argv: list[str] | None = None # arguments (default: sys.argv[1:])
     if unknown and args.command != 'lab': parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.jupyter_options = unknown
     if args.command == 'experiment' and args.out is None: args.out = Path('runs')/f"{Path(args.experiment).stem}-{args.scale}"
+    if getattr(args, 'no_progress', False): os.environ['TQDM_DISABLE'] = '1'  # the libraries' bars too: loading, writing, packing
     return run_command(args)
 
 # %% ../nbs/18_cli.ipynb #39bbab4c

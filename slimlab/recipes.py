@@ -12,7 +12,7 @@ import torch
 import yaml
 from fastcore.docments import docments
 
-from .lab import (Hardware, Job, atomic_dir, atomic_write, cache_dir, did_you_mean, link_tree, load_config, load_model, load_tokenizer,
+from .lab import (Hardware, Job, atomic_dir, atomic_write, bundled_model_dir, cache_dir, did_you_mean, link_tree, load_config, load_model, load_tokenizer,
                          model_card, read_yaml, resolve_model)
 from .anatomy import active_params, actual_params, count_params
 from .data import LAB_TEXT, TextSource, check_source, parse_source, source_blocks, source_tokens
@@ -20,6 +20,7 @@ from .evaluate import EvalConfig, check_tasks, ci_json, ci_text, evaluate_models
 from .importance import Calibration
 from .prune import ModelShape, make_plan, random_scores, sync_config
 from .experts import ROUTERS, MoefyConfig, moe_config, moefy, save_moe
+from .ship import QUANT_RECORD, QUANT_SCHEMES, check_scheme, quantized_card, run_quantize, weight_bytes
 from .losses import CompositeConfig
 from .distill import DistillConfig, DistillData, correct_teacher, correction_config, finished_run, minitron_loss
 from .schedules import (SCHEDULE_FILE, PruneSchedule, Stage, ScheduleResult, StageRecord, StageTraining, check_expert_strategy, check_init,
@@ -28,14 +29,15 @@ from .plots import curves, new_figure
 
 # %% auto #0
 __all__ = ['RECIPE_DISTILL', 'MOVED_KEYS', 'DEFAULT_RECIPE', 'RECIPE_FILE', 'SUMMARY_FILE', 'RUN_PARTS', 'TeacherSpec',
-           'CorrectionSpec', 'DataSpec', 'Recipe', 'recipe_fields', 'schema_rows', 'check_keys', 'from_dict',
-           'to_plain', 'set_key', 'parse_set', 'recipes_dir', 'bundled_recipes', 'read_bundled_yaml',
+           'CorrectionSpec', 'QuantizeSpec', 'DataSpec', 'Recipe', 'recipe_fields', 'schema_rows', 'check_keys',
+           'from_dict', 'to_plain', 'set_key', 'parse_set', 'recipes_dir', 'bundled_recipes', 'read_bundled_yaml',
            'read_recipe_file', 'resolve_data', 'distill_config', 'check_recipe', 'load_recipe', 'recipe_to_yaml',
            'teacher_config', 'source_config', 'recipe_stages', 'stage_config', 'PlanRow', 'RecipePlan', 'human',
            'meta_params', 'check_budgets', 'plan_recipe', 'changed_keys', 'check_run_dir', 'clear_run', 'write_recipe',
            'read_run_recipe', 'recipe_data', 'check_recipe_data', 'moefy_cache_key', 'prepare_teacher',
-           'correction_cache_key', 'prepare_correction', 'RecipeRun', 'run_recipe', 'recovery_curve', 'plot_recovery',
-           'summary_lines', 'run_card', 'write_run_card', 'recipe_report', 'show_report']
+           'correction_cache_key', 'prepare_correction', 'RecipeRun', 'quantize_student', 'run_recipe',
+           'recovery_curve', 'plot_recovery', 'summary_lines', 'report_models', 'disk_section', 'quantized_summary',
+           'run_card', 'write_run_card', 'recipe_report', 'show_report']
 
 # %% ../nbs/15_recipes.ipynb #65d77271
 @dataclass
@@ -49,6 +51,16 @@ class CorrectionSpec:
     "Minitron's teacher correction: fine-tune the teacher on the distillation data before pruning."
     tokens: int # training tokens of the correction
     lr_factor: float = 0.1 # its learning rates relative to distillation's
+
+@dataclass
+class QuantizeSpec:
+    "Weight-only quantization of the final student after recovery: one stock compressed-tensors folder per scheme, measured in the report."
+    schemes: list[str] = field(default_factory=lambda: ['int8']) # keys of `slimlab.ship.QUANT_SCHEMES`: int8, int4
+
+    def __post_init__(self):
+        if not self.schemes: raise ValueError("schemes is empty; give at least one of " + ', '.join(QUANT_SCHEMES))
+        for i, s in enumerate(self.schemes): check_scheme(s, f"schemes[{i}]")
+        if len(set(self.schemes)) < len(self.schemes): raise ValueError(f"schemes={self.schemes} names a scheme twice")
 
 @dataclass
 class DataSpec:
@@ -71,6 +83,7 @@ class Recipe:
     reproduces: str = '' # the source and its numbers
     moefy: MoefyConfig | None = None # MoEfication of a dense teacher first (it then becomes the teacher)
     correction: CorrectionSpec | None = None # teacher correction before pruning
+    quantize: QuantizeSpec | None = None # weight-only quantization of the student after distillation (None: none)
     calibration: Calibration = field(default_factory=Calibration) # the samples of the MoEfication and of every cut's scoring
     training: StageTraining = field(default_factory=StageTraining) # what trains beside the student (MTP heads, feature distance), its init
     loss: CompositeConfig = field(default_factory=minitron_loss) # the composite loss; keys not given are Minitron's (logit-only KD: λ = 1, β = 0)
@@ -640,6 +653,15 @@ def _distill_run(recipe: Recipe, run_dir: Path, state, job: Job) -> ScheduleResu
     return run_schedule(teacher, recipe_stages(recipe, teacher.config), run_dir/'schedule', DistillData(train, held_out, tokenizer), config, teacher,
                         recipe.prune, recipe.calibration, recipe.training, replace(job, resume=(run_dir/'schedule').exists(), overwrite=False))
 
+def quantize_student(spec: QuantizeSpec, # the recipe's quantize section
+                     run_dir: Path, # the run, its student finished
+                     job: Job, # progress bars, log lines
+                    ):
+    "Write run_dir/quantized/<scheme> for each scheme that is not there yet (a resumed run keeps the finished ones)."
+    for scheme in spec.schemes:
+        if not _ready(run_dir/'quantized'/scheme):
+            run_quantize(run_dir/'schedule'/'model', run_dir/'quantized'/scheme, scheme, replace(job, resume=False, overwrite=False))
+
 def run_recipe(recipe: str | Path | Recipe, # a recipe file, a bundled recipe's name, or a loaded `Recipe`
                out: str | Path | None = None, # the run directory (default: runs/<name>-<timestamp>)
                scale: str | None = None, # a key of the recipe's `scales:` (None: 'lab', else its first)
@@ -669,6 +691,7 @@ def run_recipe(recipe: str | Path | Recipe, # a recipe file, a bundled recipe's 
     job.say(f"run directory: {run_dir}")
     for line in plan.lines(): job.say(line)
     result = _distill_run(recipe, run_dir, state, job)
+    if state.is_main_process and recipe.quantize: quantize_student(recipe.quantize, run_dir, job)
     summary = recipe_report(run_dir, overwrite=True, log=job.say) if state.is_main_process else {}
     state.wait_for_everyone()
     return RecipeRun(run_dir, result.model_dir, summary)
@@ -704,7 +727,38 @@ def summary_lines(summary: dict) -> list[str]:
     if s.get('pruned_ppl') is not None:
         lines.append(f"held-out perplexity during distillation: {s['pruned_ppl']:.2f} after the first cut -> {s['recovered_ppl']:.2f} after "
                      f"{s['distill_tokens']:,} tokens (teacher {s['teacher_eval_ppl']:.2f})")
+    lines += [f"student {scheme}: {q['weight_bytes']/1e6:,.1f} MB of weights, test perplexity {q['ppl']:.2f} (ratio {q['ppl_ratio']:.3f}), "
+              f"top-1 agreement {q['top1']:.1%}" for scheme, q in s.get('quantized', {}).items()]
     return lines
+
+def report_models(recipe: Recipe, # the run's resolved recipe
+                  run_dir: Path, # the run
+                 ) -> dict:
+    "label -> model reference of everything the report measures: the teacher, the MoEfied and corrected teachers the run made, the student, its quantized copies."
+    made = {'moefied teacher': run_dir/'moefied', 'corrected teacher': run_dir/'correction'/'model'}
+    quantized = {f"student {s}": run_dir/'quantized'/s for s in (recipe.quantize.schemes if recipe.quantize else [])}
+    return ({'teacher': recipe.teacher.model} | {k: v for k, v in made.items() if _ready(v)} | {'student': run_dir/'schedule'/'model'}
+            | {k: v for k, v in quantized.items() if _ready(v)})
+
+def _weights_folder(ref) -> Path | None:
+    "The folder holding a model reference's weights (a bundled model's converted folder), or None for a scaled config or hub id."
+    if Path(ref).is_dir(): return Path(ref)
+    return bundled_model_dir(str(ref)) if resolve_model(ref).kind == 'bundled' else None
+
+def disk_section(refs: dict # from `report_models`
+                ) -> str:
+    "report.md's table of the bytes each model's weight files take on disk (what a download moves), as % of the teacher's."
+    sizes = {k: weight_bytes(f) for k, ref in refs.items() if (f := _weights_folder(ref)) is not None}
+    if len(sizes) < 2 or 'teacher' not in sizes: return ''
+    rows = '\n'.join(f"| {k} | {b/1e6:,.1f} | {100*b/sizes['teacher']:.1f} |" for k, b in sizes.items())
+    return f"\n## Weights on disk\n\nSafetensors files, as saved (quantized students packed by compressed-tensors).\n\n| model | MB | % of the teacher |\n|---|---|---|\n{rows}\n"
+
+def quantized_summary(evals: list, # the report's evaluations
+                      refs: dict, # from `report_models`
+                     ) -> dict:
+    "The quantized students' key numbers for summary.json: {scheme: weight bytes, perplexity, ratio to the teacher, top-1 agreement}."
+    return {e.name.split()[-1]: dict(weight_bytes=weight_bytes(refs[e.name]), ppl=e.ppl.value, ppl_ratio=e.comparison.ppl_ratio,
+                                     top1=e.agreement.top1_rate) for e in evals if e.name.startswith('student ')}
 
 def run_card(recipe: Recipe, # the run's resolved recipe
              report_md: str, # the run's report.md
@@ -722,10 +776,15 @@ def write_run_card(run_dir: Path, # a recipe run with its report written
                    recipe: Recipe, # its resolved recipe
                    report_dir: Path, # the report's folder (report.md, retention.png)
                   ):
-    "Write the student's model card (README.md) and the retention plot it shows into the student's folder."
+    "Write the student's model card (README.md) and the retention plot it shows into the student's folder; then the quantized copies' cards, which carry it."
     model_dir = run_dir/'schedule'/'model'
     atomic_write(model_dir/'README.md', run_card(recipe, (report_dir/'report.md').read_text()))
     atomic_write(model_dir/'retention.png', (report_dir/'retention.png').read_bytes())
+    for scheme in (recipe.quantize.schemes if recipe.quantize else []):
+        q = run_dir/'quantized'/scheme
+        layers = json.loads((q/QUANT_RECORD).read_text())['layers']
+        atomic_write(q/'README.md', quantized_card(f"{recipe.name} student", model_dir, scheme, layers))
+        atomic_write(q/'retention.png', (report_dir/'retention.png').read_bytes())
 
 def recipe_report(run_dir: str | Path, # a recipe run with a final student (schedule/model)
                   overwrite: bool = False, # replace an existing report/
@@ -739,14 +798,14 @@ def recipe_report(run_dir: str | Path, # a recipe run with a final student (sche
     if (out/SUMMARY_FILE).exists() and not overwrite:
         raise FileExistsError(f"{out} already holds a report; pass --overwrite to measure again")
     config, tokenizer = recipe.report, load_tokenizer(recipe.teacher.model)
-    refs = {'teacher': recipe.teacher.model, 'moefied teacher': run_dir/'moefied', 'corrected teacher': run_dir/'correction'/'model',
-            'student': student_dir}
-    models = {name: load_model(ref, **recipe.hardware.load_kwargs()) for name, ref in refs.items() if name in ('teacher', 'student') or _ready(Path(ref))}
+    refs = report_models(recipe, run_dir)
+    models = {name: load_model(ref, **recipe.hardware.load_kwargs()) for name, ref in refs.items()}
     ids = held_out_tokens(tokenizer, recipe.data.eval, recipe.report.max_tokens)
     evals = evaluate_models(models, tokenizer, ids, config, teacher='teacher', log=log)
     note = (f"Recipe **{recipe.name}** ({run_dir/RECIPE_FILE}): {recipe.description}\n\nTokens: the first {len(ids):,} of "
             f"{recipe.data.eval.describe('test')}. The distilled-from teacher (MoEfied or corrected, if the recipe makes one) is listed as a model of its own.")
     write_report(evals, out, config, note, overwrite=True)
+    with open(out/'report.md', 'a') as f: f.write(disk_section(refs))
     write_run_card(run_dir, recipe, out)
     curve = recovery_curve(run_dir/'schedule')
     held_out = recipe_data(recipe.data, tokenizer, recipe.distill.seq_len)[1]
@@ -759,12 +818,12 @@ def recipe_report(run_dir: str | Path, # a recipe run with a final student (sche
         with open(out/'report.md', 'a') as f:
             f.write(f"\n## Recovery during distillation\n\nHeld-out perplexity ({recipe.data.validation.describe('valid')}, {len(held_out):,} tokens) "
                     f"after each cut and during distillation; the dashed line is the teacher the student distils from.\n\n![recovery](recovery.png)\n")
-    t, s = evals[0], evals[-1]
+    t, s = evals[0], next(e for e in evals if e.name == 'student')
     summary = dict(recipe=recipe.name, report=str(out/'report.md'), test_tokens=t.ppl.n_tokens, teacher_ppl=t.ppl.value, student_ppl=s.ppl.value,
                    ppl_ratio=s.comparison.ppl_ratio, ppl_ratio_ci=ci_json(s.comparison.ratio_ci()), top1=s.agreement.top1_rate,
                    teacher_params=t.params, student_params=s.params, teacher_eval_ppl=teacher_eval,
                    pruned_ppl=curve[0]['ppl'] if curve else None, recovered_ppl=curve[-1]['ppl'] if curve else None,
-                   distill_tokens=curve[-1]['tokens'] if curve else 0)
+                   distill_tokens=curve[-1]['tokens'] if curve else 0, quantized=quantized_summary(evals, refs))
     (out/SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
     for line in summary_lines(summary): log(line)
     return summary

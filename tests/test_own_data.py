@@ -1,7 +1,7 @@
 """A user's own text and machine, as the installed `slimlab` command sees them: calibration and distillation from a local
 Parquet file, from chat records (rendered with the model's chat template) and from a streamed folder of shards; a model
-card in every output folder; bfloat16 on the CPU agreeing with float32; bad data, devices and dtypes refused in one line
-before any model loads, with nothing written."""
+card in every output folder; bfloat16 on the CPU agreeing with float32; bad data, devices, dtypes and quantization
+schemes refused in one line before any model loads, with nothing written."""
 import json, os, subprocess, sys
 from pathlib import Path
 
@@ -102,12 +102,14 @@ def no_model_load(r: subprocess.CompletedProcess) -> bool:
     (['run', 'tiny.yaml', '--data', 'empty.jsonl'], 'data.train: empty.jsonl has no records'),
     (['run', 'tiny.yaml', '--eval-data', 'train.parquet'], "data.eval: train.parquet: text_field='text' is not a column"),
     (['eval', 'teacher', '--data', 'gap.jsonl:format=chat,streaming=true'], "gap.jsonl: record 1 has no 'messages'"),
+    (['quantize', 'teacher', '--scheme', 'int3'], "--scheme='int3' is unknown (did you mean 'int8'?); allowed: int8, int4"),
+    (['run', 'tiny.yaml', '--set', 'quantize.schemes=[int8, nf4]'], "quantize.schemes[1]='nf4' is unknown"),
 ])
 def test_bad_data_and_hardware_are_one_line_before_any_model_loads(user, args, expected):
     if expected is None: pytest.skip('a GPU is present')
     (user/'empty.jsonl').write_text('')
     write_jsonl([chat_record({'id': 'a', 'text': 'hello'}), {'text': 'no messages here'}], user/'gap.jsonl')
     before = sorted(p.name for p in user.iterdir())
-    r = slimlab(*args, *(['--out', 'never'] if args[0] in ('prune', 'run') else []), cwd=user)
+    r = slimlab(*args, *(['--out', 'never'] if args[0] in ('prune', 'run', 'quantize') else []), cwd=user)
     assert r.returncode == 2 and r.stderr.count('\n') == 1 and expected in r.stderr, r.stderr
     assert no_model_load(r) and sorted(p.name for p in user.iterdir()) == before
