@@ -22,7 +22,8 @@ __all__ = ['SPLITS', 'SPLIT_SALT', 'DATA_BUILDERS', 'SOURCE_FORMATS', 'LAB_TEXT'
            'load_text_dataset', 'TextSource', 'parse_source', 'as_source', 'source_format', 'open_source',
            'check_messages', 'render_chat', 'check_chat_template', 'source_texts', 'check_source', 'source_tokens',
            'source_blocks', 'source_samples', 'GenerationSettings', 'left_pad', 'model_fingerprint',
-           'tokenizer_fingerprint', 'generate_continuations', 'teacher_cache_file', 'teacher_data', 'corpus_stats']
+           'tokenizer_fingerprint', 'generate_continuations', 'teacher_cache_file', 'teacher_data', 'source_prompts',
+           'corpus_stats']
 
 # %% ../nbs/04_data.ipynb #cb72882e
 _UNDERLINE = re.compile(r'^ *([*=\-~^#])\1{2,} *$') # a reST heading underline
@@ -405,7 +406,7 @@ def parse_source(text: str, # 'SOURCE[:key=value,...]', e.g. 'data/chat.jsonl' o
     try: return TextSource(source, **options)
     except ValueError as e: raise ValueError(f"{where}: {e}") from None
 
-def as_source(value, # a `TextSource`, its one-string form, or a mapping of its fields
+def as_source(value, # a `TextSource`, or its one-string form (a recipe's mapping form is read by the recipe schema)
               where: str = '--data', # the option or recipe key it came from, for messages
              ) -> TextSource:
     "Any spelling of a text source as a `TextSource`."
@@ -637,6 +638,23 @@ def teacher_data(model, # the teacher, a causal LM
     records = generate_continuations(model, tokenizer, prompts, settings, progress)
     write_jsonl(records, path)
     return records
+
+# %% ../nbs/04_data.ipynb #d1b98dc9
+def source_prompts(src: TextSource, # where the prompts come from
+                   tokenizer, # the teacher's tokenizer
+                   n: int, # how many prompts, at least 1
+                   prompt_tokens: int, # tokens each prompt keeps from the start of its document, at least 1
+                   split: str = 'train', # the lab split read when the source names none
+                  ) -> list[str]:
+    "Prompts for a teacher to continue: the first `n` documents of a source, each cut to its first `prompt_tokens` tokens."
+    _check_n_samples(n)
+    if not isinstance(prompt_tokens, int) or prompt_tokens < 1: raise ValueError(f"prompt_tokens={prompt_tokens!r} must be an integer >= 1")
+    prompts = []
+    for text in source_texts(src, tokenizer, split):
+        if ids := tokenizer(text, add_special_tokens=False)['input_ids'][:prompt_tokens]: prompts.append(tokenizer.decode(ids))
+        if len(prompts) == n: break
+    if not prompts: raise ValueError(f"{src.describe(split)} gave no prompts (every document is empty)")
+    return prompts
 
 # %% ../nbs/04_data.ipynb #27b2bbc0
 def corpus_stats(tokenizer, # the tokenizer to count tokens with

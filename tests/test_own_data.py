@@ -113,3 +113,16 @@ def test_bad_data_and_hardware_are_one_line_before_any_model_loads(user, args, e
     r = slimlab(*args, *(['--out', 'never'] if args[0] in ('prune', 'run', 'quantize') else []), cwd=user)
     assert r.returncode == 2 and r.stderr.count('\n') == 1 and expected in r.stderr, r.stderr
     assert no_model_load(r) and sorted(p.name for p in user.iterdir()) == before
+
+
+def test_teacher_generated_data_is_one_more_source(user):
+    "`slimlab generate` writes the teacher's continuations as JSON lines, which `--data` then reads like any file."
+    r = slimlab('generate', 'teacher', '--prompts', 'train.parquet:text_field=body', '--samples', 6, '--prompt-tokens', 16,
+                '--max-new-tokens', 8, '--out', 'generated.jsonl', '--no-progress', cwd=user)
+    assert r.returncode == 0, r.stderr
+    records = [json.loads(line) for line in (user/'generated.jsonl').read_text().splitlines()]
+    assert len(records) == 6 and all(rec['text'] == rec['prompt'] + rec['completion'] for rec in records)
+    r = slimlab('prune', 'teacher', '--out', 'pruned-generated', '--data', 'generated.jsonl', '--drop-layers', 1, '--samples', 2,
+                '--seq-len', 16, '--no-progress', cwd=user)
+    assert r.returncode == 0, r.stderr
+    assert 'tokens of generated.jsonl' in (user/'pruned-generated'/'README.md').read_text()
