@@ -34,10 +34,10 @@ __all__ = ['RECIPE_DISTILL', 'MOVED_KEYS', 'DEFAULT_RECIPE', 'RECIPE_FILE', 'SUM
            'read_recipe_file', 'resolve_data', 'distill_config', 'check_recipe', 'load_recipe', 'recipe_to_yaml',
            'teacher_config', 'source_config', 'recipe_stages', 'stage_config', 'PlanRow', 'RecipePlan', 'human',
            'meta_params', 'check_budgets', 'plan_recipe', 'changed_keys', 'check_run_dir', 'clear_run', 'write_recipe',
-           'read_run_recipe', 'recipe_data', 'check_recipe_data', 'moefy_cache_key', 'prepare_teacher',
-           'correction_cache_key', 'prepare_correction', 'RecipeRun', 'quantize_student', 'run_recipe',
-           'recovery_curve', 'plot_recovery', 'summary_lines', 'report_models', 'disk_section', 'quantized_summary',
-           'run_card', 'write_run_card', 'recipe_report', 'show_report']
+           'read_run_recipe', 'recipe_data', 'validation_stream', 'check_recipe_data', 'moefy_cache_key',
+           'prepare_teacher', 'correction_cache_key', 'prepare_correction', 'RecipeRun', 'quantize_student',
+           'run_recipe', 'recovery_curve', 'plot_recovery', 'summary_lines', 'report_models', 'disk_section',
+           'quantized_summary', 'run_card', 'write_run_card', 'recipe_report', 'show_report']
 
 # %% ../nbs/15_recipes.ipynb #65d77271
 @dataclass
@@ -546,8 +546,13 @@ def recipe_data(spec: DataSpec, # the recipe's data section
                ) -> tuple[torch.Tensor, torch.Tensor]:
     "Training blocks and the validation stream; a file or hub source is read only as far as the budget needs (the lab corpus: all of its train split)."
     max_blocks = None if spec.train.is_lab or budget is None else math.ceil(budget / seq_len)
-    return (source_blocks(spec.train, tokenizer, seq_len, max_blocks),
-            source_tokens(spec.validation, tokenizer, 'valid', spec.validation_tokens))
+    return source_blocks(spec.train, tokenizer, seq_len, max_blocks), validation_stream(spec, tokenizer)
+
+def validation_stream(spec: DataSpec, # the recipe's data section
+                      tokenizer, # the teacher's tokenizer
+                     ) -> torch.Tensor:
+    "The held-out stream measured during distillation: the first `validation_tokens` tokens of `data.validation`."
+    return source_tokens(spec.validation, tokenizer, 'valid', spec.validation_tokens)
 
 def check_recipe_data(recipe: Recipe, # a loaded recipe
                       tokenizer, # the teacher's tokenizer
@@ -808,7 +813,7 @@ def recipe_report(run_dir: str | Path, # a recipe run with a final student (sche
     with open(out/'report.md', 'a') as f: f.write(disk_section(refs))
     write_run_card(run_dir, recipe, out)
     curve = recovery_curve(run_dir/'schedule')
-    held_out = recipe_data(recipe.data, tokenizer, recipe.distill.seq_len)[1]
+    held_out = validation_stream(recipe.data, tokenizer)
     last_teacher = models.get('corrected teacher', models.get('moefied teacher', models['teacher']))
     teacher_eval = perplexity(last_teacher, held_out, seq_len=recipe.distill.seq_len, stride=recipe.distill.seq_len, progress=False).value
     if curve:

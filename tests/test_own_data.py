@@ -126,3 +126,13 @@ def test_teacher_generated_data_is_one_more_source(user):
                 '--seq-len', 16, '--no-progress', cwd=user)
     assert r.returncode == 0, r.stderr
     assert 'tokens of generated.jsonl' in (user/'pruned-generated'/'README.md').read_text()
+
+
+def test_a_streamed_source_is_read_only_as_far_as_the_budget_needs(user):
+    "A streamed file whose 151st record is broken: a run of 256 distillation tokens never reaches it (a full read fails on it)."
+    docs = load_lab_corpus('train')[:150]
+    write_jsonl([{'text': d['text']} for d in docs] + [{'body': 'no text'}] + [{'text': 'x'}], user/'trap.jsonl')
+    r = slimlab('run', 'tiny.yaml', '--out', 'run-trap', '--data', 'trap.jsonl:streaming=true', '--no-progress', cwd=user)
+    assert r.returncode == 0, r.stderr
+    full = slimlab('eval', 'teacher', '--data', 'trap.jsonl:streaming=true', '--seq-len', 32, cwd=user)  # reads every token
+    assert full.returncode == 2 and "trap.jsonl: record 150 has no 'text'" in full.stderr, full.stderr
