@@ -36,8 +36,8 @@ __all__ = ['RECIPE_DISTILL', 'MOVED_KEYS', 'DEFAULT_RECIPE', 'RECIPE_FILE', 'SUM
            'meta_params', 'check_budgets', 'plan_recipe', 'changed_keys', 'check_run_dir', 'clear_run', 'write_recipe',
            'read_run_recipe', 'recipe_data', 'validation_stream', 'check_recipe_data', 'moefy_cache_key',
            'prepare_teacher', 'correction_cache_key', 'prepare_correction', 'RecipeRun', 'quantize_student',
-           'run_recipe', 'recovery_curve', 'plot_recovery', 'summary_lines', 'report_models', 'disk_section',
-           'quantized_summary', 'run_card', 'write_run_card', 'recipe_report', 'show_report']
+           'run_recipe', 'recovery_curve', 'plot_recovery', 'summary_lines', 'quantize_schemes', 'report_models',
+           'disk_section', 'quantized_summary', 'run_card', 'write_run_card', 'recipe_report', 'show_report']
 
 # %% ../nbs/15_recipes.ipynb #65d77271
 @dataclass
@@ -486,7 +486,7 @@ RECIPE_FILE = 'recipe.yaml' # the resolved recipe, in the run directory
 
 SUMMARY_FILE = 'summary.json' # in report/: the key numbers; written last, it marks a finished run
 
-RUN_PARTS = (RECIPE_FILE, 'moefied', 'correction', 'schedule', 'report') # what a recipe run writes into its directory
+RUN_PARTS = (RECIPE_FILE, 'moefied', 'correction', 'schedule', 'quantized', 'report') # what a recipe run writes into its directory
 
 def _flat(d: dict, prefix: str = '') -> dict:
     "A nested mapping as {dotted.key: value}."
@@ -736,12 +736,16 @@ def summary_lines(summary: dict) -> list[str]:
               f"top-1 agreement {q['top1']:.1%}" for scheme, q in s.get('quantized', {}).items()]
     return lines
 
+def quantize_schemes(recipe: Recipe) -> list[str]:
+    "The schemes a recipe quantizes its student with (none without a quantize section)."
+    return recipe.quantize.schemes if recipe.quantize else []
+
 def report_models(recipe: Recipe, # the run's resolved recipe
                   run_dir: Path, # the run
                  ) -> dict:
     "label -> model reference of everything the report measures: the teacher, the MoEfied and corrected teachers the run made, the student, its quantized copies."
     made = {'moefied teacher': run_dir/'moefied', 'corrected teacher': run_dir/'correction'/'model'}
-    quantized = {f"student {s}": run_dir/'quantized'/s for s in (recipe.quantize.schemes if recipe.quantize else [])}
+    quantized = {f"student {s}": run_dir/'quantized'/s for s in quantize_schemes(recipe)}
     return ({'teacher': recipe.teacher.model} | {k: v for k, v in made.items() if _ready(v)} | {'student': run_dir/'schedule'/'model'}
             | {k: v for k, v in quantized.items() if _ready(v)})
 
@@ -785,7 +789,7 @@ def write_run_card(run_dir: Path, # a recipe run with its report written
     model_dir = run_dir/'schedule'/'model'
     atomic_write(model_dir/'README.md', run_card(recipe, (report_dir/'report.md').read_text()))
     atomic_write(model_dir/'retention.png', (report_dir/'retention.png').read_bytes())
-    for scheme in (recipe.quantize.schemes if recipe.quantize else []):
+    for scheme in quantize_schemes(recipe):
         q = run_dir/'quantized'/scheme
         layers = json.loads((q/QUANT_RECORD).read_text())['layers']
         atomic_write(q/'README.md', quantized_card(f"{recipe.name} student", model_dir, scheme, layers))
