@@ -121,8 +121,9 @@ def arm_sets(exp: Experiment, # the experiment
              scale: str = 'lab', # one of `exp.scales`
              sets: dict | None = None, # the user's overrides of every arm, e.g. {'data.train': 'chat.jsonl'} (None: none)
             ) -> dict:
-    "The recipe overrides of one arm at one scale, {dotted key: value}: the scale's, then the arm's, then the user's."
-    return {k: v for k, v in _scale(exp, scale).items() if k not in EXPERIMENT_KEYS} | dict(exp.arms[arm].overrides) | (sets or {})
+    "The recipe overrides of one arm at one scale, {dotted key: value}: no quantization (an experiment compares students, it does not ship them), the scale's, the arm's, then the user's."
+    return ({'quantize': None} | {k: v for k, v in _scale(exp, scale).items() if k not in EXPERIMENT_KEYS} | dict(exp.arms[arm].overrides)
+            | (sets or {}))
 
 def arm_recipe_path(exp: Experiment, arm: str) -> str:
     "The recipe an arm starts from."

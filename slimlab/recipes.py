@@ -33,11 +33,12 @@ __all__ = ['RECIPE_DISTILL', 'MOVED_KEYS', 'DEFAULT_RECIPE', 'RECIPE_FILE', 'SUM
            'from_dict', 'to_plain', 'set_key', 'parse_set', 'recipes_dir', 'bundled_recipes', 'read_bundled_yaml',
            'read_recipe_file', 'resolve_data', 'distill_config', 'check_recipe', 'load_recipe', 'recipe_to_yaml',
            'teacher_config', 'source_config', 'recipe_stages', 'stage_config', 'PlanRow', 'RecipePlan', 'human',
-           'meta_params', 'check_budgets', 'plan_recipe', 'changed_keys', 'check_run_dir', 'clear_run', 'write_recipe',
-           'read_run_recipe', 'recipe_data', 'validation_stream', 'check_recipe_data', 'moefy_cache_key',
-           'prepare_teacher', 'correction_cache_key', 'prepare_correction', 'RecipeRun', 'quantize_student',
-           'run_recipe', 'recovery_curve', 'plot_recovery', 'summary_lines', 'quantize_schemes', 'report_models',
-           'disk_section', 'quantized_summary', 'run_card', 'write_run_card', 'recipe_report', 'show_report']
+           'meta_params', 'check_budgets', 'check_quantize', 'plan_recipe', 'changed_keys', 'check_run_dir',
+           'clear_run', 'write_recipe', 'read_run_recipe', 'recipe_data', 'validation_stream', 'check_recipe_data',
+           'moefy_cache_key', 'prepare_teacher', 'correction_cache_key', 'prepare_correction', 'RecipeRun',
+           'quantize_student', 'run_recipe', 'recovery_curve', 'plot_recovery', 'summary_lines', 'quantize_schemes',
+           'report_models', 'disk_section', 'quantized_summary', 'run_card', 'write_run_card', 'recipe_report',
+           'show_report']
 
 # %% ../nbs/15_recipes.ipynb #65d77271
 @dataclass
@@ -457,6 +458,18 @@ def check_budgets(recipe: Recipe, stages: list):
             raise ValueError(f"{where} gives {steps} optimizer steps of {config.tokens_per_step():,} tokens, fewer than "
                              f"distill.warmup_steps={config.warmup_steps}; raise the tokens or lower the warm-up")
 
+def check_quantize(spec: QuantizeSpec, # the recipe's quantize section
+                   shape: ModelShape, # the final student's shape
+                  ):
+    "Refuse a scheme whose groups do not divide the inputs of the student's linear layers, on the plan, before any work."
+    widths = {'hidden_size': shape.hidden_size, 'num_heads × head_dim': shape.num_heads*shape.head_dim,
+              'intermediate_size': shape.intermediate_size, 'shared_expert_size': shape.shared_expert_size}
+    for i, scheme in enumerate(spec.schemes):
+        g = QUANT_SCHEMES[scheme].group_size
+        if g and (bad := [f"{k}={v}" for k, v in widths.items() if v % g]):
+            raise ValueError(f"quantize.schemes[{i}]={scheme!r} stores groups of {g} weights, which do not divide the final student's "
+                             f"{', '.join(bad)}; use int8 (per channel) or widths divisible by {g}")
+
 def plan_recipe(recipe: Recipe, # a checked recipe (see `load_recipe`)
                 config=None, # the teacher's config (None: from the recipe)
                 meta: bool = True, # also build the final student on the meta device and compare its parameter count
@@ -474,6 +487,7 @@ def plan_recipe(recipe: Recipe, # a checked recipe (see `load_recipe`)
     _prefixed('prune', lambda: check_expert_strategy(source, configs, p.experts), sep='.')
     _prefixed('training', lambda: check_training(source, source, shapes, configs, distill_config(recipe), recipe.training, p.experts))
     check_budgets(recipe, stages)
+    if recipe.quantize: check_quantize(recipe.quantize, ModelShape.of(configs[-1]))
     rows += [_row(f"stage {i + 1}", c, s.tokens) for i, (s, c) in enumerate(zip(stages, configs))]
     if meta and (built := meta_params(configs[-1])) != rows[-1].total:
         raise RuntimeError(f"the final student built on the meta device has {built:,} parameters; the config count says {rows[-1].total:,}")

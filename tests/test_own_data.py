@@ -104,6 +104,7 @@ def no_model_load(r: subprocess.CompletedProcess) -> bool:
     (['eval', 'teacher', '--data', 'gap.jsonl:format=chat,streaming=true'], "gap.jsonl: record 1 has no 'messages'"),
     (['quantize', 'teacher', '--scheme', 'int3'], "--scheme='int3' is unknown (did you mean 'int8'?); allowed: int8, int4"),
     (['run', 'tiny.yaml', '--set', 'quantize.schemes=[int8, nf4]'], "quantize.schemes[1]='nf4' is unknown"),
+    (['run', 'minitron-width', '--set', 'quantize.schemes=[int4]'], "quantize.schemes[0]='int4' stores groups of 32 weights, which do not divide the final student's hidden_size=432"),
 ])
 def test_bad_data_and_hardware_are_one_line_before_any_model_loads(user, args, expected):
     if expected is None: pytest.skip('a GPU is present')
