@@ -13,7 +13,8 @@ from torch import nn
 
 from .lab import (Job, OWNED_FILE, atomic_dir, check_out_dir, check_real_weights, check_weights, did_you_mean, load_config,
                          load_model, model_card)
-from .evaluate import EvalConfig, ModelEval, eval_rows, evaluate_references, model_reference, model_tokenizer, speed_ratios
+from .evaluate import (RUN_MODEL_DIRS, EvalConfig, ModelEval, eval_rows, evaluate_references, model_reference, model_tokenizer,
+                              speed_ratios)
 
 # %% auto #0
 __all__ = ['QUANT_SCHEMES', 'QUANT_FORMAT', 'QUANT_RECORD', 'QuantScheme', 'check_scheme', 'quantizable_layers', 'is_quantized',
@@ -220,7 +221,10 @@ def push(folder: str | Path, # a saved model folder with config.json and README.
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.utils import validate_repo_id
-    folder = check_push_folder(model_reference(folder) if Path(folder).expanduser().is_dir() else folder)  # a run directory: its model
+    folder = Path(folder).expanduser()
+    if not (folder/'config.json').exists():  # a run directory: its final model
+        folder = next((folder/d for d in RUN_MODEL_DIRS if (folder/d/'config.json').exists()), folder)
+    folder = check_push_folder(folder)
     try: validate_repo_id(repo_id)
     except ValueError as e: raise ValueError(f"repo_id={repo_id!r} is not a hub repository id: {str(e).splitlines()[0]}") from None
     api = HfApi(token=token)
