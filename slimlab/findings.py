@@ -378,7 +378,8 @@ def run_experiment(experiment: str | Path | Experiment, # an experiment file, a 
     say = job.say
     exp = experiment if isinstance(experiment, Experiment) else read_experiment(experiment)
     recipes, exp = arm_recipes(exp, scale, sets), at_scale(exp, scale)
-    for r in recipes.values(): check_recipe_data(r, load_tokenizer(r.teacher.model))  # the text, before anything is written
+    tokenizer = load_tokenizer(next(iter(recipes.values())).teacher.model)  # the arms share their teacher (`arm_recipes` checks it)
+    for r in recipes.values(): check_recipe_data(r, tokenizer)  # the text, before anything is written
     out = check_experiment_dir(out, dict(experiment=exp.name, scale=scale), job)
     if save: results_dir(write=True)  # refused inside an installed package, before any arm runs
     if job.overwrite: clear_experiment(out)

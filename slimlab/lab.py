@@ -15,14 +15,14 @@ import torch
 
 # %% auto #0
 __all__ = ['CHAPTERS_FILE', 'EXTRAS', 'OWNED_FILE', 'BUNDLED_MODELS', 'SIZES', 'LAB_VOCAB_SIZE', 'FAMILIES', 'FULL_SIZE',
-           'WEIGHT_FILES', 'DTYPES', 'DEVICE_MAPS', 'CPU', 'USE_SECTION', 'seed_everything', 'available_devices',
-           'get_device', 'cache_dir', 'lab_data_dir', 'kit_checkout', 'chapters_dir', 'chapter_files',
-           'in_installed_package', 'atomic_write', 'copy_chapters', 'require_extra', 'check_writable',
-           'check_run_folder', 'owned_entries', 'foreign_entries', 'check_out_dir', 'atomic_dir', 'save_model', 'Job',
-           'link_tree', 'did_you_mean', 'read_yaml', 'read_text', 'BundledModel', 'bundled_gguf_path', 'convert_gguf',
-           'bundled_model_dir', 'setup_model', 'scaled_names', 'scaled_config', 'FullSizeModel', 'full_size_config',
-           'ModelSource', 'resolve_model', 'check_weights', 'check_real_weights', 'check_load_report', 'load_model',
-           'load_config', 'load_tokenizer', 'chat', 'Hardware', 'hub_id_of', 'model_card']
+           'WEIGHT_FILES', 'DTYPES', 'DEVICE_MAPS', 'USE_SECTION', 'seed_everything', 'available_devices', 'get_device',
+           'cache_dir', 'lab_data_dir', 'kit_checkout', 'chapters_dir', 'chapter_files', 'in_installed_package',
+           'atomic_write', 'copy_chapters', 'require_extra', 'check_writable', 'check_run_folder', 'owned_entries',
+           'foreign_entries', 'check_out_dir', 'atomic_dir', 'save_model', 'Job', 'link_tree', 'did_you_mean',
+           'read_yaml', 'read_text', 'BundledModel', 'bundled_gguf_path', 'convert_gguf', 'bundled_model_dir',
+           'setup_model', 'scaled_names', 'scaled_config', 'FullSizeModel', 'full_size_config', 'ModelSource',
+           'resolve_model', 'check_weights', 'check_real_weights', 'check_load_report', 'load_model', 'load_config',
+           'load_tokenizer', 'chat', 'Hardware', 'hub_id_of', 'model_card']
 
 # %% ../nbs/00_lab.ipynb #0cd018ca
 def seed_everything(seed: int = 0, # seed for `random`, NumPy and PyTorch (all devices)
@@ -780,8 +780,6 @@ class Hardware:
         "The keyword arguments of `load_model`: dtype and device, and the big-model and attention options when set."
         extra = {k: v for k, v in (('device_map', self.device_map), ('attn_implementation', self.attn_implementation)) if v is not None}
         return dict(dtype=self.torch_dtype(), device=str(self.torch_device()), **extra)
-
-CPU = Hardware('cpu', 'float32') # what the lab's chapters and tests run on
 
 # %% ../nbs/00_lab.ipynb #a361d57a
 def hub_id_of(name: str | Path # a model name, folder or hub id (see `resolve_model`)
