@@ -9,11 +9,11 @@ from dataclasses import replace
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['DATA_HELP', 'TOUR_PROMPTS', 'PRUNE_TARGETS', 'RUN_DATA_OPTIONS', 'HARDWARE_OPTIONS', 'DEFAULT_LAB_DIR',
-           'COMMAND_GROUPS', 'COMMANDS', 'RESUMABLE_COMMANDS', 'check_max_tokens', 'calibration_of', 'hardware_of',
-           'job_of', 'info', 'tour_markdown', 'run_tour', 'run_eval', 'eval_summary', 'eval_config',
-           'importance_summary', 'size_arg', 'run_generate', 'recipe_sets', 'lab_lines', 'jupyter_command', 'run_lab',
-           'preflight', 'missing_extra_line', 'interrupted_line', 'run_command', 'main']
+__all__ = ['DATA_HELP', 'TOUR_PROMPTS', 'PRUNE_TARGETS', 'RUN_DATA_OPTIONS', 'HARDWARE_OPTIONS', 'LAUNCH_OPTIONS',
+           'DEFAULT_LAB_DIR', 'COMMAND_GROUPS', 'COMMANDS', 'RESUMABLE_COMMANDS', 'check_max_tokens', 'calibration_of',
+           'hardware_of', 'job_of', 'info', 'tour_markdown', 'run_tour', 'run_eval', 'eval_summary', 'eval_config',
+           'importance_summary', 'size_arg', 'run_generate', 'recipe_sets', 'launch_of', 'lab_lines', 'jupyter_command',
+           'run_lab', 'preflight', 'missing_extra_line', 'interrupted_line', 'run_command', 'main']
 
 # %% ../nbs/18_cli.ipynb #473656f9
 def _calibration_options(samples: int = 32, # the default of --samples
@@ -460,6 +460,35 @@ def recipe_sets(args: argparse.Namespace # a `slimlab run` command line
         if getattr(args, name, None) not in (None, 'auto'): sets[f'hardware.{name}'] = getattr(args, name)
     return sets | dict(parse_set(s) for s in getattr(args, 'sets', None) or [])
 
+LAUNCH_OPTIONS = ('processes', 'gpu_gib', 'sharding', 'offload', 'teacher', 'cache_k') # `slimlab run --dry-run` options: the `slimlab.recipes.Launch` fields they set
+
+def _add_launch_options(s # the `run` sub-parser
+                       ):
+    "The options of a dry run's launch, whose memory per GPU it prints (`slimlab.recipes.Launch`); refused without --dry-run."
+    g = s.add_argument_group('memory per GPU of a dry run (with --dry-run only: a real run gets its launch from accelerate launch or torchrun)')
+    g.add_argument('--processes', type=int, default=None, metavar='N', help='GPUs of the launch, one process each (default: 1)')
+    g.add_argument('--gpu-gib', type=float, default=None, metavar='G', help='memory of one GPU in GiB (default: 80, an H100)')
+    g.add_argument('--sharding', default=None, metavar='{none,fsdp,zero3}', help='none (DDP: a full copy per GPU), fsdp or zero3 (split over the processes) (default: none)')
+    g.add_argument('--offload', action='store_true', help='fp32 master weights and optimizer state in CPU memory')
+    g.add_argument('--teacher', default=None, metavar='{online,cache}', help='online (loaded beside the student) or cache (an offline top-k teacher cache) (default: online)')
+    g.add_argument('--cache-k', type=int, default=None, metavar='K', help='logits per token in the teacher cache, with --teacher cache (default: 64)')
+
+def launch_of(args: argparse.Namespace # a `slimlab run` command line
+             ):
+    "The `slimlab.recipes.Launch` of a dry run's options, checked under their option names; None without --dry-run, which refuses them."
+    given = {o: v for o in LAUNCH_OPTIONS if (v := getattr(args, o, None)) is not None and v is not False}
+    if not getattr(args, 'dry_run', False):
+        if given: raise ValueError(f"--{next(iter(given)).replace('_', '-')} sizes the memory per GPU of a dry run; add --dry-run (a real run's "
+                                   "processes, sharding and precision come from its launcher: accelerate launch --config_file, torchrun)")
+        return None
+    if 'cache_k' in given and given.get('teacher') != 'cache':
+        raise ValueError(f"--cache-k={given['cache_k']} sizes the teacher cache; it needs --teacher cache")
+    from slimlab.recipes import Launch
+    try: return Launch(**given)
+    except ValueError as e:
+        field, rest = str(e).split('=', 1)  # Launch's messages start with the field: 'processes=0 must be at least 1'
+        raise ValueError(f"--{field.replace('_', '-')}={rest}") from None
+
 def _add_recipes(sub, # the `slimlab` sub-parsers
                  shared: dict, # from `_shared_options`
                 ):
@@ -471,7 +500,8 @@ def _add_recipes(sub, # the `slimlab` sub-parsers
     s.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', dest='sets',
                    help='override one key after the scale, e.g. --set distill.max_tokens=4096 (repeatable; the value is read as YAML)')
     s.add_argument('--resume', action='store_true', help='continue an interrupted run in --out (a finished one is left as it is)')
-    s.add_argument('--dry-run', action='store_true', help='only plan: shapes, parameter counts and the token schedule, on the meta device')
+    s.add_argument('--dry-run', action='store_true', help='only plan: shapes, parameter counts, token schedule (meta device), memory per GPU of a launch')
+    _add_launch_options(s)
     s = sub.add_parser('report', help="print a recipe run's retention report (measured first if missing)")
     s.add_argument('run_dir', type=Path, help='a run directory of slimlab run')
     s.add_argument('--overwrite', action='store_true', help='measure the report again even if the run has one')
@@ -483,7 +513,7 @@ def _add_recipes(sub, # the `slimlab` sub-parsers
 def _run_command(args: argparse.Namespace):
     "`slimlab run RECIPE`."
     from slimlab.recipes import run_recipe
-    run_recipe(args.recipe, args.out, args.scale, recipe_sets(args), args.dry_run, job_of(args))
+    run_recipe(args.recipe, args.out, args.scale, recipe_sets(args), args.dry_run, job_of(args), launch_of(args))
 
 def _report_command(args: argparse.Namespace):
     "`slimlab report RUN_DIR`."
@@ -600,7 +630,8 @@ COMMANDS = { # command -> the function that runs its parsed command line
 # %% ../nbs/18_cli.ipynb #67433f75
 def preflight(args: argparse.Namespace # the parsed command line
              ):
-    "Checks that need no model, before any work: lm-eval for the tasks a recipe or experiment will run, `--save` outside a clone."
+    "Checks that need no model, before any work: a dry run's launch options, lm-eval for the tasks a recipe or experiment will run, `--save` outside a clone."
+    if args.command == 'run': launch_of(args)
     if args.command in ('run', 'demo') and not getattr(args, 'dry_run', False):
         from slimlab.lab import require_extra
         from slimlab.recipes import DEFAULT_RECIPE, load_recipe

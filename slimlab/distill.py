@@ -4,32 +4,35 @@
 
 # %% ../nbs/10_distill.ipynb #11b827a1
 from __future__ import annotations
-import json, logging, math, re, shutil, time, zipfile
+import hashlib, json, logging, math, re, shutil, time, zipfile
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
+from itertools import islice
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from .lab import Job, atomic_dir, seed_everything
-from .data import load_lab_corpus, pack_texts, token_stream, write_jsonl
-from .losses import (CompositeConfig, CompositeLoss, FeatureDistiller, LossTerms, Schedule, block_outputs, loss_vocab, lr_schedule,
-                            TeacherStates, output_layer)
+from .lab import Job, atomic_dir, atomic_write, seed_everything
+from .data import BlockStream, load_lab_corpus, model_fingerprint, pack_texts, token_stream, tokenizer_fingerprint, write_jsonl
+from .losses import (NO_TEACHER, SPARSE_KD_LOSSES, CompositeConfig, CompositeLoss, FeatureDistiller, LossTerms, Schedule, TeacherStates,
+                            TeacherTopK, block_outputs, loss_vocab, lr_schedule, output_layer, teacher_topk, topk_mass)
 from .evaluate import check_positions, perplexity
 from .mtp import save_mtp
 
 # %% auto #0
-__all__ = ['RESUMABLE_FIELDS', 'CHECKPOINTS', 'METRICS_FILE', 'RUN_FILES', 'CHECKPOINT_FILES', 'DONE_FILE', 'frozen',
-           'minitron_loss', 'lm_only', 'DistillConfig', 'block_order', 'BlockSampler', 'as_blocks', 'as_stream',
-           'lab_data', 'DistillData', 'check_data', 'teacher_states', 'DistillStudent', 'checkpoint_path',
-           'complete_checkpoints', 'latest_checkpoint', 'remove_partial_checkpoints', 'retire_checkpoints',
-           'save_checkpoint', 'checkpoint_problem', 'read_metrics', 'append_metrics', 'truncate_metrics',
-           'damaged_checkpoint', 'check_resume', 'Alongside', 'check_inputs', 'make_accelerator', 'check_held_out',
-           'prepare_run_dir', 'make_optimizer', 'make_loader', 'prepare_training', 'restore_checkpoint', 'PreparedRun',
-           'micro_step', 'record', 'mean_terms', 'log_held_out', 'after_step', 'DistillResult', 'save_student',
-           'finished_run', 'train_steps', 'save_final', 'distill', 'correction_config', 'correct_teacher']
+__all__ = ['RESUMABLE_FIELDS', 'CACHE_FILE', 'CACHE_DTYPES', 'CHECKPOINTS', 'METRICS_FILE', 'RUN_FILES', 'CHECKPOINT_FILES',
+           'DONE_FILE', 'frozen', 'minitron_loss', 'lm_only', 'DistillConfig', 'block_order', 'BlockSampler',
+           'as_blocks', 'as_stream', 'lab_data', 'CacheSpec', 'blocks_fingerprint', 'cache_shard',
+           'write_teacher_cache', 'TeacherCache', 'DistillData', 'check_data', 'check_stream', 'teacher_states',
+           'DistillStudent', 'checkpoint_path', 'complete_checkpoints', 'latest_checkpoint',
+           'remove_partial_checkpoints', 'retire_checkpoints', 'save_checkpoint', 'checkpoint_problem', 'read_metrics',
+           'append_metrics', 'truncate_metrics', 'damaged_checkpoint', 'check_resume', 'Alongside', 'check_inputs',
+           'make_accelerator', 'check_held_out', 'prepare_run_dir', 'make_optimizer', 'make_loader', 'prepare_training',
+           'restore_checkpoint', 'PreparedRun', 'batch_teacher', 'micro_step', 'record', 'mean_terms', 'log_held_out',
+           'after_step', 'DistillResult', 'save_student', 'finished_run', 'train_steps', 'save_final', 'distill',
+           'correction_config', 'correct_teacher']
 
 # %% ../nbs/10_distill.ipynb #ba8ac84a
 @contextmanager
@@ -160,21 +163,203 @@ def lab_data(tokenizer, # the models' tokenizer
     blocks = pack_texts([d['text'] for d in load_lab_corpus('train')], tokenizer, seq_len)
     return blocks, token_stream([d['text'] for d in load_lab_corpus(eval_split)], tokenizer)[:eval_tokens]
 
+# %% ../nbs/10_distill.ipynb #fd355d38
+CACHE_FILE = 'teacher_cache.json' # a cache folder's description: what it holds and what it was made from
+CACHE_DTYPES = {'bfloat16': torch.bfloat16, 'float32': torch.float32} # storage precisions of the log-probabilities
+
+@dataclass(frozen=True)
+class CacheSpec:
+    "What a teacher cache holds and what it was made from (its `CACHE_FILE`)."
+    teacher: str # `model_fingerprint` of the teacher
+    tokenizer: str # `tokenizer_fingerprint` of the models' tokenizer ('' when none was given)
+    k: int # log-probabilities kept per position
+    vocab: int # logit columns the distribution was taken over
+    seq_len: int # tokens per block
+    blocks: int # blocks in the cache
+    data: str # `blocks_fingerprint` of its blocks
+    shard_blocks: int = 256 # blocks per shard file
+    dtype: str = 'bfloat16' # storage precision of the log-probabilities, a key of `CACHE_DTYPES`
+
+    def __post_init__(self):
+        if self.dtype not in CACHE_DTYPES: raise ValueError(f"dtype={self.dtype!r} is not a cache precision; allowed: {', '.join(CACHE_DTYPES)}")
+        for name, least in (('vocab', 1), ('seq_len', 2), ('blocks', 1), ('shard_blocks', 1)): _check_int(name, getattr(self, name), least)
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= self.vocab:
+            raise ValueError(f"k={self.k!r} must be an integer between 1 and the vocabulary size {self.vocab}")
+
+    @property
+    def shards(self) -> int: return math.ceil(self.blocks/self.shard_blocks)
+    @property
+    def tokens(self) -> int: return self.blocks*self.seq_len
+    def bytes_per_token(self) -> int:
+        "Disk bytes per token: k token ids (int32) and log-probabilities, the mass outside them (float32), the token itself (int32)."
+        return self.k*(4 + CACHE_DTYPES[self.dtype].itemsize) + 4 + 4
+
+def blocks_fingerprint(blocks: torch.Tensor # (N, seq_len) token ids
+                      ) -> str:
+    "SHA-256 of training blocks: their shape and token ids."
+    ids = blocks.to(torch.int64).contiguous()
+    return hashlib.sha256(f"{tuple(ids.shape)}".encode() + ids.numpy().tobytes()).hexdigest()
+
+def cache_shard(folder: str | Path, # a cache folder
+                index: int, # the shard's number: it holds blocks index·shard_blocks, …
+               ) -> Path:
+    "The file of one shard of a cache."
+    return Path(folder)/f'shard-{index:06d}.safetensors'
+
+# %% ../nbs/10_distill.ipynb #1759e938
+def _cache_spec(teacher, blocks: torch.Tensor, k: int, tokenizer, vocab_size: int | None, shard_blocks: int, dtype: str) -> CacheSpec:
+    "The spec of the cache `write_teacher_cache` is asked to write, checked before the teacher runs."
+    if not isinstance(blocks, torch.Tensor) or blocks.dim() != 2 or blocks.shape[0] < 1 or blocks.is_floating_point():
+        raise ValueError(f"blocks must be a (N >= 1, seq_len) tensor of token ids; got {blocks!r:.80}")
+    width = teacher.get_output_embeddings().weight.shape[0]
+    vocab = width if vocab_size is None else vocab_size
+    if not 1 <= vocab <= width: raise ValueError(f"vocab_size={vocab_size} must be between 1 and the teacher's {width} logit columns")
+    return CacheSpec(model_fingerprint(teacher), '' if tokenizer is None else tokenizer_fingerprint(tokenizer), k, vocab, blocks.shape[1],
+                     len(blocks), blocks_fingerprint(blocks), shard_blocks, dtype)
+
+def _check_same_spec(folder: Path, spec: CacheSpec):
+    "Refuse to resume a cache that another teacher, tokenizer, k or block set started."
+    saved = json.loads((folder/CACHE_FILE).read_text())
+    changed = [f"{name} ({saved.get(name)!r} there, {value!r} now)" for name, value in asdict(spec).items() if saved.get(name) != value]
+    if changed: raise ValueError(f"teacher cache {folder} was started with other settings: {'; '.join(changed)}; "
+                                 "resume with the same teacher, tokenizer, blocks and settings, or write a new cache")
+
+def _write_shard(teacher, blocks: torch.Tensor, spec: CacheSpec, path: Path, batch_size: int):
+    "Run the teacher over one shard's blocks and write their top-k log-probabilities atomically."
+    from safetensors.torch import save_file
+    device, indices, values = next(teacher.parameters()).device, [], []
+    for batch in blocks.split(batch_size):
+        top = teacher_topk(teacher, batch.to(device), spec.k, spec.vocab)
+        indices.append(top.indices.to(torch.int32).cpu()); values.append(top.values.cpu())
+    top = TeacherTopK(torch.cat(indices), torch.cat(values))
+    tensors = dict(input_ids=blocks.to(torch.int32).contiguous(), indices=top.indices.contiguous(),
+                   values=top.values.to(CACHE_DTYPES[spec.dtype]).contiguous(), rest=topk_mass(top).contiguous())
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
+
+def write_teacher_cache(teacher, # the teacher, a causal LM, on the device it runs on (each process its own copy)
+                        blocks: torch.Tensor, # (N, seq_len) the training blocks, in the order a run indexes them
+                        out: str | Path, # the cache folder
+                        k: int = 64, # log-probabilities kept per position
+                        tokenizer=None, # the models' tokenizer, fingerprinted so a run can check it
+                        vocab_size: int | None = None, # logit columns to take the distribution over (None: the teacher's; fewer drops padding)
+                        dtype: str = 'bfloat16', # storage precision of the log-probabilities
+                        batch_size: int = 8, # blocks per teacher forward pass
+                        shard_blocks: int = 256, # blocks per shard file
+                        job: Job = Job(), # resume (write the missing shards) or overwrite; progress bar, summary line
+                       ) -> TeacherCache:
+    "Run the teacher once over `blocks` and write its top-k log-probabilities to a cache folder, shard by shard; processes split the shards."
+    from accelerate import PartialState
+    from tqdm.auto import tqdm
+    spec = _cache_spec(teacher, blocks, k, tokenizer, vocab_size, shard_blocks, dtype)
+    _check_int('batch_size', batch_size, 1)
+    out = job.run_folder(out, 'out', marker=CACHE_FILE, what='teacher cache')
+    if job.resume and (out/CACHE_FILE).exists(): _check_same_spec(out, spec)
+    state = PartialState(cpu=not torch.cuda.is_available())
+    state.wait_for_everyone()  # every process has checked the folder before the main process writes into it
+    if state.is_main_process:
+        for old in [out/CACHE_FILE, *out.glob('shard-*.safetensors')] if job.overwrite else []: old.unlink(missing_ok=True)
+        for torn in out.glob('.shard-*.tmp-*'): torn.unlink()  # a shard a killed process was writing
+        atomic_write(out/CACHE_FILE, json.dumps(asdict(spec), indent=1))
+    state.wait_for_everyone()
+    todo = [i for i in range(state.process_index, spec.shards, state.num_processes) if not cache_shard(out, i).exists()]
+    with frozen(teacher):
+        for i in tqdm(todo, desc='teacher cache', unit='shard', disable=not (job.progress and state.is_local_main_process)):
+            _write_shard(teacher, blocks[i*spec.shard_blocks:(i + 1)*spec.shard_blocks], spec, cache_shard(out, i), batch_size)
+    state.wait_for_everyone()
+    cache = TeacherCache(out)
+    if state.is_main_process:
+        job.say(f"teacher cache: {spec.blocks:,} blocks ({spec.tokens:,} tokens), top {k} of {spec.vocab:,}, "
+                f"{spec.bytes_per_token()*spec.tokens/1e6:,.1f} MB in {out}; the top {k} hold {cache.coverage():.1%} of the teacher's probability")
+    return cache
+
+# %% ../nbs/10_distill.ipynb #57a68a3c
+class TeacherCache(torch.utils.data.Dataset):
+    "A teacher cache folder as a dataset of its blocks: each item a block's token ids and the teacher's top-k log-probabilities at every position."
+    def __init__(self, folder: str | Path # a folder written by `write_teacher_cache`
+                ):
+        self.folder = Path(folder)
+        if not (self.folder/CACHE_FILE).is_file():
+            raise FileNotFoundError(f"teacher cache {self.folder} has no {CACHE_FILE}; write one with write_teacher_cache or `slimlab teacher-cache`")
+        self.spec = CacheSpec(**json.loads((self.folder/CACHE_FILE).read_text()))
+        missing = [i for i in range(self.spec.shards) if not cache_shard(self.folder, i).is_file()]
+        if missing: raise ValueError(f"teacher cache {self.folder} is incomplete: {len(missing)} of {self.spec.shards} shards missing "
+                                     f"(first {cache_shard(self.folder, missing[0]).name}); resume the job that writes it")
+
+    def __len__(self) -> int: return self.spec.blocks
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        "Block `index`: input_ids (T,), indices (T, k) and values (T, k) float32 log-probabilities."
+        from safetensors import safe_open
+        if not 0 <= index < len(self): raise IndexError(f"block {index} is outside the cache's {len(self)} blocks")
+        shard, row = divmod(index, self.spec.shard_blocks)
+        with safe_open(str(cache_shard(self.folder, shard)), 'pt') as f:
+            read = lambda name: f.get_slice(name)[row:row + 1][0]
+            return dict(input_ids=read('input_ids').long(), indices=read('indices').long(), values=read('values').float())
+
+    def coverage(self) -> float:
+        "The teacher's mean probability inside the top-k, over every position of the cache."
+        from safetensors import safe_open
+        total = 0.0
+        for i in range(self.spec.shards):
+            with safe_open(str(cache_shard(self.folder, i)), 'pt') as f: total += f.get_tensor('rest').double().sum().item()
+        return 1 - total/self.spec.tokens
+
+    def check(self, *, # every argument is optional: only what is given is checked
+              seq_len: int | None = None, # the run's sequence length
+              tokenizer=None, # the run's tokenizer
+              teacher=None, # the teacher the run distils from
+              k: int | None = None, # the k the run asks for
+              blocks: int | None = None, # blocks the run reads
+              data: torch.Tensor | None = None, # the training blocks the run was given: the cache must hold exactly these
+             ) -> TeacherCache:
+        "Refuse a cache that does not fit the run, naming what differs; the cache."
+        s, where = self.spec, f"teacher cache {self.folder}"
+        if seq_len is not None and seq_len != s.seq_len:
+            raise ValueError(f"{where} holds blocks of seq_len={s.seq_len}, but the run's seq_len={seq_len}; write a cache at the run's seq_len")
+        if k is not None and k != s.k: raise ValueError(f"{where} holds k={s.k} log-probabilities per position, but the run asks for k={k}")
+        if tokenizer is not None and s.tokenizer and tokenizer_fingerprint(tokenizer) != s.tokenizer:
+            raise ValueError(f"{where} was made with another tokenizer than the run's; write a cache with the run's tokenizer")
+        if teacher is not None and model_fingerprint(teacher) != s.teacher:
+            raise ValueError(f"{where} was made from another teacher than the run's (other config or weights); write a cache from this teacher")
+        if data is not None and blocks_fingerprint(data) != s.data:
+            raise ValueError(f"{where} holds other training blocks than the run's ({s.blocks:,} blocks of {s.seq_len} there, {len(data):,} of "
+                             f"{data.shape[1]} given); write a cache of the run's blocks")
+        if blocks is not None and blocks > s.blocks:
+            raise ValueError(f"{where} ends before the token budget: it holds {s.blocks:,} blocks ({s.tokens:,} tokens), the run reads "
+                             f"{blocks:,} ({blocks*s.seq_len:,} tokens); write a longer cache or lower the budget")
+        return self
+
 # %% ../nbs/10_distill.ipynb #515d65b7
 @dataclass
 class DistillData:
     "What a run reads: its training blocks, a held-out stream for the periodic perplexity, and the tokenizer saved with the student."
-    train_data: object # (N, seq_len) token blocks, or a `datasets.Dataset` from `slimlab.data.lm_dataset`
+    train_data: object # (N, seq_len) token blocks, a `datasets.Dataset` from `slimlab.data.lm_dataset`, a `TeacherCache` (blocks and the teacher's top-k), or a `slimlab.data.BlockStream` (blocks packed as they are read)
     eval_data: torch.Tensor | None = None # held-out token stream (N,) for the periodic perplexity (None: no evaluation)
     tokenizer: object = None # the models' tokenizer, saved with the final student (None: not saved)
 
 def check_data(data: DistillData, # what the run reads
                seq_len: int, # the run's sequence length
-              ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    "The training blocks and the held-out stream (None without one), checked."
+              ) -> tuple[torch.Tensor | TeacherCache | BlockStream, torch.Tensor | None]:
+    "The training blocks (a teacher cache or a stream, checked against the sequence length and the tokenizer) and the held-out stream (None without one)."
     if not isinstance(data, DistillData):
         raise ValueError(f"data must be a slimlab.distill.DistillData(train_data, eval_data=None, tokenizer=None), got {type(data).__name__}")
-    return as_blocks(data.train_data, seq_len), None if data.eval_data is None else as_stream(data.eval_data)
+    train = data.train_data
+    if isinstance(train, TeacherCache): train = train.check(seq_len=seq_len, tokenizer=data.tokenizer)
+    elif isinstance(train, BlockStream): check_stream(train, seq_len, data.tokenizer)
+    else: train = as_blocks(train, seq_len)
+    return train, None if data.eval_data is None else as_stream(data.eval_data)
+
+def check_stream(stream: BlockStream, # the run's training stream
+                 seq_len: int, # the run's sequence length
+                 tokenizer=None, # the run's tokenizer, if given
+                ):
+    "Refuse a stream of another block length or tokenizer, or one already split between processes (the run splits it)."
+    if stream.seq_len != seq_len: raise ValueError(f"train_data is a BlockStream of seq_len={stream.seq_len}, but the run's seq_len={seq_len}")
+    if stream.world != 1:
+        raise ValueError(f"train_data is a BlockStream for process {stream.rank} of {stream.world}; give it as one process reads it "
+                         "(rank=0, world=1): the run splits it between its processes")
+    if tokenizer is not None and tokenizer_fingerprint(tokenizer) != tokenizer_fingerprint(stream.tokenizer):
+        raise ValueError("train_data is a BlockStream tokenized with another tokenizer than the run's data.tokenizer")
 
 # %% ../nbs/10_distill.ipynb #0a160291
 @torch.no_grad()
@@ -200,7 +385,7 @@ class DistillStudent(nn.Module):
                 progress: float, # training progress in [0, 1] (λ and β schedules)
                 teacher: TeacherStates | None = None, # the teacher's states for this batch
                ) -> LossTerms:
-        t = teacher or TeacherStates(None, None)
+        t = teacher or NO_TEACHER
         with block_outputs(self.model) if t.blocks is not None else nullcontext() as blocks:
             hidden = self.model.get_decoder()(input_ids=input_ids).last_hidden_state
         mtp_states = self.mtp(hidden, input_ids, self.model.get_input_embeddings()) if self.mtp is not None else ()
@@ -364,27 +549,42 @@ class Alongside:
     features: FeatureDistiller | None = None # for feature / FDD terms; its projection trains with the student
     mtp: nn.Module | None = None # `slimlab.mtp.MTPHeads` of the student (β terms), saved beside it
 
+def _check_cache_loss(loss: CompositeConfig, teacher):
+    "Refuse what a teacher cache cannot serve: a teacher model beside it, feature terms, divergences that need the whole distribution."
+    if teacher is not None: raise ValueError("teacher= and a TeacherCache as train_data both give the teacher; pass teacher=None to train from the cache")
+    if loss.feature_weight or loss.dynamics_weight:
+        raise ValueError("feature_weight or dynamics_weight > 0 compares with the teacher's hidden states, which a teacher cache does not hold; "
+                         "set them to 0 or pass teacher=")
+    if loss.divergence.kind not in SPARSE_KD_LOSSES:
+        raise ValueError(f"loss.divergence={loss.divergence.kind!r} needs the teacher's probability of every token, and a teacher cache holds "
+                         f"its top-k; use {' or '.join(SPARSE_KD_LOSSES)}, or pass teacher=")
+
 def check_inputs(student, teacher, # the models of the run
                  config: DistillConfig, # the run's config
                  alongside: Alongside = Alongside(), # feature projection and MTP heads trained with the student
+                 cache: CacheSpec | None = None, # the teacher cache the run reads instead of a teacher model
                 ) -> CompositeLoss:
-    "Check that the loss has the models it needs and that the models fit the config; the composite loss."
+    "Check that the loss has the teacher (model or cache) and models it needs and that they fit the config; the composite loss."
     loss, mtp = config.loss, alongside.mtp
-    if teacher is None and loss.lam.peak > 0:
+    if cache is not None: _check_cache_loss(loss, teacher)
+    if teacher is None and cache is None and loss.lam.peak > 0:
         raise ValueError(f"the loss gives distillation a weight up to lambda={loss.lam.peak}, which needs a teacher; pass teacher= "
                          "or use lm_only(loss) for training without one")
     if teacher is None and (loss.feature_weight or loss.dynamics_weight):
         raise ValueError("feature_weight or dynamics_weight > 0 compares with the teacher's hidden states; pass teacher=")
     if mtp is not None and loss.beta.peak == 0:
         raise ValueError("mtp heads were given but the loss weighs them with beta = 0 throughout; set loss.beta or drop alongside.mtp")
-    if teacher is None and mtp is not None and loss.mtp_lam is not None and loss.mtp_lam.peak > 0:
+    if teacher is None and cache is None and mtp is not None and loss.mtp_lam is not None and loss.mtp_lam.peak > 0:
         raise ValueError(f"the loss gives the MTP terms distillation a weight up to mtp_lam={loss.mtp_lam.peak}, which needs a teacher; "
                          "pass teacher= or set loss.mtp_lam to 0")
     if mtp is not None: mtp.check_model(student)
     for model in (student, teacher):
         if model is not None: check_positions(model, config.seq_len)
-    loss_vocab(student.get_output_embeddings().weight.shape[0],
-               None if teacher is None else teacher.get_output_embeddings().weight.shape[0], loss.vocab_size)
+    t_width = cache.vocab if cache is not None else None if teacher is None else teacher.get_output_embeddings().weight.shape[0]
+    vocab = loss_vocab(student.get_output_embeddings().weight.shape[0], t_width, loss.vocab_size)
+    if cache is not None and vocab != cache.vocab:
+        raise ValueError(f"the loss reads {vocab} logit columns, but the teacher cache's log-probabilities are over {cache.vocab}; "
+                         f"write the cache with vocab_size={vocab}")
     return CompositeLoss(loss, features=alongside.features)
 
 # %% ../nbs/10_distill.ipynb #40938b4b
@@ -436,7 +636,7 @@ def make_optimizer(module: nn.Module, # the trained module
     lr_factor = lambda s: lr_schedule(s, steps, config.lr, config.lr_floor, config.warmup_steps)/config.lr
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
 
-def make_loader(blocks: torch.Tensor, # (N, seq_len) training blocks
+def make_loader(blocks: torch.Tensor | TeacherCache, # (N, seq_len) training blocks, or a teacher cache (its blocks with the teacher's top-k)
                 config: DistillConfig, # micro batch, accumulation, seed
                 steps: int, # steps of the run
                 num_processes: int, # processes reading it
@@ -450,15 +650,18 @@ def prepare_training(accelerator, # the run's Accelerator
                      student, # the model to train
                      loss: CompositeLoss, # the composite loss (from `check_inputs`)
                      mtp: nn.Module | None, # MTP heads trained with the student
-                     blocks: torch.Tensor, # (N, seq_len) training blocks
+                     blocks: torch.Tensor | TeacherCache | BlockStream, # (N, seq_len) training blocks, a teacher cache, or this process's stream
                      config: DistillConfig, # the run's config
                      steps: int, # steps of the run
                     ) -> tuple:
     "Seed the run, put the student and what trains beside it in one module, and let Accelerate prepare it with its optimizer, loader and scheduler."
     seed_everything(config.seed)
-    if config.gradient_checkpointing: student.gradient_checkpointing_enable(gradient_checkpointing_kwargs=dict(use_reentrant=False))
+    if config.gradient_checkpointing: student.activation_checkpointing_enable(activation_checkpointing_kwargs=dict(use_reentrant=False))
     module = DistillStudent(student.train(), loss, mtp)
     optimizer, scheduler = make_optimizer(module, config, steps)
+    if isinstance(blocks, BlockStream):  # read by this process alone: Accelerate would split the stream a second time
+        module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
+        return module, optimizer, torch.utils.data.DataLoader(blocks, batch_size=config.micro_batch_size, drop_last=True), scheduler
     return accelerator.prepare(module, optimizer, make_loader(blocks, config, steps, accelerator.num_processes), scheduler)
 
 def restore_checkpoint(accelerator, # the run's Accelerator, after `prepare_training`
@@ -466,8 +669,11 @@ def restore_checkpoint(accelerator, # the run's Accelerator, after `prepare_trai
                        run_dir: Path, # the run directory
                        state: dict, # the checkpoint's state.json (`check_resume`)
                       ):
-    "Load the checkpoint's module, optimizer, scheduler and RNG states; the loader without the micro-batches already read."
+    "Load the checkpoint's module, optimizer, scheduler and RNG states; the loader without the micro-batches already read (a stream moved to its saved position)."
     accelerator.load_state(checkpoint_path(run_dir, state['step']))
+    if isinstance(loader.dataset, BlockStream):
+        loader.dataset.load_state_dict(state['stream'])
+        return loader
     return accelerator.skip_first_batches(loader, state['batches'])
 
 # %% ../nbs/10_distill.ipynb #dce42d97
@@ -482,7 +688,7 @@ class PreparedRun:
     run_dir: Path # the run directory
     config: DistillConfig # the run's config
     steps: int # optimizer steps of the run
-    stream: torch.Tensor | None = None # held-out tokens (None: no evaluation)
+    held_out: torch.Tensor | None = None # held-out tokens (None: no evaluation)
     seconds_before: float = 0.0 # training seconds of the earlier calls of a resumed run
     started: float = field(default_factory=time.perf_counter) # when this call started training
 
@@ -494,8 +700,16 @@ class PreparedRun:
     def with_blocks(self) -> bool: return bool(self.config.loss.feature_weight or self.config.loss.dynamics_weight)
     def seconds(self) -> float: return self.seconds_before + time.perf_counter() - self.started
 
+def batch_teacher(batch: torch.Tensor | dict, # (B, T) token ids, or a teacher cache's batch (input_ids, indices, values)
+                  teacher, # the frozen teacher, or None
+                  with_blocks: bool = False, # the teacher's block outputs too (feature terms)
+                 ) -> tuple[torch.Tensor, TeacherStates]:
+    "A micro-batch's token ids and its teacher: read from the cache's batch, computed by the online teacher, or none."
+    if isinstance(batch, dict): return batch['input_ids'], TeacherStates(None, None, topk=TeacherTopK(batch['indices'], batch['values']))
+    return batch, NO_TEACHER if teacher is None else teacher_states(teacher, batch, with_blocks)
+
 def micro_step(run: PreparedRun, # the run
-               ids: torch.Tensor, # (B, T) one micro-batch
+               batch: torch.Tensor | dict, # one micro-batch: (B, T) token ids, or a teacher cache's batch
                step: int, # optimizer steps done before it
                teacher, # the frozen teacher, or None
               ) -> tuple[dict, tuple | None]:
@@ -503,7 +717,7 @@ def micro_step(run: PreparedRun, # the run
     acc, stepped = run.accelerator, None
     with acc.accumulate(run.module):
         with acc.autocast():
-            t = teacher_states(teacher, ids, run.with_blocks) if teacher is not None else None
+            ids, t = batch_teacher(batch.to(acc.device) if isinstance(batch, torch.Tensor) else batch, teacher, run.with_blocks)
         terms = run.module(ids, step/max(1, run.steps - 1), t)
         acc.backward(terms.total)
         row = terms.as_dict()
@@ -534,7 +748,7 @@ def log_held_out(run: PreparedRun, # the run (with a held-out stream)
     "The student's held-out perplexity after `step` steps (every process computes it), recorded; the student is left in training mode."
     c = run.config
     with run.accelerator.autocast():
-        ppl = perplexity(run.student, run.stream, seq_len=c.seq_len, stride=c.seq_len, batch_size=c.micro_batch_size, progress=False).value
+        ppl = perplexity(run.student, run.held_out, seq_len=c.seq_len, stride=c.seq_len, batch_size=c.micro_batch_size, progress=False).value
     run.student.train()
     record(run, dict(split='eval', step=step, tokens=step*run.tokens_per_step, ppl=ppl, loss=math.log(ppl), seconds=run.seconds()))
     return ppl
@@ -554,11 +768,12 @@ def after_step(run: PreparedRun, # the run
         record(run, dict(split='train', step=step, tokens=step*run.tokens_per_step, lr=lr, loss=total, **means,
                          grad_norm=float(grad_norm), seconds=run.seconds()))
         bar.set_postfix(loss=f"{total:.3f}")
-    if run.stream is not None and (step == run.steps or (c.eval_every and step % c.eval_every == 0)):
+    if run.held_out is not None and (step == run.steps or (c.eval_every and step % c.eval_every == 0)):
         bar.set_postfix(ppl=f"{log_held_out(run, step):.2f}")
     if c.save_every and step % c.save_every == 0 and step < run.steps:
-        save_checkpoint(acc, run.run_dir, dict(step=step, tokens=step*run.tokens_per_step, batches=step*c.grad_accum,
-                                               num_processes=acc.num_processes, seconds=run.seconds()), c.keep_last)
+        stream = run.loader.dataset if isinstance(run.loader.dataset, BlockStream) else None  # its position is the same on every process
+        save_checkpoint(acc, run.run_dir, dict(step=step, tokens=step*run.tokens_per_step, batches=step*c.grad_accum, num_processes=acc.num_processes,
+                                               seconds=run.seconds(), **({'stream': stream.state_dict()} if stream else {})), c.keep_last)
 
 # %% ../nbs/10_distill.ipynb #0a85245d
 @dataclass
@@ -611,9 +826,9 @@ def train_steps(run: PreparedRun, # the prepared run
     bar = tqdm(total=run.steps, initial=start, desc='distill', disable=not (progress and run.accelerator.is_local_main_process))
     step, micro = start, []
     with frozen(teacher) if teacher is not None else nullcontext():
-        if run.stream is not None and start == 0: bar.set_postfix(ppl=f"{log_held_out(run, 0):.2f}")
-        for ids in run.loader:
-            terms, stepped = micro_step(run, ids, step, teacher)
+        if run.held_out is not None and start == 0: bar.set_postfix(ppl=f"{log_held_out(run, 0):.2f}")
+        for batch in islice(run.loader, (run.steps - start)*run.config.grad_accum):  # a stream does not end by itself
+            terms, stepped = micro_step(run, batch, step, teacher)
             micro.append(terms)
             if stepped is None: continue
             step += 1
@@ -621,6 +836,8 @@ def train_steps(run: PreparedRun, # the prepared run
             micro = []
             bar.update(1)
     bar.close()
+    if step < run.steps: raise ValueError(f"train_data ran out after {step} of the run's {run.steps} steps: a BlockStream with epochs= "
+                                          "holds fewer blocks than the budget; lower the budget or let the stream start over (epochs=None)")
     return step
 
 def save_final(run: PreparedRun, # the run, trained
@@ -640,35 +857,39 @@ def save_final(run: PreparedRun, # the run, trained
 # %% ../nbs/10_distill.ipynb #6538e5b0
 def distill(student, # the model to train, a causal LM (trained in place)
             run_dir: str | Path, # the run's folder: config.json, metrics.jsonl, checkpoints/, model/
-            data: DistillData, # training blocks, held-out stream, tokenizer
+            data: DistillData, # training blocks (or a teacher cache), held-out stream, tokenizer
             config: DistillConfig, # budget, batch, optimiser, schedule, loss
-            teacher=None, # the frozen teacher, moved to the run's device (None: LM loss only, e.g. teacher correction)
+            teacher=None, # the frozen teacher, moved to the run's device (None: read from a teacher cache given as train_data, or LM loss only)
             alongside: Alongside = Alongside(), # feature projection and MTP heads trained with the student, saved beside it
             job: Job = Job(), # resume from the latest complete checkpoint or overwrite; progress bar and summary lines (main process)
            ) -> DistillResult:
     "Train `student` against a frozen `teacher` with the composite loss; checkpoints resume at the exact batch; the result is a stock folder."
     if not isinstance(config, DistillConfig): raise ValueError(f"config must be a DistillConfig, got {type(config).__name__}")
     run_dir = job.run_folder(run_dir, 'run_dir', marker='config.json', what='distillation run')
-    loss = check_inputs(student, teacher, config, alongside)
-    blocks, stream = check_data(data, config.seq_len)
+    blocks, held_out = check_data(data, config.seq_len)
+    cache = blocks if isinstance(blocks, TeacherCache) else None
+    loss = check_inputs(student, teacher, config, alongside, None if cache is None else cache.spec)
 
     accelerator = make_accelerator(config, run_dir)
     n_proc, say = accelerator.num_processes, (job.say if accelerator.is_main_process else (lambda *a: None))
     steps = config.total_steps(n_proc)
-    check_held_out(accelerator, stream)
+    if cache is not None: cache.check(blocks=steps*config.grad_accum*config.micro_batch_size*n_proc)
+    check_held_out(accelerator, held_out)
     state = check_resume(run_dir, config, n_proc) if job.resume and (run_dir/'config.json').exists() else None
     if job.resume and (done := finished_run(run_dir)): return done
     start = state['step'] if state else 0
+    accelerator.wait_for_everyone()  # every process has checked the folder before the main process writes into it
     if accelerator.is_main_process: prepare_run_dir(run_dir, config, start, job.overwrite)
     accelerator.wait_for_everyone()
 
+    if isinstance(blocks, BlockStream): blocks = blocks.for_process(accelerator.process_index, n_proc)
     module, optimizer, loader, scheduler = prepare_training(accelerator, student, loss, alongside.mtp, blocks, config, steps)
     if teacher is not None: teacher.to(accelerator.device)  # replicated on every process, in the dtype it was loaded in
     if state:
         loader = restore_checkpoint(accelerator, loader, run_dir, state)
         say(f"resumed at step {start} of {steps} ({state['tokens']:,} tokens) from {checkpoint_path(run_dir, start)}")
     accelerator.init_trackers('distill')
-    run = PreparedRun(accelerator, module, optimizer, loader, scheduler, run_dir, config, steps, stream, state['seconds'] if state else 0.0)
+    run = PreparedRun(accelerator, module, optimizer, loader, scheduler, run_dir, config, steps, held_out, state['seconds'] if state else 0.0)
     result = save_final(run, train_steps(run, teacher, start, job.progress), data.tokenizer)
     say(f"{result.steps} steps, {result.tokens:,} tokens on {n_proc} process(es) in {result.seconds:.0f} s; student saved to {result.model_dir}")
     return result

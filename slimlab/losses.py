@@ -4,10 +4,9 @@
 
 # %% ../nbs/08_losses.ipynb #47e21f6e
 from __future__ import annotations
-import math, numbers, os
+import math, numbers
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -15,16 +14,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .anatomy import Anatomy
-from .lab import atomic_write
 
 # %% auto #0
 __all__ = ['IGNORE_INDEX', 'KD_LOSSES', 'SPARSE_KD_LOSSES', 'FEATURE_DISTANCES', 'WEIGHT_SCHEDULES', 'SLIMQWEN_LAMBDA',
-           'SLIMQWEN_BETA', 'shift_labels', 'lm_loss', 'forward_kl', 'reverse_kl', 'skew_forward_kl', 'skew_reverse_kl',
-           'generalized_jsd', 'Divergence', 'TeacherTopK', 'topk_logits', 'sparse_divergence', 'teacher_topk',
-           'save_topk', 'load_topk', 'loss_vocab', 'HeadLoss', 'head_loss', 'OutputLayer', 'output_layer',
-           'TeacherHead', 'chunked_head_loss', 'block_outputs', 'layer_map_from_plan', 'feature_distance',
-           'FeatureDistiller', 'constant_schedule', 'linear_schedule', 'cosine_schedule', 'step_schedule', 'Schedule',
-           'lr_schedule', 'CompositeConfig', 'LossTerms', 'TeacherStates', 'CompositeLoss']
+           'SLIMQWEN_BETA', 'NO_TEACHER', 'shift_labels', 'lm_loss', 'forward_kl', 'reverse_kl', 'skew_forward_kl',
+           'skew_reverse_kl', 'generalized_jsd', 'Divergence', 'TeacherTopK', 'topk_logits', 'sparse_divergence',
+           'teacher_topk', 'topk_mass', 'loss_vocab', 'HeadLoss', 'head_loss', 'OutputLayer', 'output_layer',
+           'is_shard', 'check_gathered', 'TeacherHead', 'chunked_head_loss', 'block_outputs', 'layer_map_from_plan',
+           'feature_distance', 'FeatureDistiller', 'constant_schedule', 'linear_schedule', 'cosine_schedule',
+           'step_schedule', 'Schedule', 'lr_schedule', 'CompositeConfig', 'LossTerms', 'TeacherStates', 'CompositeLoss']
 
 # %% ../nbs/08_losses.ipynb #1301fb3f
 IGNORE_INDEX = -100 # label of positions without a target
@@ -160,33 +158,19 @@ def sparse_divergence(s_logits: torch.Tensor, # (N, V) student logits
 @torch.no_grad()
 def teacher_topk(model, # the teacher, a causal LM
                  input_ids: torch.Tensor, # (B, T) token ids
-                 k: int = 64, # logits kept per position
+                 k: int = 64, # log-probabilities kept per position
+                 vocab: int | None = None, # logit columns the distribution is taken over (None: all; fewer drops padding)
                  attention_mask: torch.Tensor | None = None, # (B, T) 1 on real tokens
                 ) -> TeacherTopK:
-    "The teacher's top-k logits at every position of a batch: (B, T, k)."
+    "The teacher's k most likely tokens at every position of a batch and their log-probabilities over the vocabulary: (B, T, k)."
     model.eval()
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, T, V)
-    return topk_logits(logits, k)
+    return topk_logits(logits[..., :vocab].float().log_softmax(-1), k)
 
-def save_topk(topk: TeacherTopK, # from `teacher_topk`
-              path: str | Path, # a `.safetensors` file
-              dtype: torch.dtype = torch.bfloat16, # storage precision of the logits
-              overwrite: bool = False, # allow replacing an existing file
-             ) -> Path:
-    "Write a teacher top-k cache file atomically."
-    from safetensors.torch import save_file
-    path = Path(path)
-    if path.exists() and not overwrite: raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
-    tensors = {'indices': topk.indices.to(torch.int32).contiguous(), 'values': topk.values.to(dtype).contiguous()}
-    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
-
-def load_topk(path: str | Path) -> TeacherTopK:
-    "Read a teacher top-k cache file: int64 ids, float32 logits."
-    from safetensors.torch import load_file
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"teacher top-k cache {path} does not exist")
-    d = load_file(str(path))
-    return TeacherTopK(d['indices'].long(), d['values'].float())
+def topk_mass(topk: TeacherTopK # log-probabilities from `teacher_topk`
+             ) -> torch.Tensor:
+    "The teacher's probability outside its top-k at every position, (...): what the renormalised sparse loss leaves out."
+    return (1 - topk.values.exp().sum(-1)).clamp_min(0)
 
 # %% ../nbs/08_losses.ipynb #8bfb29f3
 def loss_vocab(student_width: int, # columns of the student's logits (rows of its output layer)
@@ -270,12 +254,32 @@ def output_layer(model # a causal LM of a supported family
     return OutputLayer(head.weight, getattr(head, 'bias', None), 1.0 if divisor is None else float(divisor),
                        None if softcap is None else float(softcap))
 
+def is_shard(t: torch.Tensor | None) -> bool:
+    "Is `t` a `DTensor` (a parameter sharded by FSDP2 or split by tensor parallelism) rather than a whole tensor?"
+    if t is None or not torch.distributed.is_available(): return False
+    from torch.distributed.tensor import DTensor
+    return isinstance(t, DTensor)
+
+def check_gathered(head: OutputLayer, # an output layer about to be used as a full matrix
+                   name: str = 'output layer', # what to call it in the message
+                  ) -> OutputLayer:
+    "The output layer if its weight and bias are whole tensors with their memory; an error if one is a shard or was freed by a reshard."
+    for part, t in (('weight', head.weight), ('bias', head.bias)):
+        if is_shard(t):
+            raise ValueError(f"the {name}'s {part} is a DTensor shard, not the full matrix: read it inside the forward of the sharded "
+                             "root that owns it, or between its unshard() and reshard() (slimlab.scale.sharded_teacher_states)")
+        if t is not None and t.numel() and t.untyped_storage().nbytes() == 0:
+            raise ValueError(f"the {name}'s {part} has no memory: FSDP freed it when its module was resharded; "
+                             "use teacher states only inside their `with sharded_teacher_states(...)` block")
+    return head
+
 def _check_head(name: str, head):
-    "An `OutputLayer` with a positive divisor and soft-cap."
+    "An `OutputLayer` with a positive divisor and soft-cap, whose weight and bias are whole tensors."
     if not isinstance(head, OutputLayer):
         raise TypeError(f"{name} must be an OutputLayer (weight, bias, divisor, softcap; see output_layer(model)), got {type(head).__name__}")
     if not head.divisor > 0: raise ValueError(f"{name}.divisor={head.divisor} must be > 0")
     if head.softcap is not None and not head.softcap > 0: raise ValueError(f"{name}.softcap={head.softcap} must be > 0 or None")
+    check_gathered(head, name)
 
 # %% ../nbs/08_losses.ipynb #4ec58a88
 class TeacherHead(NamedTuple):
@@ -649,10 +653,19 @@ def _flat(x: torch.Tensor) -> torch.Tensor: return x.reshape(-1, x.shape[-1])
 
 # %% ../nbs/08_losses.ipynb #6eb32eb6
 class TeacherStates(NamedTuple):
-    "What the frozen teacher hands over for one batch."
-    hidden: torch.Tensor # (B, T, d_t) final hidden states (after the final norm)
-    head: OutputLayer # the teacher's output layer and logit transform
+    "What the teacher hands over for one batch: its final hidden states and output layer (online), or its top-k (from a cache)."
+    hidden: torch.Tensor | None # (B, T, d_t) final hidden states (after the final norm); None with `topk`
+    head: OutputLayer | None # the teacher's output layer and logit transform; None with `topk`
     blocks: list[torch.Tensor] | None = None # every block's output (B, T, d_t), for the feature terms
+    topk: TeacherTopK | None = None # (B, T, k) the teacher's top-k log-probabilities, read from a cache instead of the hidden states
+
+    def target(self, shift: int = 0 # the first position used: depth k of the MTP heads reads the teacher from position k
+              ) -> TeacherHead | TeacherTopK | None:
+        "The teacher at positions `shift`… of every sequence, flattened: a `TeacherHead`, a `TeacherTopK`, or None (no teacher)."
+        if self.topk is not None: return TeacherTopK(_flat(self.topk.indices[:, shift:]), _flat(self.topk.values[:, shift:]))
+        return None if self.hidden is None else TeacherHead(_flat(self.hidden[:, shift:]), self.head)
+
+NO_TEACHER = TeacherStates(None, None) # a batch without a teacher: the language-model loss alone
 
 class CompositeLoss:
     "L = (1-λ)L_LM + λL_KD + β((1-μ)L_MTP-LM + μL_MTP-KD) + γ_feat·L_feat + γ_FDD·L_FDD, with scheduled λ, β and μ (μ = λ unless `mtp_lam`)."
@@ -669,15 +682,14 @@ class CompositeLoss:
         "μ, the MTP terms' share of distillation, at a training progress: `mtp_lam`, or λ when it is None."
         return (self.config.lam if self.config.mtp_lam is None else self.config.mtp_lam)(progress)
 
-    def head(self, hidden, head: OutputLayer, labels, teacher_hidden, teacher_head: OutputLayer | None, lam, name: str = 'lambda') -> HeadLoss:
+    def head(self, hidden, head: OutputLayer, labels, teacher: TeacherHead | TeacherTopK | None, lam, name: str = 'lambda') -> HeadLoss:
         "One head's (1-λ)·LM + λ·KD over flattened positions, chunked (`name`: what λ is called in messages)."
         c = self.config
-        teacher = TeacherHead(_flat(teacher_hidden), teacher_head) if teacher_hidden is not None else None
-        if teacher is None and lam > 0: raise ValueError(f"{name}={lam} > 0 needs the teacher's hidden states and output layer")
+        if teacher is None and lam > 0: raise ValueError(f"{name}={lam} > 0 needs the teacher's hidden states and output layer, or its top-k")
         return chunked_head_loss(_flat(hidden), head, labels.reshape(-1), teacher, 1 - lam, lam, c.divergence,
                                  vocab_size=c.vocab_size, chunk=c.chunk)
 
-    def mtp(self, mtp_hidden: list[torch.Tensor], head: OutputLayer, input_ids, teacher_hidden, teacher_head, mu,
+    def mtp(self, mtp_hidden: list[torch.Tensor], head: OutputLayer, input_ids, teacher: TeacherStates, mu,
             attention_mask=None) -> tuple[torch.Tensor, float, float]:
         "MTP terms (1-μ)·MTP-LM + μ·MTP-KD, averaged over depths: (the weighted total, MTP-LM, MTP-KD)."
         T = input_ids.shape[1]
@@ -685,8 +697,7 @@ class CompositeLoss:
         for k, h in enumerate(mtp_hidden, start=1):
             if h.shape[1] != T - k: raise ValueError(f"MTP depth {k} must hold T-{k} = {T - k} positions; got {h.shape[1]}")
             labels = shift_labels(input_ids, k + 1, attention_mask)[:, :T - k]
-            res = self.head(h, head, labels, None if teacher_hidden is None else teacher_hidden[:, k:], teacher_head, mu,
-                            'mtp_lambda' if self.config.mtp_lam is not None else 'lambda')
+            res = self.head(h, head, labels, teacher.target(k), mu, 'mtp_lambda' if self.config.mtp_lam is not None else 'lambda')
             totals.append(res.total); lms.append(res.lm); kds.append(res.kd)
         return torch.stack(totals).mean(), torch.stack(lms).mean().item(), torch.stack(kds).mean().item()
 
@@ -695,7 +706,7 @@ class CompositeLoss:
                  input_ids: torch.Tensor, # (B, T) token ids
                  hidden: torch.Tensor | None, # (B, T, d) student's final hidden states (None: MTP terms only, frozen main model)
                  head: OutputLayer, # the student's output layer (shared by the MTP heads), `output_layer(model)`
-                 teacher: TeacherStates | None = None, # the teacher's final hidden states, output layer and (for feature terms) block outputs
+                 teacher: TeacherStates = NO_TEACHER, # the teacher's final hidden states and output layer, or its top-k; block outputs for feature terms
                  mtp_hidden: list[torch.Tensor] = (), # per depth k: (B, T-k, d) MTP head states
                  attention_mask: torch.Tensor | None = None, # (B, T) 1 on real tokens
                  student_blocks: list[torch.Tensor] | None = None, # the student's block outputs, for the feature terms
@@ -703,22 +714,22 @@ class CompositeLoss:
         "The composite loss at a training progress, with every term."
         (lam, beta), mu = self.weights(progress), self.mtp_weight(progress)
         c, zero = self.config, head.weight.new_zeros((), dtype=torch.float32)
-        teacher_hidden, teacher_head, teacher_blocks = teacher if teacher is not None else (None, None, None)
+        teacher = teacher or NO_TEACHER
         total, lm, kd = zero, 0.0, 0.0
         if hidden is not None:
-            main = self.head(hidden, head, shift_labels(input_ids, 1, attention_mask), teacher_hidden, teacher_head, lam)
+            main = self.head(hidden, head, shift_labels(input_ids, 1, attention_mask), teacher.target(), lam)
             total, lm, kd = main.total, main.lm.item(), main.kd.item()
         mtp_lm = mtp_kd = 0.0
         if len(mtp_hidden):
-            mtp_total, mtp_lm, mtp_kd = self.mtp(list(mtp_hidden), head, input_ids, teacher_hidden, teacher_head, mu, attention_mask)
+            mtp_total, mtp_lm, mtp_kd = self.mtp(list(mtp_hidden), head, input_ids, teacher, mu, attention_mask)
             total = total + beta*mtp_total
         feature = dynamics = 0.0
         if c.feature_weight or c.dynamics_weight:
-            if student_blocks is None or teacher_blocks is None: raise ValueError("feature terms need student_blocks and teacher_blocks")
+            if student_blocks is None or teacher.blocks is None: raise ValueError("feature terms need student_blocks and the teacher's blocks")
             if c.feature_weight:
-                f = self.features.value_loss(student_blocks, teacher_blocks, attention_mask)
+                f = self.features.value_loss(student_blocks, teacher.blocks, attention_mask)
                 total, feature = total + c.feature_weight*f, f.item()
             if c.dynamics_weight:
-                f = self.features.dynamics_loss(student_blocks, teacher_blocks, attention_mask)
+                f = self.features.dynamics_loss(student_blocks, teacher.blocks, attention_mask)
                 total, dynamics = total + c.dynamics_weight*f, f.item()
         return LossTerms(total, lm, kd, mtp_lm, mtp_kd, feature, dynamics, lam, beta, mu)

@@ -21,20 +21,23 @@ from .importance import Calibration
 from .prune import ModelShape, make_plan, random_scores, sync_config
 from .experts import ROUTERS, MoefyConfig, moe_config, moefy, save_moe
 from .ship import QUANT_RECORD, QUANT_SCHEMES, check_scheme, quantized_card, run_quantize, weight_bytes
-from .losses import CompositeConfig
+from .losses import SPARSE_KD_LOSSES, CompositeConfig
 from .distill import DistillConfig, DistillData, correct_teacher, correction_config, finished_run, minitron_loss
 from .schedules import (SCHEDULE_FILE, PruneSchedule, Stage, ScheduleResult, StageRecord, StageTraining, check_expert_strategy, check_init,
                                check_schedule, check_training, final_shape, run_schedule)
 from .plots import curves, new_figure
 
 # %% auto #0
-__all__ = ['RECIPE_DISTILL', 'MOVED_KEYS', 'DEFAULT_RECIPE', 'RECIPE_FILE', 'SUMMARY_FILE', 'RUN_PARTS', 'TeacherSpec',
-           'CorrectionSpec', 'QuantizeSpec', 'DataSpec', 'Recipe', 'recipe_fields', 'schema_rows', 'check_keys',
-           'from_dict', 'to_plain', 'set_key', 'parse_set', 'recipes_dir', 'bundled_recipes', 'read_bundled_yaml',
-           'read_recipe_file', 'resolve_data', 'distill_config', 'check_recipe', 'load_recipe', 'recipe_to_yaml',
-           'teacher_config', 'source_config', 'recipe_stages', 'stage_config', 'PlanRow', 'RecipePlan', 'human',
-           'meta_params', 'check_budgets', 'check_quantize', 'plan_recipe', 'changed_keys', 'check_run_dir',
-           'clear_run', 'write_recipe', 'read_run_recipe', 'recipe_data', 'validation_stream', 'check_recipe_data',
+__all__ = ['RECIPE_DISTILL', 'MOVED_KEYS', 'SHARDINGS', 'TEACHER_SOURCES', 'PRECISIONS', 'ACTIVATION_BYTES', 'CACHE_PAIR_BYTES',
+           'CACHE_TOKEN_BYTES', 'MEMORY_TERMS', 'DEFAULT_RECIPE', 'RECIPE_FILE', 'SUMMARY_FILE', 'RUN_PARTS',
+           'TeacherSpec', 'CorrectionSpec', 'QuantizeSpec', 'DataSpec', 'Recipe', 'recipe_fields', 'schema_rows',
+           'check_keys', 'from_dict', 'to_plain', 'set_key', 'parse_set', 'recipes_dir', 'bundled_recipes',
+           'read_bundled_yaml', 'read_recipe_file', 'resolve_data', 'distill_config', 'check_recipe', 'load_recipe',
+           'recipe_to_yaml', 'teacher_config', 'source_config', 'recipe_stages', 'stage_config', 'PlanRow',
+           'RecipePlan', 'human', 'meta_params', 'check_budgets', 'check_quantize', 'plan_recipe', 'Launch',
+           'TrainingPhase', 'phase_gib', 'term_notes', 'offload_gib', 'teacher_cache_bytes', 'mtp_params',
+           'training_phases', 'LaunchMemory', 'launch_memory', 'changed_keys', 'check_run_dir', 'clear_run',
+           'write_recipe', 'read_run_recipe', 'recipe_data', 'validation_stream', 'check_recipe_data',
            'moefy_cache_key', 'prepare_teacher', 'correction_cache_key', 'prepare_correction', 'RecipeRun',
            'quantize_student', 'run_recipe', 'recovery_curve', 'plot_recovery', 'summary_lines', 'quantize_schemes',
            'report_models', 'disk_section', 'quantized_summary', 'run_card', 'write_run_card', 'recipe_report',
@@ -493,6 +496,185 @@ def plan_recipe(recipe: Recipe, # a checked recipe (see `load_recipe`)
         raise RuntimeError(f"the final student built on the meta device has {built:,} parameters; the config count says {rows[-1].total:,}")
     return RecipePlan(recipe, rows, stages, configs)
 
+# %% ../nbs/15_recipes.ipynb #8c7f4655
+SHARDINGS = ('none', 'fsdp', 'zero3') # a full copy of the training state per GPU (DDP), or split over the processes (FSDP, DeepSpeed ZeRO-3)
+TEACHER_SOURCES = ('online', 'cache') # the teacher in GPU memory beside the student, or its top-k log-probabilities read from an offline cache
+PRECISIONS = {'bf16': 2, 'fp32': 4} # compute precision -> bytes of an activation (bf16: mixed precision, fp32 master weights)
+ACTIVATION_BYTES = 34 # bytes one block keeps for the backward pass per token and hidden channel at 2-byte precision (Korthikanti et al. 2022, fused attention)
+CACHE_PAIR_BYTES = 4 + 2 # per kept logit of the teacher cache: its vocabulary id (int32) and log-probability (bf16)
+CACHE_TOKEN_BYTES = 4 + 4 # per token of the teacher cache besides its pairs: the remaining probability mass (float32) and the token id (int32)
+
+def _whole(value, least: int, where: str):
+    "An integer (not a bool) of at least `least`."
+    if isinstance(value, bool) or not isinstance(value, int): raise ValueError(f"{where}={value!r} must be an integer")
+    _at_least(value, least, where)
+
+@dataclass
+class Launch:
+    "How a recipe is launched, as far as memory per GPU goes: processes, GPU size, sharding, offload, teacher, precision."
+    processes: int = 1 # GPUs of the launch, one process each
+    gpu_gib: float = 80.0 # memory of one GPU in GiB (80: an H100)
+    sharding: str = 'none' # 'none' (DDP: a full copy per GPU), 'fsdp' or 'zero3' (weights, gradients, optimizer state split over the processes)
+    offload: bool = False # fp32 master weights and optimizer state in CPU memory
+    teacher: str = 'online' # 'online' (loaded beside the student) or 'cache' (an offline top-k teacher cache: no teacher in GPU memory)
+    precision: str = 'bf16' # 'bf16' (mixed precision, fp32 master weights) or 'fp32'
+    cache_k: int = 64 # logits per token in the teacher cache
+
+    def __post_init__(self):
+        _whole(self.processes, 1, 'processes')
+        if isinstance(self.gpu_gib, bool) or not isinstance(self.gpu_gib, (int, float)) or not self.gpu_gib > 0:
+            raise ValueError(f"gpu_gib={self.gpu_gib!r} must be a number of GiB above 0 (80: an H100)")
+        _in(self.sharding, SHARDINGS, 'sharding')
+        if not isinstance(self.offload, bool): raise ValueError(f"offload={self.offload!r} must be true or false")
+        _in(self.teacher, TEACHER_SOURCES, 'teacher')
+        _in(self.precision, PRECISIONS, 'precision')
+        _whole(self.cache_k, 1, 'cache_k')
+
+    @property
+    def shards(self) -> int:
+        "How many parts the training state and the teacher are split into on the GPUs: the processes when sharded, else 1."
+        return self.processes if self.sharding != 'none' else 1
+
+    def describe(self) -> str:
+        "The launch in a few words."
+        return (f"{self.processes} process{'es' if self.processes > 1 else ''}, {'no sharding' if self.sharding == 'none' else self.sharding}"
+                f"{', offload to CPU' if self.offload else ''}, {self.precision}, "
+                f"{'teacher online' if self.teacher == 'online' else f'teacher from a top-{self.cache_k} cache'}, {self.gpu_gib:g} GiB GPUs")
+
+# %% ../nbs/15_recipes.ipynb #b37f12bb
+@dataclass
+class TrainingPhase:
+    "The numbers memory per GPU depends on, for one training phase of a recipe (see `training_phases`)."
+    label: str # what trains: 'distillation, stage 1' or 'teacher correction'
+    trained: int # parameters with gradients and optimizer state: the model and what trains beside it (MTP heads)
+    teacher: int # parameters of the frozen teacher beside it (0: none, as in teacher correction)
+    hidden_size: int # channels of the activations
+    blocks: int # blocks whose activations the backward pass needs (MTP modules included)
+    vocab_size: int # logit columns
+    micro_batch: int # sequences per forward pass on one GPU (distill.micro_batch_size)
+    seq_len: int # tokens per sequence (distill.seq_len)
+    chunk: int # tokens per chunk of float32 logits (loss.chunk)
+    checkpointing: bool = False # distill.gradient_checkpointing: keep each block's input only, recompute the rest
+
+MEMORY_TERMS = ('student weights', 'gradients', 'optimizer state', 'teacher weights', 'activations', 'logit chunks') # what `phase_gib` counts, in order
+
+def _logit_buffers(phase: TrainingPhase, launch: Launch) -> int:
+    "Float32 (chunk, vocab) buffers alive at once in the chunked loss: the student's logits and probabilities, and the online teacher's two."
+    return 2 + (2 if phase.teacher and launch.teacher == 'online' else 0)
+
+def phase_gib(phase: TrainingPhase, # what trains, from the plan
+              launch: Launch, # how it is launched
+             ) -> dict[str, float]:
+    "GiB per GPU of each of `MEMORY_TERMS` for one training phase under a launch (the bytes each term counts are in the table above)."
+    n, p, a = launch.shards, phase.trained, PRECISIONS[launch.precision]
+    weights, grads, optim = (a, a, 0) if launch.offload else (4, 4, 8)  # bytes per trained parameter on the GPU
+    teacher = 0 if launch.teacher == 'cache' else a*phase.teacher/n
+    block = ACTIVATION_BYTES*a/2  # bytes one block keeps per token and channel
+    kept = phase.blocks*a + block if phase.checkpointing else phase.blocks*block
+    terms = [weights*p/n, grads*p/n, optim*p/n, teacher, phase.micro_batch*phase.seq_len*phase.hidden_size*kept,
+             phase.chunk*phase.vocab_size*4*_logit_buffers(phase, launch)]
+    return {k: v/2**30 for k, v in zip(MEMORY_TERMS, terms)}
+
+def term_notes(phase: TrainingPhase, launch: Launch) -> dict[str, str]:
+    "What each of `MEMORY_TERMS` counts for this phase and launch, in a few words (the dry run prints them beside the numbers)."
+    a, split = PRECISIONS[launch.precision], f" ÷ {launch.shards}" if launch.shards > 1 else ''
+    tokens = f"{phase.micro_batch} × {phase.seq_len:,} tokens × {phase.hidden_size:,} channels"
+    if launch.offload: weights, grads, optim = f"{launch.precision} working copy, {a} B/param{split}", f"{launch.precision}, {a} B/param{split}", 'in CPU memory'
+    else:
+        master = 'fp32 master weights' if launch.precision == 'bf16' else 'fp32 weights'
+        weights, grads, optim = f"{master}, 4 B/param{split}", f"fp32, 4 B/param{split}", f"AdamW's two fp32 moments, 8 B/param{split}"
+    teacher = ('none beside it' if not phase.teacher else 'none: its top-k logits come from the cache' if launch.teacher == 'cache'
+               else f"{launch.precision}, {a} B/param{split}")
+    acts = (f"{tokens} × ({phase.blocks} blocks × {a} B + {ACTIVATION_BYTES*a//2} B), gradient checkpointing" if phase.checkpointing
+            else f"{tokens} × {phase.blocks} blocks × {ACTIVATION_BYTES*a//2} B")
+    logits = f"{phase.chunk:,} tokens × {phase.vocab_size:,} logits × 4 B × {_logit_buffers(phase, launch)} buffers"
+    return dict(zip(MEMORY_TERMS, (weights, grads, optim, teacher, acts, logits)))
+
+def offload_gib(phase: TrainingPhase, launch: Launch) -> float:
+    "GiB of CPU memory per process that offloading takes: the fp32 master weights and AdamW's moments (12 bytes per trained parameter), sharded like them."
+    return 12*phase.trained/launch.shards/2**30 if launch.offload else 0.0
+
+def teacher_cache_bytes(tokens: int, # tokens the cache covers
+                        k: int = 64, # logits kept per token
+                       ) -> int:
+    "Bytes on disk of an offline top-k teacher cache: per token k × (int32 id + bf16 log-prob), the float32 remaining mass and the int32 token id."
+    return tokens*(k*CACHE_PAIR_BYTES + CACHE_TOKEN_BYTES)
+
+# %% ../nbs/15_recipes.ipynb #d9d98e9b
+def mtp_params(config, # the stock config of the model the heads sit on
+               depth: int, # MTP modules (training.mtp_depth)
+              ) -> int:
+    "Parameters of `depth` MTP modules, estimated from the config: one average block each, a 2d→d projection and three norms (embedding and output layer are shared)."
+    n, h = count_params(config), config.hidden_size
+    block = (sum(n.values()) - n['embedding'] - n['lm_head'] - h)/ModelShape.of(config).num_layers
+    return depth*round(block + 2*h*h + 3*h)
+
+def training_phases(plan: RecipePlan) -> list[TrainingPhase]:
+    "What trains during a recipe: the teacher correction (if any), then the largest student of the schedule with its MTP heads, beside its teacher."
+    r, d = plan.recipe, plan.recipe.distill
+    teacher = next((row for row in plan.rows if row.label == 'moefied'), plan.rows[0])  # the model the students distil from
+    students = plan.rows[-len(plan.configs):]  # one per stage, as plan.configs
+    i = max(range(len(students)), key=lambda i: students[i].total)
+    config, depth = plan.configs[i], r.training.mtp_depth
+    common = dict(vocab_size=config.vocab_size, micro_batch=d.micro_batch_size, seq_len=d.seq_len, chunk=r.loss.chunk,
+                  checkpointing=d.gradient_checkpointing)
+    t, s = teacher.shape, students[i].shape
+    correction = [TrainingPhase('teacher correction (the teacher trains)', teacher.total, 0, t.hidden_size, t.num_layers, **common)]
+    return (correction if r.correction else []) + [TrainingPhase(f"distillation, {students[i].label}", students[i].total + mtp_params(config, depth),
+                                                                 teacher.total, s.hidden_size, s.num_layers + depth, **common)]
+
+def _bytes(n: float) -> str:
+    "A size on disk in decimal units: 47.0 TB, 512.0 MB."
+    for unit, size in (('PB', 1e15), ('TB', 1e12), ('GB', 1e9), ('MB', 1e6), ('KB', 1e3)):
+        if n >= size: return f"{n/size:,.1f} {unit}"
+    return f"{n:g} B"
+
+@dataclass
+class LaunchMemory:
+    "Memory per GPU of a recipe's training phases under a launch, term by term, and the teacher cache's size on disk."
+    launch: Launch # the launch
+    phases: list[TrainingPhase] # what trains (`training_phases`)
+    gib: list[dict] # `phase_gib` of each phase
+    tokens: int # distillation tokens of the recipe (what a teacher cache covers)
+    divergence: str # the recipe's loss.divergence.kind
+
+    @property
+    def peak(self) -> float:
+        "GiB per GPU of the phase that needs the most."
+        return max(sum(g.values()) for g in self.gib)
+
+    @property
+    def fits(self) -> bool: return self.peak <= self.launch.gpu_gib
+
+    @property
+    def cache_bytes(self) -> int:
+        "Bytes on disk of the teacher cache (0 with an online teacher)."
+        return teacher_cache_bytes(self.tokens, self.launch.cache_k) if self.launch.teacher == 'cache' else 0
+
+    def lines(self) -> list[str]:
+        "What the dry run prints: each phase's terms and total, whether the launch fits, the CPU memory of offloading, the cache on disk."
+        L = self.launch
+        out = [f"memory per GPU ({L.describe()}):"]
+        for phase, gib in zip(self.phases, self.gib):
+            out.append(f"  {phase.label}: {human(phase.trained)} parameters trained" + (f", teacher {human(phase.teacher)}" if phase.teacher else ''))
+            notes = term_notes(phase, L)
+            out += [f"    {k:<16} {v:>9,.2f} GiB  {notes[k]}" for k, v in gib.items()] + [f"    {'total':<16} {sum(gib.values()):>9,.2f} GiB"]
+        out.append(f"  fits: {'yes' if self.fits else 'no'} ({self.peak:,.1f} GiB of {L.gpu_gib:g} GiB)")
+        big = max(self.phases, key=lambda p: p.trained)
+        if L.offload: out.append(f"  CPU memory per process for the offloaded master weights and optimizer state: {offload_gib(big, L):,.1f} GiB")
+        if L.teacher == 'cache':
+            out.append(f"  teacher cache on disk: {_bytes(self.cache_bytes)} ({human(self.tokens)} tokens × ({L.cache_k} × {CACHE_PAIR_BYTES} + {CACHE_TOKEN_BYTES}) bytes)")
+            if self.divergence not in SPARSE_KD_LOSSES:
+                out.append(f"  note: loss.divergence.kind={self.divergence!r} needs the teacher's whole distribution; a top-k cache serves {', '.join(SPARSE_KD_LOSSES)}")
+        return out
+
+def launch_memory(plan: RecipePlan, # a recipe's plan (`plan_recipe`)
+                  launch: Launch = Launch(), # how it would be launched
+                 ) -> LaunchMemory:
+    "Memory per GPU of every training phase of a planned recipe under a launch; whether it fits; the teacher cache on disk."
+    phases = training_phases(plan)
+    return LaunchMemory(launch, phases, [phase_gib(p, launch) for p in phases], plan.recipe.distill.max_tokens, plan.recipe.loss.divergence.kind)
+
 # %% ../nbs/15_recipes.ipynb #bd8b0d4d
 DEFAULT_RECIPE = 'minitron-depth' # what `slimlab demo` and `make demo` run
 
@@ -687,15 +869,18 @@ def run_recipe(recipe: str | Path | Recipe, # a recipe file, a bundled recipe's 
                sets: dict | None = None, # {dotted key: value} overrides after the scale
                dry_run: bool = False, # only plan: shapes, parameter counts and token schedule on the meta device
                job: Job = Job(), # resume an interrupted run (a finished one is left as it is) or overwrite one; progress bars, log lines
+               launch: Launch | None = None, # a dry run's launch, for its memory per GPU (None: one process, no sharding, the teacher online)
               ) -> RecipePlan | RecipeRun:
     "Check and plan a recipe, then MoEfy, correct the teacher, prune and distil stage by stage, and report — resumable."
     from accelerate import PartialState
+    if launch is not None and not dry_run:
+        raise ValueError("launch sizes the memory of a dry run; pass dry_run=True (a real run gets its processes, sharding and precision from its launcher)")
     source, sets = str(recipe) if not isinstance(recipe, Recipe) else recipe.name, sets or {}
     if not isinstance(recipe, Recipe): recipe = load_recipe(recipe, scale, sets)
     plan = plan_recipe(recipe)
     if dry_run:
         if out is not None: check_run_dir(out, recipe, job)  # what the real run would refuse, the dry run refuses
-        for line in plan.lines(): job.say(line)
+        for line in plan.lines() + launch_memory(plan, launch or Launch()).lines(): job.say(line)
         return plan
     run_dir = check_run_dir(out or Path('runs')/f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}", recipe, job)
     check_recipe_data(recipe, load_tokenizer(recipe.teacher.model))

@@ -1,0 +1,122 @@
+"""The teacher cache across processes, kills and bad input.
+
+- Two `torchrun` processes (gloo, CPU) write the same cache as one process: the processes split the shards, every
+  tensor of every shard is equal.
+- Two processes training from a cache follow one process accumulating two micro-batches: relative 1e-4 on every logged
+  term and on the final weights (the tolerance of tests/test_distill_multiproc.py: an all-reduce of two gradients sums in
+  another order than accumulation).
+- A run from a cache killed with SIGKILL after its first checkpoint resumes to exactly the weights and loss curve of an
+  uninterrupted run.
+- A resume on another number of processes, and caches that do not fit the run (another tokenizer, another block length,
+  fewer blocks than the budget, a missing shard) are refused before anything is written."""
+import copy, os, signal, subprocess, sys, time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from slimlab.distill import (CACHE_FILE, DistillConfig, DistillData, TeacherCache, cache_shard, complete_checkpoints, distill, read_metrics,
+                             write_teacher_cache)
+from slimlab.lab import Job, load_model, load_tokenizer
+
+WORKER = Path(__file__).with_name('distill_worker.py')
+ENV = dict(os.environ, OMP_NUM_THREADS='1', TOKENIZERS_PARALLELISM='false')
+TOLERANCE = 1e-4  # relative
+TWO = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2']
+
+
+def run(cmd: list[str], ok: bool = True) -> subprocess.CompletedProcess:
+    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    if ok: assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
+    return out
+
+
+def worker(run_dir: Path, cache: Path, *extra: str) -> list[str]:
+    return [str(WORKER), str(run_dir), '--cache', str(cache), '--cache-k', '32', *extra]
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(run_dir/'model'/'model.safetensors')
+
+
+def snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.rglob('*'))}
+
+
+@pytest.fixture(scope='module')
+def cache(tmp_path_factory) -> Path:
+    "A cache of the worker's 48 blocks, written by one process."
+    folder = tmp_path_factory.mktemp('one')/'cache'
+    run([sys.executable, *worker(folder.parent/'unused', folder, '--cache-only')])
+    return folder
+
+
+def test_two_processes_write_the_cache_of_one(cache, tmp_path):
+    run([*TWO, *worker(tmp_path/'unused', tmp_path/'cache', '--cache-only', '--processes', '2')])
+    one, two = TeacherCache(cache), TeacherCache(tmp_path/'cache')
+    assert one.spec == two.spec and one.spec.shards == 10
+    for i in range(one.spec.shards):
+        a, b = load_file(cache_shard(cache, i)), load_file(cache_shard(tmp_path/'cache', i))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f"shard {i} differs"
+
+
+def test_two_processes_from_a_cache_equal_one_with_accumulation(cache, tmp_path):
+    run([sys.executable, *worker(tmp_path/'one', cache, '--steps', '6', '--micro', '2', '--accum', '2')])
+    run([*TWO, *worker(tmp_path/'two', cache, '--steps', '6', '--micro', '2', '--accum', '1', '--processes', '2')])
+    one, two = read_metrics(tmp_path/'one', 'train'), read_metrics(tmp_path/'two', 'train')
+    assert [r['tokens'] for r in one] == [r['tokens'] for r in two] and len(one) == 6
+    for a, b in zip(one, two):
+        for key in ('loss', 'lm', 'kd'): assert b[key] == pytest.approx(a[key], rel=TOLERANCE), (a['step'], key)
+    assert one[-1]['kd'] < one[0]['kd']  # it trained
+    wa, wb = weights(tmp_path/'one'), weights(tmp_path/'two')
+    for k in wa: torch.testing.assert_close(wb[k], wa[k], rtol=TOLERANCE, atol=TOLERANCE*wa[k].abs().max().item())
+
+
+def test_killed_run_from_a_cache_resumes_exactly(cache, tmp_path):
+    steps = ['--steps', '20', '--save-every', '4']
+    run([sys.executable, *worker(tmp_path/'straight', cache, *steps)])
+    proc = subprocess.Popen([sys.executable, *worker(tmp_path/'killed', cache, *steps)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env=ENV)
+    deadline = time.monotonic() + 240
+    while not complete_checkpoints(tmp_path/'killed') and proc.poll() is None and time.monotonic() < deadline: time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    _, err = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before it could be killed (rc {proc.returncode}):\n{err[-3000:]}"
+    assert not (tmp_path/'killed'/'model').exists()
+    run([sys.executable, *worker(tmp_path/'killed', cache, *steps, '--resume')])
+    a, b = weights(tmp_path/'straight'), weights(tmp_path/'killed')
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r['loss'] for r in read_metrics(tmp_path/'killed', 'train')] == [r['loss'] for r in read_metrics(tmp_path/'straight', 'train')]
+
+
+def test_resume_on_another_process_count_is_refused(cache, tmp_path):
+    run([sys.executable, *worker(tmp_path/'run', cache, '--steps', '6', '--save-every', '3')])
+    (tmp_path/'run'/'model'/'slimlab_distill.json').unlink()  # as if killed after the checkpoint at step 3
+    before = snapshot(tmp_path/'run')
+    out = run([*TWO, *worker(tmp_path/'run', cache, '--steps', '6', '--save-every', '3', '--resume', '--processes', '2')], ok=False)
+    assert out.returncode != 0 and 'resume=True on 2 process(es), but the run was checkpointed on 1' in out.stderr
+    assert snapshot(tmp_path/'run') == before
+
+
+def test_caches_that_do_not_fit_are_refused_before_the_run(cache, tmp_path):
+    tokenizer = load_tokenizer('llama-tiny')
+    small = write_teacher_cache(load_model('llama-tiny', seed=1), torch.randint(0, 4096, (6, 32), generator=torch.Generator().manual_seed(0)),
+                                tmp_path/'small', k=8, tokenizer=tokenizer, shard_blocks=2, job=Job(progress=False, log=None))
+    other = copy.deepcopy(tokenizer)
+    other.add_tokens(['<not-in-the-cache>'])
+    config = DistillConfig(max_steps=2, micro_batch_size=2, seq_len=32, warmup_steps=0)
+    student = load_model('llama-tiny')
+    cases = [(DistillData(small, tokenizer=other), config, 'was made with another tokenizer than the run\'s'),
+             (DistillData(small, tokenizer=tokenizer), DistillConfig(max_steps=2, micro_batch_size=2, seq_len=16, warmup_steps=0),
+              "holds blocks of seq_len=32, but the run's seq_len=16"),
+             (DistillData(small, tokenizer=tokenizer), DistillConfig(max_steps=4, micro_batch_size=2, seq_len=32, warmup_steps=0),
+              'ends before the token budget: it holds 6 blocks (192 tokens), the run reads 8 (256 tokens)')]
+    for data, cfg, message in cases:
+        with pytest.raises(ValueError, match=message.replace('(', r'\(').replace(')', r'\)')):
+            distill(student, tmp_path/'refused', data, cfg, job=Job(progress=False, log=None))
+        assert not (tmp_path/'refused').exists()
+    cache_shard(small.folder, 1).unlink()
+    with pytest.raises(ValueError, match=r'is incomplete: 1 of 3 shards missing \(first shard-000001.safetensors\)'):
+        distill(student, tmp_path/'refused', DistillData(TeacherCache(small.folder)), config)
+    assert (small.folder/CACHE_FILE).exists()
