@@ -12,10 +12,9 @@
 #      to compare with what the GPU shows;
 #   3. (a) the demo recipe (RECIPE, default minitron-depth at its lab scale) through
 #      `accelerate launch --config_file CFG -m slimlab.cli run RECIPE --dtype bfloat16`, the online teacher;
-#      (b) the same with the offline teacher: `slimlab teacher-cache` writes the teacher's top-k cache, then the run
-#      reads it. Where `slimlab teacher-cache --help` fails, this step is skipped and says so. The command did not
-#      exist when this script was written: the defaults of CACHE_MAKE_ARGS and CACHE_RUN_ARGS (below) assume
-#      `slimlab teacher-cache RECIPE --out DIR` and `slimlab run RECIPE --teacher-cache DIR`; set them to its real options;
+#      (b) the same with the offline teacher (`--set teacher_cache.k=64`): the run writes its teacher's top-64 cache into
+#      its folder once, after the teacher correction, and distils every stage from it without running the teacher
+#      (the recipe corrects its teacher, so the cache cannot be written beforehand with `slimlab teacher-cache`);
 #   4. for each run: throughput (tokens/s of the train records of every metrics.jsonl the run wrote, the teacher
 #      correction's and each stage's; `tokens` and `seconds` are cumulative, so a file's rate is its last record's
 #      tokens/seconds, and the steady rate leaves out the first record), the peak GPU memory (nvidia-smi's memory.used,
@@ -28,7 +27,7 @@
 # Settings (environment): RECIPE, GPU (its index, default 0), BUDGET (seconds for all the runs together, default 420: the
 # runs share it, and one that reaches it is stopped and fails the check),
 # SETS (extra `--set key=value` words for every run, e.g. "distill.max_tokens=65536"), VENV (default .venv),
-# CACHE_MAKE_ARGS (default: "teacher-cache RECIPE --out WORK/cache"), CACHE_RUN_ARGS (default: "--teacher-cache WORK/cache").
+# CACHE_RUN_ARGS (the offline teacher's extra words for the run, default: "--set teacher_cache.k=64").
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -43,8 +42,7 @@ BUDGET=${BUDGET:-420}
 OUT=${OUT:-$ROOT/bench/gpu_check_out}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/slimlab-gpu-check.XXXXXX")
 CFG=$WORK/fsdp2-1gpu-bf16.yaml
-CACHE_MAKE_ARGS=${CACHE_MAKE_ARGS:-teacher-cache $RECIPE --out $WORK/cache}
-CACHE_RUN_ARGS=${CACHE_RUN_ARGS:---teacher-cache $WORK/cache}
+CACHE_RUN_ARGS=${CACHE_RUN_ARGS:---set teacher_cache.k=64}
 SET_ARGS=()
 for s in ${SETS:-}; do SET_ARGS+=(--set "$s"); done
 export CUDA_VISIBLE_DEVICES=$GPU HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -127,18 +125,9 @@ measured() {  # measured NAME COMMAND...: run a step within what is left of BUDG
 DEADLINE=$((SECONDS + BUDGET))
 run_args=(launch --config_file "$CFG" -m slimlab.cli run "$RECIPE" --dtype bfloat16 --no-progress "${SET_ARGS[@]}")
 measured online "$ACCELERATE" "${run_args[@]}" --out "$WORK/online"
-CASES=(online)
-
-if "$SLIMLAB" teacher-cache --help > /dev/null 2>&1; then
-  # shellcheck disable=SC2086  # the two settings are lists of words
-  measured cache-write "$ACCELERATE" launch --config_file "$CFG" -m slimlab.cli $CACHE_MAKE_ARGS
-  # shellcheck disable=SC2086
-  measured cache "$ACCELERATE" "${run_args[@]}" --out "$WORK/cache-run" $CACHE_RUN_ARGS
-  CASES+=(cache)
-else
-  say "offline-teacher step skipped: this slimlab has no 'slimlab teacher-cache' command (slimlab teacher-cache --help failed)"
-  echo "skipped: the command 'slimlab teacher-cache' is missing" > "$OUT/cache.skipped"
-fi
+# shellcheck disable=SC2086  # the setting is a list of words
+measured cache "$ACCELERATE" "${run_args[@]}" --out "$WORK/cache-run" $CACHE_RUN_ARGS
+CASES=(online cache)
 
 # --- 4. throughput, peak memory and loss curves, as JSON and as text ---
 "$PY" - "$OUT" "$WORK" "$RECIPE" "$GPU_GIB" "${CASES[@]}" <<'EOF'
@@ -166,8 +155,7 @@ def memory(name):
 
 estimate = re.search(r"^  fits: (yes|no) \(([\d,.]+) GiB of ([\d,.]+) GiB\)$", (out/'dry-run.log').read_text(), re.M)
 result = dict(recipe=recipe, gpu_gib=gpu_gib, accelerate_config=str(out/'accelerate-config.yaml'),
-              estimate=dict(fits=estimate[1], peak_gib=float(estimate[2].replace(',', ''))) if estimate else None, runs={},
-              skipped={p.stem: p.read_text().strip() for p in out.glob('*.skipped')})
+              estimate=dict(fits=estimate[1], peak_gib=float(estimate[2].replace(',', ''))) if estimate else None, runs={})
 for case in cases:
     runs = {}
     for path in sorted(run_dirs[case].rglob('metrics.jsonl')):
@@ -188,7 +176,6 @@ for case, r in result['runs'].items():
         curve = ' '.join(f"{loss:.3f}" for _, _, loss in t['loss_curve'])
         lines += [f"  {where}: {t['tokens']:,} tokens in {t['seconds']:.1f} s = {t['tokens_per_s']:,.0f} tokens/s{steady}",
                   f"    loss every logged step: {curve}"]
-lines += [f"\n{name} step: {why}" for name, why in result['skipped'].items()]
 (out/'gpu_check.txt').write_text('\n'.join(lines) + '\n')
 print('\n'.join(lines))
 EOF

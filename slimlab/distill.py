@@ -28,11 +28,11 @@ __all__ = ['RESUMABLE_FIELDS', 'CACHE_FILE', 'CACHE_DTYPES', 'CHECKPOINTS', 'MET
            'write_teacher_cache', 'TeacherCache', 'DistillData', 'check_data', 'check_stream', 'teacher_states',
            'DistillStudent', 'checkpoint_path', 'complete_checkpoints', 'latest_checkpoint',
            'remove_partial_checkpoints', 'retire_checkpoints', 'save_checkpoint', 'checkpoint_problem', 'read_metrics',
-           'append_metrics', 'truncate_metrics', 'damaged_checkpoint', 'check_resume', 'Alongside', 'check_inputs',
-           'make_accelerator', 'check_held_out', 'prepare_run_dir', 'make_optimizer', 'make_loader', 'prepare_training',
-           'restore_checkpoint', 'PreparedRun', 'batch_teacher', 'micro_step', 'record', 'mean_terms', 'log_held_out',
-           'after_step', 'DistillResult', 'save_student', 'finished_run', 'train_steps', 'save_final', 'distill',
-           'correction_config', 'correct_teacher']
+           'append_metrics', 'truncate_metrics', 'damaged_checkpoint', 'check_resume', 'Alongside', 'check_cache_loss',
+           'check_inputs', 'make_accelerator', 'check_held_out', 'whole_weights', 'prepare_run_dir', 'make_optimizer',
+           'make_loader', 'prepare_training', 'restore_checkpoint', 'PreparedRun', 'batch_teacher', 'micro_step',
+           'record', 'mean_terms', 'log_held_out', 'after_step', 'DistillResult', 'save_student', 'finished_run',
+           'train_steps', 'save_final', 'distill', 'correction_config', 'correct_teacher']
 
 # %% ../nbs/10_distill.ipynb #ba8ac84a
 @contextmanager
@@ -549,15 +549,15 @@ class Alongside:
     features: FeatureDistiller | None = None # for feature / FDD terms; its projection trains with the student
     mtp: nn.Module | None = None # `slimlab.mtp.MTPHeads` of the student (β terms), saved beside it
 
-def _check_cache_loss(loss: CompositeConfig, teacher):
-    "Refuse what a teacher cache cannot serve: a teacher model beside it, feature terms, divergences that need the whole distribution."
-    if teacher is not None: raise ValueError("teacher= and a TeacherCache as train_data both give the teacher; pass teacher=None to train from the cache")
+def check_cache_loss(loss: CompositeConfig # the run's composite loss
+                    ):
+    "Refuse the terms a teacher cache cannot serve: feature terms, divergences that need the teacher's whole distribution."
     if loss.feature_weight or loss.dynamics_weight:
-        raise ValueError("feature_weight or dynamics_weight > 0 compares with the teacher's hidden states, which a teacher cache does not hold; "
-                         "set them to 0 or pass teacher=")
+        raise ValueError("loss.feature_weight or loss.dynamics_weight > 0 compares with the teacher's hidden states, which a teacher cache "
+                         "does not hold; set them to 0 or run the teacher online")
     if loss.divergence.kind not in SPARSE_KD_LOSSES:
         raise ValueError(f"loss.divergence={loss.divergence.kind!r} needs the teacher's probability of every token, and a teacher cache holds "
-                         f"its top-k; use {' or '.join(SPARSE_KD_LOSSES)}, or pass teacher=")
+                         f"its top-k; use {' or '.join(SPARSE_KD_LOSSES)}, or run the teacher online")
 
 def check_inputs(student, teacher, # the models of the run
                  config: DistillConfig, # the run's config
@@ -566,7 +566,9 @@ def check_inputs(student, teacher, # the models of the run
                 ) -> CompositeLoss:
     "Check that the loss has the teacher (model or cache) and models it needs and that they fit the config; the composite loss."
     loss, mtp = config.loss, alongside.mtp
-    if cache is not None: _check_cache_loss(loss, teacher)
+    if cache is not None and teacher is not None:
+        raise ValueError("teacher= and a TeacherCache as train_data both give the teacher; pass teacher=None to train from the cache")
+    if cache is not None: check_cache_loss(loss)
     if teacher is None and cache is None and loss.lam.peak > 0:
         raise ValueError(f"the loss gives distillation a weight up to lambda={loss.lam.peak}, which needs a teacher; pass teacher= "
                          "or use lm_only(loss) for training without one")
@@ -601,13 +603,25 @@ def make_accelerator(config: DistillConfig, # the run's config (its gradient acc
 def check_held_out(accelerator, # the run's Accelerator
                    stream: torch.Tensor | None, # the held-out tokens, if any
                   ):
-    "Refuse a held-out evaluation that would read the whole student where each process holds only a shard (FSDP, ZeRO-3)."
+    "Refuse a held-out evaluation where each process holds only a shard it cannot gather for it (FSDP version 1, ZeRO-3); FSDP2 gathers (`whole_weights`)."
     from accelerate.utils import DistributedType
     ds = accelerator.state.deepspeed_plugin
-    shards = accelerator.distributed_type == DistributedType.FSDP or (ds is not None and ds.zero_stage == 3)
-    if stream is not None and shards:
-        raise ValueError("eval_data: held-out perplexity reads the whole student on every process, which FSDP / ZeRO-3 shard; "
-                         "pass eval_data=None and evaluate <run_dir>/model after the run")
+    fsdp1 = accelerator.distributed_type == DistributedType.FSDP and accelerator.state.fsdp_plugin.fsdp_version == 1
+    if stream is not None and (fsdp1 or (ds is not None and ds.zero_stage == 3)):
+        raise ValueError("eval_data: held-out perplexity reads the whole student on every process, which FSDP version 1 and ZeRO-3 shard; "
+                         "launch with fsdp_version: 2, or pass eval_data=None and evaluate <run_dir>/model after the run")
+
+@contextmanager
+def whole_weights(module: nn.Module # the prepared module: an FSDP2 root (`fully_shard`), or an unsharded one
+                 ):
+    "Inside the block, the root's own shard gathered (embeddings, final norm, output layer), so a call that is not its forward reads whole weights; its blocks gather in their own forwards."
+    from torch.distributed.fsdp import FSDPModule
+    if not isinstance(module, FSDPModule):
+        yield module
+        return
+    module.unshard()
+    try: yield module
+    finally: module.reshard()
 
 def prepare_run_dir(run_dir: Path, # the run directory (checked by `check_run_folder`)
                     config: DistillConfig, # written to config.json
@@ -747,7 +761,7 @@ def log_held_out(run: PreparedRun, # the run (with a held-out stream)
                 ) -> float:
     "The student's held-out perplexity after `step` steps (every process computes it), recorded; the student is left in training mode."
     c = run.config
-    with run.accelerator.autocast():
+    with run.accelerator.autocast(), whole_weights(run.module):
         ppl = perplexity(run.student, run.held_out, seq_len=c.seq_len, stride=c.seq_len, batch_size=c.micro_batch_size, progress=False).value
     run.student.train()
     record(run, dict(split='eval', step=step, tokens=step*run.tokens_per_step, ppl=ppl, loss=math.log(ppl), seconds=run.seconds()))

@@ -22,7 +22,8 @@ from .prune import ModelShape, make_plan, random_scores, sync_config
 from .experts import ROUTERS, MoefyConfig, moe_config, moefy, save_moe
 from .ship import QUANT_RECORD, QUANT_SCHEMES, check_scheme, quantized_card, run_quantize, weight_bytes
 from .losses import SPARSE_KD_LOSSES, CompositeConfig
-from .distill import DistillConfig, DistillData, correct_teacher, correction_config, finished_run, minitron_loss
+from .distill import (CACHE_DTYPES, CACHE_FILE, DistillConfig, DistillData, TeacherCache, check_cache_loss, correct_teacher, correction_config, finished_run,
+                             minitron_loss, write_teacher_cache)
 from .schedules import (SCHEDULE_FILE, PruneSchedule, Stage, ScheduleResult, StageRecord, StageTraining, check_expert_strategy, check_init,
                                check_schedule, check_training, final_shape, run_schedule)
 from .plots import curves, new_figure
@@ -30,18 +31,18 @@ from .plots import curves, new_figure
 # %% auto #0
 __all__ = ['RECIPE_DISTILL', 'MOVED_KEYS', 'SHARDINGS', 'TEACHER_SOURCES', 'PRECISIONS', 'ACTIVATION_BYTES', 'CACHE_PAIR_BYTES',
            'CACHE_TOKEN_BYTES', 'MEMORY_TERMS', 'DEFAULT_RECIPE', 'RECIPE_FILE', 'SUMMARY_FILE', 'RUN_PARTS',
-           'TeacherSpec', 'CorrectionSpec', 'QuantizeSpec', 'DataSpec', 'Recipe', 'recipe_fields', 'schema_rows',
-           'check_keys', 'from_dict', 'to_plain', 'set_key', 'parse_set', 'recipes_dir', 'bundled_recipes',
-           'read_bundled_yaml', 'read_recipe_file', 'resolve_data', 'distill_config', 'check_recipe', 'load_recipe',
-           'recipe_to_yaml', 'teacher_config', 'source_config', 'recipe_stages', 'stage_config', 'PlanRow',
-           'RecipePlan', 'human', 'meta_params', 'check_budgets', 'check_quantize', 'plan_recipe', 'Launch',
+           'TeacherSpec', 'CorrectionSpec', 'QuantizeSpec', 'TeacherCacheSpec', 'DataSpec', 'Recipe', 'recipe_fields',
+           'schema_rows', 'check_keys', 'from_dict', 'to_plain', 'set_key', 'parse_set', 'recipes_dir',
+           'bundled_recipes', 'read_bundled_yaml', 'read_recipe_file', 'resolve_data', 'distill_config', 'check_recipe',
+           'load_recipe', 'recipe_to_yaml', 'teacher_config', 'source_config', 'recipe_stages', 'stage_config',
+           'PlanRow', 'RecipePlan', 'human', 'meta_params', 'check_budgets', 'check_quantize', 'plan_recipe', 'Launch',
            'TrainingPhase', 'phase_gib', 'term_notes', 'offload_gib', 'teacher_cache_bytes', 'mtp_params',
            'training_phases', 'LaunchMemory', 'launch_memory', 'changed_keys', 'check_run_dir', 'clear_run',
-           'write_recipe', 'read_run_recipe', 'recipe_data', 'validation_stream', 'check_recipe_data',
-           'moefy_cache_key', 'prepare_teacher', 'correction_cache_key', 'prepare_correction', 'RecipeRun',
-           'quantize_student', 'run_recipe', 'recovery_curve', 'plot_recovery', 'summary_lines', 'quantize_schemes',
-           'report_models', 'disk_section', 'quantized_summary', 'run_card', 'write_run_card', 'recipe_report',
-           'show_report']
+           'write_recipe', 'read_run_recipe', 'recipe_data', 'train_blocks', 'validation_stream', 'check_recipe_data',
+           'moefy_cache_key', 'prepare_teacher', 'correction_cache_key', 'prepare_correction', 'cache_blocks',
+           'check_cache_path', 'write_recipe_cache', 'prepare_cache', 'RecipeRun', 'quantize_student', 'run_recipe',
+           'recovery_curve', 'plot_recovery', 'summary_lines', 'quantize_schemes', 'report_models', 'disk_section',
+           'quantized_summary', 'run_card', 'write_run_card', 'recipe_report', 'show_report']
 
 # %% ../nbs/15_recipes.ipynb #65d77271
 @dataclass
@@ -67,6 +68,18 @@ class QuantizeSpec:
         if len(set(self.schemes)) < len(self.schemes): raise ValueError(f"schemes={self.schemes} names a scheme twice")
 
 @dataclass
+class TeacherCacheSpec:
+    "An offline teacher: its top-k log-probabilities over the training blocks, written once and read by every stage instead of running the teacher."
+    k: int = 64 # log-probabilities kept per position
+    dtype: str = 'bfloat16' # their storage precision: bfloat16 or float32
+    path: str | None = None # a cache written beforehand (`slimlab teacher-cache`) to read; None: the run writes one into teacher-cache/
+
+    def __post_init__(self):
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1: raise ValueError(f"k={self.k!r} must be an integer >= 1")
+        if self.dtype not in CACHE_DTYPES:
+            raise ValueError(f"dtype={self.dtype!r} is unknown{did_you_mean(str(self.dtype), CACHE_DTYPES)}; allowed: {', '.join(CACHE_DTYPES)}")
+
+@dataclass
 class DataSpec:
     "Where each step's text comes from: a `slimlab.data.TextSource` each, written as one string ('lab', 'data/chat.jsonl', 'org/name:streaming=true') or a mapping of its keys."
     train: TextSource = LAB_TEXT # distillation and teacher-correction text (the lab corpus: its train split); read only as far as the budget needs
@@ -88,6 +101,7 @@ class Recipe:
     moefy: MoefyConfig | None = None # MoEfication of a dense teacher first (it then becomes the teacher)
     correction: CorrectionSpec | None = None # teacher correction before pruning
     quantize: QuantizeSpec | None = None # weight-only quantization of the student after distillation (None: none)
+    teacher_cache: TeacherCacheSpec | None = None # distil from the teacher's top-k, written once (None: the teacher runs during training)
     calibration: Calibration = field(default_factory=Calibration) # the samples of the MoEfication and of every cut's scoring
     training: StageTraining = field(default_factory=StageTraining) # what trains beside the student (MTP heads, feature distance), its init
     loss: CompositeConfig = field(default_factory=minitron_loss) # the composite loss; keys not given are Minitron's (logit-only KD: λ = 1, β = 0)
@@ -343,6 +357,7 @@ def check_recipe(recipe: Recipe) -> Recipe:
     _prefixed('training', lambda: check_init(recipe.training.init, p.n_stages), sep='.')
     if recipe.moefy: _in(recipe.moefy.router, ROUTERS, 'moefy.router')
     _check_mtp_terms(recipe)
+    if recipe.teacher_cache: _prefixed('teacher_cache', lambda: check_cache_loss(recipe.loss))
     _at_least(recipe.data.validation_tokens, 2, 'data.validation_tokens')
     _prefixed('report', lambda: check_tasks(recipe.report.tasks))
     return recipe
@@ -682,7 +697,7 @@ RECIPE_FILE = 'recipe.yaml' # the resolved recipe, in the run directory
 
 SUMMARY_FILE = 'summary.json' # in report/: the key numbers; written last, it marks a finished run
 
-RUN_PARTS = (RECIPE_FILE, 'moefied', 'correction', 'schedule', 'quantized', 'report') # what a recipe run writes into its directory
+RUN_PARTS = (RECIPE_FILE, 'moefied', 'correction', 'teacher-cache', 'schedule', 'quantized', 'report') # what a recipe run writes into its directory
 
 def _flat(d: dict, prefix: str = '') -> dict:
     "A nested mapping as {dotted.key: value}."
@@ -741,8 +756,16 @@ def recipe_data(spec: DataSpec, # the recipe's data section
                 budget: int | None = None, # training tokens the run reads at most (None: all the text)
                ) -> tuple[torch.Tensor, torch.Tensor]:
     "Training blocks and the validation stream; a file or hub source is read only as far as the budget needs (the lab corpus: all of its train split)."
+    return train_blocks(spec, tokenizer, seq_len, budget), validation_stream(spec, tokenizer)
+
+def train_blocks(spec: DataSpec, # the recipe's data section
+                 tokenizer, # the teacher's tokenizer
+                 seq_len: int, # training block length
+                 budget: int | None = None, # training tokens the run reads at most (None: all the text)
+                ) -> torch.Tensor:
+    "The training blocks of `data.train`: a file or hub source read only as far as the budget needs, the lab corpus's whole train split."
     max_blocks = None if spec.train.is_lab or budget is None else math.ceil(budget / seq_len)
-    return source_blocks(spec.train, tokenizer, seq_len, max_blocks), validation_stream(spec, tokenizer)
+    return source_blocks(spec.train, tokenizer, seq_len, max_blocks)
 
 def validation_stream(spec: DataSpec, # the recipe's data section
                       tokenizer, # the teacher's tokenizer
@@ -824,6 +847,63 @@ def prepare_correction(recipe: Recipe, run_dir: Path, teacher, train, held_out, 
     _keep_cached(out, cached, finished_run)
     return load_model(done.model_dir)
 
+def cache_blocks(recipe: Recipe, # the resolved recipe
+                 train: torch.Tensor, # the run's training blocks (`recipe_data`)
+                 num_processes: int, # processes of the run
+                ) -> torch.Tensor:
+    "The blocks a recipe's teacher cache holds: the first ones, as many as its largest stage reads on this many processes (a cache holds each block once)."
+    c = distill_config(recipe)
+    needed = math.ceil(c.max_tokens/c.tokens_per_step(num_processes))*c.micro_batch_size*c.grad_accum*num_processes
+    if needed > len(train):
+        raise ValueError(f"teacher_cache: the run reads {needed:,} blocks of {c.seq_len} tokens on {num_processes} process(es), but data.train "
+                         f"holds {len(train):,}; a cache holds each block once: lower distill.max_tokens, give more text, or run the teacher online")
+    return train[:needed]
+
+def check_cache_path(recipe: Recipe, # a recipe whose teacher_cache names a path
+                     tokenizer, # the teacher's tokenizer
+                     teacher=None, # the teacher the run distils from (None: not loaded yet)
+                     train: torch.Tensor | None = None, # the run's training blocks (None: not read yet)
+                     num_processes: int = 1, # processes of the run
+                    ) -> TeacherCache:
+    "The cache `teacher_cache.path` names, refused unless it holds this recipe's k, block length, tokenizer (and, once given, teacher and first training blocks)."
+    spec, c = recipe.teacher_cache, distill_config(recipe)
+    try:
+        cache = TeacherCache(spec.path).check(seq_len=c.seq_len, tokenizer=tokenizer, teacher=teacher, k=spec.k)
+        if train is not None: cache.check(blocks=len(cache_blocks(recipe, train, num_processes)), data=train[:cache.spec.blocks])
+    except (ValueError, FileNotFoundError) as e: raise type(e)(f"teacher_cache.path: {e}") from None
+    return cache
+
+def write_recipe_cache(recipe: str | Path | Recipe, # a recipe file, a bundled recipe's name, or a loaded `Recipe`
+                       out: str | Path, # the cache folder
+                       scale: str | None = None, # a key of the recipe's `scales:`
+                       sets: dict | None = None, # {dotted key: value} overrides after the scale (e.g. teacher_cache.k)
+                       job: Job = Job(), # resume (write the missing shards) or overwrite; progress bar, summary line
+                      ) -> TeacherCache:
+    "The teacher cache a run of the recipe reads with `teacher_cache.path: OUT`: its teacher once over the first blocks its budget needs, one writer per process."
+    from accelerate import PartialState
+    source = recipe.name if isinstance(recipe, Recipe) else str(recipe)
+    if not isinstance(recipe, Recipe): recipe = load_recipe(recipe, scale, sets or {})
+    if recipe.moefy or recipe.correction:
+        raise ValueError(f"recipe {recipe.name} {'MoEfies' if recipe.moefy else 'corrects'} its teacher before distilling, which only its run does; "
+                         "give it teacher_cache without a path and the run writes its cache from the teacher it distils from")
+    spec = recipe.teacher_cache or TeacherCacheSpec()
+    if spec.path is not None: raise ValueError(f"teacher_cache.path={spec.path!r} names a cache to read, and this job writes one to --out; drop the path")
+    tokenizer, config = load_tokenizer(recipe.teacher.model), distill_config(recipe)
+    check_recipe_data(recipe, tokenizer)
+    job.run_folder(out, 'out', marker=CACHE_FILE, what='teacher cache')  # before the teacher loads
+    train = train_blocks(recipe.data, tokenizer, config.seq_len, config.max_tokens)
+    processes = PartialState(cpu=not torch.cuda.is_available()).num_processes
+    cache = write_teacher_cache(load_model(recipe.teacher.model), cache_blocks(recipe, train, processes), out, spec.k, tokenizer, dtype=spec.dtype, job=job)
+    job.say(f"a run reads it with: slimlab run {_source_line(source, scale, sets or {})} --set teacher_cache.path={cache.folder}")
+    return cache
+
+def prepare_cache(recipe: Recipe, run_dir: Path, teacher, train: torch.Tensor, tokenizer, num_processes: int, job: Job) -> TeacherCache:
+    "The teacher cache a recipe run distils from: the one `teacher_cache.path` names, checked against the run, or run_dir/teacher-cache, written (or finished) now."
+    spec = recipe.teacher_cache
+    if spec.path is not None: return check_cache_path(recipe, tokenizer, teacher, train, num_processes)
+    return write_teacher_cache(teacher, cache_blocks(recipe, train, num_processes), run_dir/'teacher-cache', spec.k, tokenizer, dtype=spec.dtype,
+                               job=replace(job, resume=True, overwrite=False))
+
 # %% ../nbs/15_recipes.ipynb #e5a06578
 @dataclass
 class RecipeRun:
@@ -851,7 +931,9 @@ def _distill_run(recipe: Recipe, run_dir: Path, state, job: Job) -> ScheduleResu
     budget = max(config.max_tokens, recipe.correction.tokens if recipe.correction else 0)
     train, held_out = recipe_data(recipe.data, tokenizer, config.seq_len, budget)
     if recipe.correction: teacher = prepare_correction(recipe, run_dir, teacher, train, held_out, config, tokenizer, state, job.progress, job.say)
-    return run_schedule(teacher, recipe_stages(recipe, teacher.config), run_dir/'schedule', DistillData(train, held_out, tokenizer), config, teacher,
+    data = DistillData(train, held_out, tokenizer)
+    if recipe.teacher_cache: data = replace(data, train_data=prepare_cache(recipe, run_dir, teacher, train, tokenizer, state.num_processes, job))
+    return run_schedule(teacher, recipe_stages(recipe, teacher.config), run_dir/'schedule', data, config, teacher,
                         recipe.prune, recipe.calibration, recipe.training, replace(job, resume=(run_dir/'schedule').exists(), overwrite=False))
 
 def quantize_student(spec: QuantizeSpec, # the recipe's quantize section
@@ -880,10 +962,14 @@ def run_recipe(recipe: str | Path | Recipe, # a recipe file, a bundled recipe's 
     plan = plan_recipe(recipe)
     if dry_run:
         if out is not None: check_run_dir(out, recipe, job)  # what the real run would refuse, the dry run refuses
-        for line in plan.lines() + launch_memory(plan, launch or Launch()).lines(): job.say(line)
+        launch = launch or Launch()
+        if recipe.teacher_cache and launch.teacher == 'online': launch = replace(launch, teacher='cache', cache_k=recipe.teacher_cache.k)  # as the recipe runs
+        for line in plan.lines() + launch_memory(plan, launch).lines(): job.say(line)
         return plan
     run_dir = check_run_dir(out or Path('runs')/f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}", recipe, job)
-    check_recipe_data(recipe, load_tokenizer(recipe.teacher.model))
+    tokenizer = load_tokenizer(recipe.teacher.model)
+    check_recipe_data(recipe, tokenizer)
+    if recipe.teacher_cache and recipe.teacher_cache.path: check_cache_path(recipe, tokenizer)  # k, block length, tokenizer: before any model loads
     state = PartialState(cpu=not torch.cuda.is_available())
     job = replace(job, log=job.log if state.is_main_process else None)
     if job.resume and (run_dir/'report'/SUMMARY_FILE).exists(): return _finished(run_dir, recipe, job.say)

@@ -20,7 +20,7 @@ from .importance import Calibration
 from .losses import FEATURE_DISTANCES, FeatureDistiller, layer_map_from_plan
 from .mtp import MTPHeads, load_mtp, mtp_block_config
 from .experts import ExpertCompression, Groups, check_compression, expert_groups, fold_experts, mlp_inputs
-from .distill import DONE_FILE, Alongside, DistillConfig, DistillData, distill, finished_run, read_metrics
+from .distill import DONE_FILE, Alongside, DistillConfig, DistillData, TeacherCache, distill, finished_run, read_metrics
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'SHAPE_FIELDS', 'WIDTH_AXES', 'INITS', 'EXPERT_GROUPS_FILE', 'SCHEDULE_FILE', 'PLAN_FILE', 'NO_EXTRAS',
@@ -864,7 +864,8 @@ def heal(self: ScheduleRun, k: int, student, mtp, plans: list[PruningPlan]):
                  f"distil {p.stages[k - 1].tokens:,} tokens")
     resume = self.job.resume and (stage_dir/'config.json').exists()
     alongside = Alongside(_stage_features(plans, p.distill_configs[k - 1], self.training.feature_distance, student), mtp)
-    distill(student, stage_dir, self.data, p.distill_configs[k - 1], teacher=self.teacher, alongside=alongside,
+    teacher = None if isinstance(self.data.train_data, TeacherCache) else self.teacher  # a cache stands for the teacher
+    distill(student, stage_dir, self.data, p.distill_configs[k - 1], teacher=teacher, alongside=alongside,
             job=replace(self.job, resume=resume, overwrite=not resume))
     return _record(k, p.stages[k - 1], p.shapes[k - 1], p.params[k - 1], stage_dir)
 

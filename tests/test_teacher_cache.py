@@ -120,3 +120,73 @@ def test_caches_that_do_not_fit_are_refused_before_the_run(cache, tmp_path):
     with pytest.raises(ValueError, match=r'is incomplete: 1 of 3 shards missing \(first shard-000001.safetensors\)'):
         distill(student, tmp_path/'refused', DistillData(TeacherCache(small.folder)), config)
     assert (small.folder/CACHE_FILE).exists()
+
+
+# --- through a recipe and the `slimlab` command, as a user runs them ---
+
+BIN = Path(sys.executable).parent
+
+
+def slimlab(*args):
+    env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1', 'TQDM_DISABLE': '1'}
+    return subprocess.run([str(BIN/'slimlab'), *map(str, args)], capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.fixture(scope='module')
+def recipe(tmp_path_factory) -> Path:
+    "A tiny recipe on a saved random Llama (a report), and a second teacher folder with other weights."
+    import yaml
+    root = tmp_path_factory.mktemp('recipe')
+    for name, seed in (('teacher', 0), ('other-teacher', 1)):
+        load_model('llama-tiny', seed=seed).save_pretrained(root/name)
+        load_tokenizer('llama-tiny').save_pretrained(root/name)
+    plain = dict(name='tiny', teacher=str(root/'teacher'), prune=dict(final=dict(drop_layers=2)), calibration=dict(samples=4, seq_len=32),
+                 loss=dict(chunk=128), distill=dict(max_tokens=256, micro_batch_size=2, seq_len=32, warmup_steps=1, eval_every=2, save_every=2),
+                 data=dict(validation_tokens=128), report=dict(seq_len=32, max_tokens=128, speed_batch_sizes=[]))
+    (root/'tiny.yaml').write_text(yaml.safe_dump(plain))
+    return root
+
+
+def test_a_recipe_run_writes_its_cache_and_distils_from_it(recipe):
+    r = slimlab('run', recipe/'tiny.yaml', '--out', recipe/'own', '--set', 'teacher_cache.k=16')
+    assert r.returncode == 0, r.stderr
+    cache = TeacherCache(recipe/'own'/'teacher-cache')
+    assert (cache.spec.k, cache.spec.blocks, cache.spec.seq_len) == (16, 8, 32)  # 256 tokens: 8 blocks of 32
+    stages = [read_metrics(stage, 'train') for stage in sorted((recipe/'own'/'schedule').glob('stage-*'))]
+    assert stages and all(rows and all(row['kd'] > 0 for row in rows) for rows in stages)
+
+
+def test_the_teacher_cache_command_then_a_run_reading_it(recipe):
+    r = slimlab('teacher-cache', recipe/'tiny.yaml', '--out', recipe/'cache', '--k', '16')
+    assert r.returncode == 0, r.stderr
+    assert f"--set teacher_cache.k=16 --set teacher_cache.path={recipe/'cache'}" in r.stdout
+    before = snapshot(recipe/'cache')
+    r = slimlab('run', recipe/'tiny.yaml', '--out', recipe/'read', '--set', 'teacher_cache.k=16', '--set', f"teacher_cache.path={recipe/'cache'}")
+    assert r.returncode == 0, r.stderr
+    assert not (recipe/'read'/'teacher-cache').exists() and snapshot(recipe/'cache') == before
+    r = slimlab('teacher-cache', recipe/'tiny.yaml', '--out', recipe/'cache')
+    assert r.returncode == 2 and 'already holds results' in r.stderr and snapshot(recipe/'cache') == before
+
+
+@pytest.mark.parametrize('sets,message', [
+    ([], "teacher_cache.path: teacher cache {cache} holds k=16 log-probabilities per position, but the run asks for k=64"),
+    (['teacher_cache.k=16', 'distill.seq_len=16'], "holds blocks of seq_len=32, but the run's seq_len=16"),
+    (['teacher_cache.k=16', 'distill.max_tokens=512'], 'ends before the token budget: it holds 8 blocks (256 tokens), the run reads 16 (512 tokens)'),
+    (['teacher_cache.k=16', 'teacher={root}/other-teacher'], "was made from another teacher than the run's"),
+    (['teacher_cache.k=16', 'loss.divergence.kind=reverse_kl'], "teacher_cache: loss.divergence='reverse_kl' needs the teacher's probability of every token"),
+], ids=['k', 'seq_len', 'budget', 'teacher', 'divergence'])
+def test_a_cache_that_does_not_fit_the_run_is_refused_before_training(recipe, sets, message):
+    if not (recipe/'cache').exists(): assert slimlab('teacher-cache', recipe/'tiny.yaml', '--out', recipe/'cache', '--k', '16').returncode == 0
+    before, out = snapshot(recipe/'cache'), recipe/f'refused-{len(list(recipe.iterdir()))}'
+    args = [a for s in [*sets, f"teacher_cache.path={recipe/'cache'}"] for a in ('--set', s.format(root=recipe))]
+    r = slimlab('run', recipe/'tiny.yaml', '--out', out, *args)
+    assert r.returncode == 2 and message.format(cache=recipe/'cache') in r.stderr, r.stderr
+    assert snapshot(recipe/'cache') == before and not (out/'schedule').exists()  # nothing trained, the cache untouched
+
+
+def test_the_teacher_cache_command_refuses_what_it_cannot_write(recipe, tmp_path):
+    r = slimlab('teacher-cache', recipe/'tiny.yaml', '--out', tmp_path/'c', '--set', 'correction.tokens=64')
+    assert r.returncode == 2 and 'corrects its teacher before distilling, which only its run does' in r.stderr
+    r = slimlab('teacher-cache', recipe/'tiny.yaml', '--out', tmp_path/'c', '--cache-dtype', 'fp8')
+    assert r.returncode == 2 and "teacher_cache.dtype='fp8' is unknown; allowed: bfloat16, float32" in r.stderr, r.stderr
+    assert not (tmp_path/'c').exists()
