@@ -24,15 +24,16 @@ from .mtp import save_mtp
 # %% auto #0
 __all__ = ['RESUMABLE_FIELDS', 'CACHE_FILE', 'CACHE_DTYPES', 'CHECKPOINTS', 'METRICS_FILE', 'RUN_FILES', 'CHECKPOINT_FILES',
            'DONE_FILE', 'frozen', 'minitron_loss', 'lm_only', 'DistillConfig', 'block_order', 'BlockSampler',
-           'as_blocks', 'as_stream', 'lab_data', 'CacheSpec', 'blocks_fingerprint', 'cache_shard',
-           'write_teacher_cache', 'TeacherCache', 'DistillData', 'check_data', 'check_stream', 'teacher_states',
-           'DistillStudent', 'checkpoint_path', 'complete_checkpoints', 'latest_checkpoint',
+           'as_blocks', 'as_stream', 'lab_data', 'CacheSpec', 'cache_bytes_per_token', 'blocks_fingerprint',
+           'cache_shard', 'write_teacher_cache', 'TeacherCache', 'DistillData', 'check_data', 'check_stream',
+           'teacher_states', 'DistillStudent', 'checkpoint_path', 'complete_checkpoints', 'latest_checkpoint',
            'remove_partial_checkpoints', 'retire_checkpoints', 'save_checkpoint', 'checkpoint_problem', 'read_metrics',
            'append_metrics', 'truncate_metrics', 'damaged_checkpoint', 'check_resume', 'Alongside', 'check_cache_loss',
-           'check_inputs', 'make_accelerator', 'check_held_out', 'whole_weights', 'prepare_run_dir', 'make_optimizer',
-           'make_loader', 'prepare_training', 'restore_checkpoint', 'PreparedRun', 'batch_teacher', 'micro_step',
-           'record', 'mean_terms', 'log_held_out', 'after_step', 'DistillResult', 'save_student', 'finished_run',
-           'train_steps', 'save_final', 'distill', 'correction_config', 'correct_teacher']
+           'check_inputs', 'make_accelerator', 'check_held_out', 'shards_with_fsdp2', 'place_teacher', 'whole_weights',
+           'prepare_run_dir', 'make_optimizer', 'make_loader', 'prepare_training', 'restore_checkpoint', 'PreparedRun',
+           'batch_teacher', 'micro_step', 'record', 'mean_terms', 'log_held_out', 'after_step', 'DistillResult',
+           'save_student', 'finished_run', 'train_steps', 'save_final', 'distill', 'correction_config',
+           'correct_teacher']
 
 # %% ../nbs/10_distill.ipynb #ba8ac84a
 @contextmanager
@@ -190,9 +191,13 @@ class CacheSpec:
     def shards(self) -> int: return math.ceil(self.blocks/self.shard_blocks)
     @property
     def tokens(self) -> int: return self.blocks*self.seq_len
-    def bytes_per_token(self) -> int:
-        "Disk bytes per token: k token ids (int32) and log-probabilities, the mass outside them (float32), the token itself (int32)."
-        return self.k*(4 + CACHE_DTYPES[self.dtype].itemsize) + 4 + 4
+    def bytes_per_token(self) -> int: return cache_bytes_per_token(self.k, self.dtype)
+
+def cache_bytes_per_token(k: int, # log-probabilities kept per position
+                          dtype: str = 'bfloat16', # their storage precision, a key of `CACHE_DTYPES`
+                         ) -> int:
+    "Disk bytes per token of a teacher cache: k token ids (int32) and log-probabilities, the mass outside them (float32), the token itself (int32)."
+    return k*(4 + CACHE_DTYPES[dtype].itemsize) + 4 + 4
 
 def blocks_fingerprint(blocks: torch.Tensor # (N, seq_len) token ids
                       ) -> str:
@@ -232,9 +237,10 @@ def _write_shard(teacher, blocks: torch.Tensor, spec: CacheSpec, path: Path, bat
         top = teacher_topk(teacher, batch.to(device), spec.k, spec.vocab)
         indices.append(top.indices.to(torch.int32).cpu()); values.append(top.values.cpu())
     top = TeacherTopK(torch.cat(indices), torch.cat(values))
+    rest = topk_mass(top)
     tensors = dict(input_ids=blocks.to(torch.int32).contiguous(), indices=top.indices.contiguous(),
-                   values=top.values.to(CACHE_DTYPES[spec.dtype]).contiguous(), rest=topk_mass(top).contiguous())
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
+                   values=top.values.to(CACHE_DTYPES[spec.dtype]).contiguous(), rest=rest.contiguous())
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={'rest_sum': repr(rest.double().sum().item())}))
 
 def write_teacher_cache(teacher, # the teacher, a causal LM, on the device it runs on (each process its own copy)
                         blocks: torch.Tensor, # (N, seq_len) the training blocks, in the order a run indexes them
@@ -297,11 +303,11 @@ class TeacherCache(torch.utils.data.Dataset):
             return dict(input_ids=read('input_ids').long(), indices=read('indices').long(), values=read('values').float())
 
     def coverage(self) -> float:
-        "The teacher's mean probability inside the top-k, over every position of the cache."
+        "The teacher's mean probability inside the top-k, over every position of the cache (from the shards' headers: each holds its sum of `rest`)."
         from safetensors import safe_open
         total = 0.0
         for i in range(self.spec.shards):
-            with safe_open(str(cache_shard(self.folder, i)), 'pt') as f: total += f.get_tensor('rest').double().sum().item()
+            with safe_open(str(cache_shard(self.folder, i)), 'pt') as f: total += float(f.metadata()['rest_sum'])
         return 1 - total/self.spec.tokens
 
     def check(self, *, # every argument is optional: only what is given is checked
@@ -606,10 +612,24 @@ def check_held_out(accelerator, # the run's Accelerator
     "Refuse a held-out evaluation where each process holds only a shard it cannot gather for it (FSDP version 1, ZeRO-3); FSDP2 gathers (`whole_weights`)."
     from accelerate.utils import DistributedType
     ds = accelerator.state.deepspeed_plugin
-    fsdp1 = accelerator.distributed_type == DistributedType.FSDP and accelerator.state.fsdp_plugin.fsdp_version == 1
+    fsdp1 = accelerator.distributed_type == DistributedType.FSDP and not shards_with_fsdp2(accelerator)
     if stream is not None and (fsdp1 or (ds is not None and ds.zero_stage == 3)):
         raise ValueError("eval_data: held-out perplexity reads the whole student on every process, which FSDP version 1 and ZeRO-3 shard; "
                          "launch with fsdp_version: 2, or pass eval_data=None and evaluate <run_dir>/model after the run")
+
+def shards_with_fsdp2(accelerator # the run's Accelerator
+                     ) -> bool:
+    "Does the launch shard the student with FSDP2 (Accelerate's FSDP plugin with fsdp_version: 2)?"
+    from accelerate.utils import DistributedType
+    return accelerator.distributed_type == DistributedType.FSDP and accelerator.state.fsdp_plugin.fsdp_version == 2
+
+def place_teacher(accelerator, # the run's Accelerator
+                  teacher, # the frozen teacher, whole, on the CPU or a device
+                 ):
+    "The teacher where the run reads it: sharded like the student when the launch shards with FSDP2 (`slimlab.scale.shard_teacher`; FSDP2 moves each unit's shard to the process's device), else whole on every process's device."
+    if not shards_with_fsdp2(accelerator): return teacher.to(accelerator.device)
+    from slimlab.scale import shard_teacher
+    return shard_teacher(teacher)
 
 @contextmanager
 def whole_weights(module: nn.Module # the prepared module: an FSDP2 root (`fully_shard`), or an unsharded one
@@ -714,13 +734,22 @@ class PreparedRun:
     def with_blocks(self) -> bool: return bool(self.config.loss.feature_weight or self.config.loss.dynamics_weight)
     def seconds(self) -> float: return self.seconds_before + time.perf_counter() - self.started
 
+@contextmanager
 def batch_teacher(batch: torch.Tensor | dict, # (B, T) token ids, or a teacher cache's batch (input_ids, indices, values)
-                  teacher, # the frozen teacher, or None
+                  teacher, # the frozen teacher (whole, or sharded by `place_teacher`), or None
                   with_blocks: bool = False, # the teacher's block outputs too (feature terms)
-                 ) -> tuple[torch.Tensor, TeacherStates]:
-    "A micro-batch's token ids and its teacher: read from the cache's batch, computed by the online teacher, or none."
-    if isinstance(batch, dict): return batch['input_ids'], TeacherStates(None, None, topk=TeacherTopK(batch['indices'], batch['values']))
-    return batch, NO_TEACHER if teacher is None else teacher_states(teacher, batch, with_blocks)
+                  autocast=nullcontext, # the launch's autocast, for the teacher's forward
+                 ):
+    "A micro-batch's token ids and its teacher, valid inside the block: read from the cache's batch, computed by the online teacher (a sharded one gathered for the block), or none."
+    from torch.distributed.fsdp import FSDPModule
+    if isinstance(batch, dict): yield batch['input_ids'], TeacherStates(None, None, topk=TeacherTopK(batch['indices'], batch['values']))
+    elif teacher is None: yield batch, NO_TEACHER
+    elif isinstance(teacher, FSDPModule):
+        from slimlab.scale import sharded_teacher_states
+        with autocast(), sharded_teacher_states(teacher, batch, with_blocks) as states: yield batch, states
+    else:
+        with autocast(): states = teacher_states(teacher, batch, with_blocks)
+        yield batch, states
 
 def micro_step(run: PreparedRun, # the run
                batch: torch.Tensor | dict, # one micro-batch: (B, T) token ids, or a teacher cache's batch
@@ -730,9 +759,8 @@ def micro_step(run: PreparedRun, # the run
     "Forward and backward of one micro-batch; the last of a step clips and steps. Its loss terms, and (lr, grad norm) when it stepped."
     acc, stepped = run.accelerator, None
     with acc.accumulate(run.module):
-        with acc.autocast():
-            ids, t = batch_teacher(batch.to(acc.device) if isinstance(batch, torch.Tensor) else batch, teacher, run.with_blocks)
-        terms = run.module(ids, step/max(1, run.steps - 1), t)
+        with batch_teacher(batch.to(acc.device) if isinstance(batch, torch.Tensor) else batch, teacher, run.with_blocks, acc.autocast) as (ids, t):
+            terms = run.module(ids, step/max(1, run.steps - 1), t)  # a sharded teacher is gathered for this forward only
         acc.backward(terms.total)
         row = terms.as_dict()
         if acc.sync_gradients:
@@ -898,7 +926,7 @@ def distill(student, # the model to train, a causal LM (trained in place)
 
     if isinstance(blocks, BlockStream): blocks = blocks.for_process(accelerator.process_index, n_proc)
     module, optimizer, loader, scheduler = prepare_training(accelerator, student, loss, alongside.mtp, blocks, config, steps)
-    if teacher is not None: teacher.to(accelerator.device)  # replicated on every process, in the dtype it was loaded in
+    if teacher is not None: teacher = place_teacher(accelerator, teacher)  # in the dtype it was loaded in
     if state:
         loader = restore_checkpoint(accelerator, loader, run_dir, state)
         say(f"resumed at step {start} of {steps} ({state['tokens']:,} tokens) from {checkpoint_path(run_dir, start)}")

@@ -22,25 +22,25 @@ from .prune import ModelShape, make_plan, random_scores, sync_config
 from .experts import ROUTERS, MoefyConfig, moe_config, moefy, save_moe
 from .ship import QUANT_RECORD, QUANT_SCHEMES, check_scheme, quantized_card, run_quantize, weight_bytes
 from .losses import SPARSE_KD_LOSSES, CompositeConfig
-from .distill import (CACHE_DTYPES, CACHE_FILE, DistillConfig, DistillData, TeacherCache, check_cache_loss, correct_teacher, correction_config, finished_run,
+from .distill import (CACHE_DTYPES, CACHE_FILE, DistillConfig, cache_bytes_per_token, DistillData, TeacherCache, check_cache_loss, correct_teacher, correction_config, finished_run,
                              minitron_loss, write_teacher_cache)
 from .schedules import (SCHEDULE_FILE, PruneSchedule, Stage, ScheduleResult, StageRecord, StageTraining, check_expert_strategy, check_init,
                                check_schedule, check_training, final_shape, run_schedule)
 from .plots import curves, new_figure
 
 # %% auto #0
-__all__ = ['RECIPE_DISTILL', 'MOVED_KEYS', 'SHARDINGS', 'TEACHER_SOURCES', 'PRECISIONS', 'ACTIVATION_BYTES', 'CACHE_PAIR_BYTES',
-           'CACHE_TOKEN_BYTES', 'MEMORY_TERMS', 'DEFAULT_RECIPE', 'RECIPE_FILE', 'SUMMARY_FILE', 'RUN_PARTS',
-           'TeacherSpec', 'CorrectionSpec', 'QuantizeSpec', 'TeacherCacheSpec', 'DataSpec', 'Recipe', 'recipe_fields',
-           'schema_rows', 'check_keys', 'from_dict', 'to_plain', 'set_key', 'parse_set', 'recipes_dir',
-           'bundled_recipes', 'read_bundled_yaml', 'read_recipe_file', 'resolve_data', 'distill_config', 'check_recipe',
-           'load_recipe', 'recipe_to_yaml', 'teacher_config', 'source_config', 'recipe_stages', 'stage_config',
-           'PlanRow', 'RecipePlan', 'human', 'meta_params', 'check_budgets', 'check_quantize', 'plan_recipe', 'Launch',
-           'TrainingPhase', 'phase_gib', 'term_notes', 'offload_gib', 'teacher_cache_bytes', 'mtp_params',
-           'training_phases', 'LaunchMemory', 'launch_memory', 'changed_keys', 'check_run_dir', 'clear_run',
-           'write_recipe', 'read_run_recipe', 'recipe_data', 'train_blocks', 'validation_stream', 'check_recipe_data',
-           'moefy_cache_key', 'prepare_teacher', 'correction_cache_key', 'prepare_correction', 'cache_blocks',
-           'check_cache_path', 'write_recipe_cache', 'prepare_cache', 'RecipeRun', 'quantize_student', 'run_recipe',
+__all__ = ['RECIPE_DISTILL', 'MOVED_KEYS', 'SHARDINGS', 'TEACHER_SOURCES', 'PRECISIONS', 'ACTIVATION_BYTES', 'MEMORY_TERMS',
+           'DEFAULT_RECIPE', 'RECIPE_FILE', 'SUMMARY_FILE', 'RUN_PARTS', 'TeacherSpec', 'CorrectionSpec',
+           'QuantizeSpec', 'TeacherCacheSpec', 'DataSpec', 'Recipe', 'recipe_fields', 'schema_rows', 'check_keys',
+           'from_dict', 'to_plain', 'set_key', 'parse_set', 'recipes_dir', 'bundled_recipes', 'read_bundled_yaml',
+           'read_recipe_file', 'resolve_data', 'distill_config', 'check_recipe', 'load_recipe', 'recipe_to_yaml',
+           'teacher_config', 'source_config', 'recipe_stages', 'stage_config', 'PlanRow', 'RecipePlan', 'human',
+           'meta_params', 'check_budgets', 'check_quantize', 'plan_recipe', 'Launch', 'TrainingPhase', 'phase_gib',
+           'term_notes', 'offload_gib', 'teacher_cache_bytes', 'mtp_params', 'training_phases', 'LaunchMemory',
+           'launch_memory', 'changed_keys', 'check_run_dir', 'clear_run', 'write_recipe', 'read_run_recipe',
+           'recipe_data', 'train_blocks', 'validation_stream', 'check_recipe_data', 'moefy_cache_key',
+           'prepare_teacher', 'correction_cache_key', 'prepare_correction', 'cache_blocks', 'check_cache_path',
+           'write_recipe_cache', 'prepare_cache', 'RecipeRun', 'frozen_teacher', 'quantize_student', 'run_recipe',
            'recovery_curve', 'plot_recovery', 'summary_lines', 'quantize_schemes', 'report_models', 'disk_section',
            'quantized_summary', 'run_card', 'write_run_card', 'recipe_report', 'show_report']
 
@@ -107,7 +107,7 @@ class Recipe:
     loss: CompositeConfig = field(default_factory=minitron_loss) # the composite loss; keys not given are Minitron's (logit-only KD: λ = 1, β = 0)
     data: DataSpec = field(default_factory=DataSpec) # training, validation and report text (calibration text: calibration.data)
     report: EvalConfig = field(default_factory=EvalConfig) # the final evaluation (on data.eval)
-    hardware: Hardware = field(default_factory=Hardware) # device, dtype, big-model placement and attention of the models the report loads (training runs where the Accelerate launch puts it)
+    hardware: Hardware = field(default_factory=Hardware) # device, dtype, big-model placement and attention of the models the report loads; its dtype is also the frozen teacher's during distillation (training runs where the Accelerate launch puts it)
     published: dict | None = None # the source's parameter counts: {teacher: {total, active}, student: {total, active}}
 
 # %% ../nbs/15_recipes.ipynb #50309db4
@@ -516,8 +516,6 @@ SHARDINGS = ('none', 'fsdp', 'zero3') # a full copy of the training state per GP
 TEACHER_SOURCES = ('online', 'cache') # the teacher in GPU memory beside the student, or its top-k log-probabilities read from an offline cache
 PRECISIONS = {'bf16': 2, 'fp32': 4} # compute precision -> bytes of an activation (bf16: mixed precision, fp32 master weights)
 ACTIVATION_BYTES = 34 # bytes one block keeps for the backward pass per token and hidden channel at 2-byte precision (Korthikanti et al. 2022, fused attention)
-CACHE_PAIR_BYTES = 4 + 2 # per kept logit of the teacher cache: its vocabulary id (int32) and log-probability (bf16)
-CACHE_TOKEN_BYTES = 4 + 4 # per token of the teacher cache besides its pairs: the remaining probability mass (float32) and the token id (int32)
 
 def _whole(value, least: int, where: str):
     "An integer (not a bool) of at least `least`."
@@ -613,7 +611,7 @@ def teacher_cache_bytes(tokens: int, # tokens the cache covers
                         k: int = 64, # logits kept per token
                        ) -> int:
     "Bytes on disk of an offline top-k teacher cache: per token k × (int32 id + bf16 log-prob), the float32 remaining mass and the int32 token id."
-    return tokens*(k*CACHE_PAIR_BYTES + CACHE_TOKEN_BYTES)
+    return tokens*cache_bytes_per_token(k)
 
 # %% ../nbs/15_recipes.ipynb #d9d98e9b
 def mtp_params(config, # the stock config of the model the heads sit on
@@ -678,7 +676,7 @@ class LaunchMemory:
         big = max(self.phases, key=lambda p: p.trained)
         if L.offload: out.append(f"  CPU memory per process for the offloaded master weights and optimizer state: {offload_gib(big, L):,.1f} GiB")
         if L.teacher == 'cache':
-            out.append(f"  teacher cache on disk: {_bytes(self.cache_bytes)} ({human(self.tokens)} tokens × ({L.cache_k} × {CACHE_PAIR_BYTES} + {CACHE_TOKEN_BYTES}) bytes)")
+            out.append(f"  teacher cache on disk: {_bytes(self.cache_bytes)} ({human(self.tokens)} tokens × {cache_bytes_per_token(L.cache_k)} bytes: {L.cache_k} × (4 + 2) + 8)")
             if self.divergence not in SPARSE_KD_LOSSES:
                 out.append(f"  note: loss.divergence.kind={self.divergence!r} needs the teacher's whole distribution; a top-k cache serves {', '.join(SPARSE_KD_LOSSES)}")
         return out
@@ -931,10 +929,18 @@ def _distill_run(recipe: Recipe, run_dir: Path, state, job: Job) -> ScheduleResu
     budget = max(config.max_tokens, recipe.correction.tokens if recipe.correction else 0)
     train, held_out = recipe_data(recipe.data, tokenizer, config.seq_len, budget)
     if recipe.correction: teacher = prepare_correction(recipe, run_dir, teacher, train, held_out, config, tokenizer, state, job.progress, job.say)
+    frozen = frozen_teacher(teacher, recipe.hardware)
     data = DistillData(train, held_out, tokenizer)
-    if recipe.teacher_cache: data = replace(data, train_data=prepare_cache(recipe, run_dir, teacher, train, tokenizer, state.num_processes, job))
-    return run_schedule(teacher, recipe_stages(recipe, teacher.config), run_dir/'schedule', data, config, teacher,
+    if recipe.teacher_cache: data = replace(data, train_data=prepare_cache(recipe, run_dir, frozen, train, tokenizer, state.num_processes, job))
+    return run_schedule(teacher, recipe_stages(recipe, teacher.config), run_dir/'schedule', data, config, frozen,
                         recipe.prune, recipe.calibration, recipe.training, replace(job, resume=(run_dir/'schedule').exists(), overwrite=False))
+
+def frozen_teacher(teacher, # the teacher the students are cut from, in float32 (their weights start as its)
+                   hardware: Hardware, # the recipe's hardware section
+                  ):
+    "The teacher distillation reads, in the recipe's dtype: a copy in bfloat16 or float16 when `hardware.dtype` asks for one (auto: bfloat16 on a GPU that has it), else the teacher itself."
+    dtype = hardware.torch_dtype()
+    return teacher if dtype == torch.float32 else copy.deepcopy(teacher).to(dtype)
 
 def quantize_student(spec: QuantizeSpec, # the recipe's quantize section
                      run_dir: Path, # the run, its student finished

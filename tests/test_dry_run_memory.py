@@ -52,7 +52,7 @@ def test_example_prints_memory_fit_and_cache(cached):
     assert t['teacher weights'] == 0  # the teacher is not loaded: its logits come from the cache
     assert t['total'] == pytest.approx(sum(v for k, v in t.items() if k != 'total'), abs=0.02)
     assert re.search(r"^  fits: yes \(24\.7 GiB of 80 GiB\)$", cached, re.M), cached
-    assert re.search(r"^  teacher cache on disk: 47\.0 TB \(120\.00B tokens × \(64 × 6 \+ 8\) bytes\)$", cached, re.M), cached
+    assert re.search(r"^  teacher cache on disk: 47\.0 TB \(120\.00B tokens × 392 bytes: 64 × \(4 \+ 2\) \+ 8\)$", cached, re.M), cached
 
 
 def test_plain_dry_run_has_defaults():

@@ -9,7 +9,7 @@
   uninterrupted run.
 - A resume on another number of processes, and caches that do not fit the run (another tokenizer, another block length,
   fewer blocks than the budget, a missing shard) are refused before anything is written."""
-import copy, os, signal, subprocess, sys, time
+import copy, json, os, signal, subprocess, sys, time
 from pathlib import Path
 
 import pytest
@@ -190,3 +190,13 @@ def test_the_teacher_cache_command_refuses_what_it_cannot_write(recipe, tmp_path
     r = slimlab('teacher-cache', recipe/'tiny.yaml', '--out', tmp_path/'c', '--cache-dtype', 'fp8')
     assert r.returncode == 2 and "teacher_cache.dtype='fp8' is unknown; allowed: bfloat16, float32" in r.stderr, r.stderr
     assert not (tmp_path/'c').exists()
+
+
+def test_the_recipe_dtype_is_the_frozen_teachers(recipe):
+    "`--dtype bfloat16` (hardware.dtype): distillation reads a bfloat16 copy of the teacher; the students are still cut from its float32 weights."
+    from slimlab.data import model_fingerprint
+    r = slimlab('run', recipe/'tiny.yaml', '--out', recipe/'bf16', '--dtype', 'bfloat16', '--set', 'teacher_cache.k=16')
+    assert r.returncode == 0, r.stderr
+    teacher = load_model(recipe/'teacher')
+    assert TeacherCache(recipe/'bf16'/'teacher-cache').spec.teacher == model_fingerprint(copy.deepcopy(teacher).to(torch.bfloat16))
+    assert json.loads((recipe/'bf16'/'schedule'/'model'/'config.json').read_text())['dtype'] == 'float32'  # the student trained in float32
