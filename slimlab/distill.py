@@ -25,7 +25,7 @@ from .mtp import save_mtp
 __all__ = ['RESUMABLE_FIELDS', 'CACHE_FILE', 'CACHE_DTYPES', 'CHECKPOINTS', 'METRICS_FILE', 'RUN_FILES', 'CHECKPOINT_FILES',
            'DONE_FILE', 'frozen', 'minitron_loss', 'lm_only', 'DistillConfig', 'block_order', 'BlockSampler',
            'as_blocks', 'as_stream', 'lab_data', 'CacheSpec', 'cache_bytes_per_token', 'blocks_fingerprint',
-           'cache_shard', 'write_teacher_cache', 'TeacherCache', 'DistillData', 'check_data', 'check_stream',
+           'cache_shard', 'TeacherCache', 'write_teacher_cache', 'DistillData', 'check_data', 'check_stream',
            'teacher_states', 'DistillStudent', 'checkpoint_path', 'complete_checkpoints', 'latest_checkpoint',
            'remove_partial_checkpoints', 'retire_checkpoints', 'save_checkpoint', 'checkpoint_problem', 'read_metrics',
            'append_metrics', 'truncate_metrics', 'damaged_checkpoint', 'check_resume', 'Alongside', 'check_cache_loss',
@@ -211,6 +211,63 @@ def cache_shard(folder: str | Path, # a cache folder
     "The file of one shard of a cache."
     return Path(folder)/f'shard-{index:06d}.safetensors'
 
+# %% ../nbs/10_distill.ipynb #57a68a3c
+class TeacherCache(torch.utils.data.Dataset):
+    "A teacher cache folder as a dataset of its blocks: each item a block's token ids and the teacher's top-k log-probabilities at every position."
+    def __init__(self, folder: str | Path # a folder written by `write_teacher_cache`
+                ):
+        self.folder = Path(folder)
+        if not (self.folder/CACHE_FILE).is_file():
+            raise FileNotFoundError(f"teacher cache {self.folder} has no {CACHE_FILE}; write one with write_teacher_cache or `slimlab teacher-cache`")
+        self.spec = CacheSpec(**json.loads((self.folder/CACHE_FILE).read_text()))
+        missing = [i for i in range(self.spec.shards) if not cache_shard(self.folder, i).is_file()]
+        if missing: raise ValueError(f"teacher cache {self.folder} is incomplete: {len(missing)} of {self.spec.shards} shards missing "
+                                     f"(first {cache_shard(self.folder, missing[0]).name}); resume the job that writes it")
+
+    def __len__(self) -> int: return self.spec.blocks
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        "Block `index`: input_ids (T,), indices (T, k) and values (T, k) float32 log-probabilities."
+        from safetensors import safe_open
+        if not 0 <= index < len(self): raise IndexError(f"block {index} is outside the cache's {len(self)} blocks")
+        shard, row = divmod(index, self.spec.shard_blocks)
+        with safe_open(str(cache_shard(self.folder, shard)), 'pt') as f:
+            read = lambda name: f.get_slice(name)[row:row + 1][0]
+            return dict(input_ids=read('input_ids').long(), indices=read('indices').long(), values=read('values').float())
+
+    def coverage(self) -> float:
+        "The teacher's mean probability inside the top-k, over every position of the cache (from the shards' headers: each holds its sum of `rest`)."
+        from safetensors import safe_open
+        total = 0.0
+        for i in range(self.spec.shards):
+            with safe_open(str(cache_shard(self.folder, i)), 'pt') as f: total += float(f.metadata()['rest_sum'])
+        return 1 - total/self.spec.tokens
+
+    def check(self, *, # every argument is optional: only what is given is checked
+              seq_len: int | None = None, # the run's sequence length
+              tokenizer=None, # the run's tokenizer
+              teacher=None, # the teacher the run distils from
+              k: int | None = None, # the k the run asks for
+              blocks: int | None = None, # blocks the run reads
+              data: torch.Tensor | None = None, # the training blocks the run was given: the cache must hold exactly these
+             ) -> TeacherCache:
+        "Refuse a cache that does not fit the run, naming what differs; the cache."
+        s, where = self.spec, f"teacher cache {self.folder}"
+        if seq_len is not None and seq_len != s.seq_len:
+            raise ValueError(f"{where} holds blocks of seq_len={s.seq_len}, but the run's seq_len={seq_len}; write a cache at the run's seq_len")
+        if k is not None and k != s.k: raise ValueError(f"{where} holds k={s.k} log-probabilities per position, but the run asks for k={k}")
+        if tokenizer is not None and s.tokenizer and tokenizer_fingerprint(tokenizer) != s.tokenizer:
+            raise ValueError(f"{where} was made with another tokenizer than the run's; write a cache with the run's tokenizer")
+        if teacher is not None and model_fingerprint(teacher) != s.teacher:
+            raise ValueError(f"{where} was made from another teacher than the run's (other config or weights); write a cache from this teacher")
+        if data is not None and blocks_fingerprint(data) != s.data:
+            raise ValueError(f"{where} holds other training blocks than the run's ({s.blocks:,} blocks of {s.seq_len} there, {len(data):,} of "
+                             f"{data.shape[1]} given); write a cache of the run's blocks")
+        if blocks is not None and blocks > s.blocks:
+            raise ValueError(f"{where} ends before the token budget: it holds {s.blocks:,} blocks ({s.tokens:,} tokens), the run reads "
+                             f"{blocks:,} ({blocks*s.seq_len:,} tokens); write a longer cache or lower the budget")
+        return self
+
 # %% ../nbs/10_distill.ipynb #1759e938
 def _cache_spec(teacher, blocks: torch.Tensor, k: int, tokenizer, vocab_size: int | None, shard_blocks: int, dtype: str) -> CacheSpec:
     "The spec of the cache `write_teacher_cache` is asked to write, checked before the teacher runs."
@@ -277,63 +334,6 @@ def write_teacher_cache(teacher, # the teacher, a causal LM, on the device it ru
         job.say(f"teacher cache: {spec.blocks:,} blocks ({spec.tokens:,} tokens), top {k} of {spec.vocab:,}, "
                 f"{spec.bytes_per_token()*spec.tokens/1e6:,.1f} MB in {out}; the top {k} hold {cache.coverage():.1%} of the teacher's probability")
     return cache
-
-# %% ../nbs/10_distill.ipynb #57a68a3c
-class TeacherCache(torch.utils.data.Dataset):
-    "A teacher cache folder as a dataset of its blocks: each item a block's token ids and the teacher's top-k log-probabilities at every position."
-    def __init__(self, folder: str | Path # a folder written by `write_teacher_cache`
-                ):
-        self.folder = Path(folder)
-        if not (self.folder/CACHE_FILE).is_file():
-            raise FileNotFoundError(f"teacher cache {self.folder} has no {CACHE_FILE}; write one with write_teacher_cache or `slimlab teacher-cache`")
-        self.spec = CacheSpec(**json.loads((self.folder/CACHE_FILE).read_text()))
-        missing = [i for i in range(self.spec.shards) if not cache_shard(self.folder, i).is_file()]
-        if missing: raise ValueError(f"teacher cache {self.folder} is incomplete: {len(missing)} of {self.spec.shards} shards missing "
-                                     f"(first {cache_shard(self.folder, missing[0]).name}); resume the job that writes it")
-
-    def __len__(self) -> int: return self.spec.blocks
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        "Block `index`: input_ids (T,), indices (T, k) and values (T, k) float32 log-probabilities."
-        from safetensors import safe_open
-        if not 0 <= index < len(self): raise IndexError(f"block {index} is outside the cache's {len(self)} blocks")
-        shard, row = divmod(index, self.spec.shard_blocks)
-        with safe_open(str(cache_shard(self.folder, shard)), 'pt') as f:
-            read = lambda name: f.get_slice(name)[row:row + 1][0]
-            return dict(input_ids=read('input_ids').long(), indices=read('indices').long(), values=read('values').float())
-
-    def coverage(self) -> float:
-        "The teacher's mean probability inside the top-k, over every position of the cache (from the shards' headers: each holds its sum of `rest`)."
-        from safetensors import safe_open
-        total = 0.0
-        for i in range(self.spec.shards):
-            with safe_open(str(cache_shard(self.folder, i)), 'pt') as f: total += float(f.metadata()['rest_sum'])
-        return 1 - total/self.spec.tokens
-
-    def check(self, *, # every argument is optional: only what is given is checked
-              seq_len: int | None = None, # the run's sequence length
-              tokenizer=None, # the run's tokenizer
-              teacher=None, # the teacher the run distils from
-              k: int | None = None, # the k the run asks for
-              blocks: int | None = None, # blocks the run reads
-              data: torch.Tensor | None = None, # the training blocks the run was given: the cache must hold exactly these
-             ) -> TeacherCache:
-        "Refuse a cache that does not fit the run, naming what differs; the cache."
-        s, where = self.spec, f"teacher cache {self.folder}"
-        if seq_len is not None and seq_len != s.seq_len:
-            raise ValueError(f"{where} holds blocks of seq_len={s.seq_len}, but the run's seq_len={seq_len}; write a cache at the run's seq_len")
-        if k is not None and k != s.k: raise ValueError(f"{where} holds k={s.k} log-probabilities per position, but the run asks for k={k}")
-        if tokenizer is not None and s.tokenizer and tokenizer_fingerprint(tokenizer) != s.tokenizer:
-            raise ValueError(f"{where} was made with another tokenizer than the run's; write a cache with the run's tokenizer")
-        if teacher is not None and model_fingerprint(teacher) != s.teacher:
-            raise ValueError(f"{where} was made from another teacher than the run's (other config or weights); write a cache from this teacher")
-        if data is not None and blocks_fingerprint(data) != s.data:
-            raise ValueError(f"{where} holds other training blocks than the run's ({s.blocks:,} blocks of {s.seq_len} there, {len(data):,} of "
-                             f"{data.shape[1]} given); write a cache of the run's blocks")
-        if blocks is not None and blocks > s.blocks:
-            raise ValueError(f"{where} ends before the token budget: it holds {s.blocks:,} blocks ({s.tokens:,} tokens), the run reads "
-                             f"{blocks:,} ({blocks*s.seq_len:,} tokens); write a longer cache or lower the budget")
-        return self
 
 # %% ../nbs/10_distill.ipynb #515d65b7
 @dataclass

@@ -22,8 +22,8 @@ from .prune import ModelShape, make_plan, random_scores, sync_config
 from .experts import ROUTERS, MoefyConfig, moe_config, moefy, save_moe
 from .ship import QUANT_RECORD, QUANT_SCHEMES, check_scheme, quantized_card, run_quantize, weight_bytes
 from .losses import SPARSE_KD_LOSSES, CompositeConfig
-from .distill import (CACHE_DTYPES, CACHE_FILE, DistillConfig, cache_bytes_per_token, DistillData, TeacherCache, check_cache_loss, correct_teacher, correction_config, finished_run,
-                             minitron_loss, write_teacher_cache)
+from .distill import (CACHE_DTYPES, CACHE_FILE, DistillConfig, DistillData, TeacherCache, cache_bytes_per_token, check_cache_loss, correct_teacher,
+                             correction_config, finished_run, minitron_loss, write_teacher_cache)
 from .schedules import (SCHEDULE_FILE, PruneSchedule, Stage, ScheduleResult, StageRecord, StageTraining, check_expert_strategy, check_init,
                                check_schedule, check_training, final_shape, run_schedule)
 from .plots import curves, new_figure
@@ -596,7 +596,7 @@ def term_notes(phase: TrainingPhase, launch: Launch) -> dict[str, str]:
     else:
         master = 'fp32 master weights' if launch.precision == 'bf16' else 'fp32 weights'
         weights, grads, optim = f"{master}, 4 B/param{split}", f"fp32, 4 B/param{split}", f"AdamW's two fp32 moments, 8 B/param{split}"
-    teacher = ('none beside it' if not phase.teacher else 'none: its top-k logits come from the cache' if launch.teacher == 'cache'
+    teacher = ('none beside it' if not phase.teacher else 'none: its top-k log-probabilities come from the cache' if launch.teacher == 'cache'
                else f"{launch.precision}, {a} B/param{split}")
     acts = (f"{tokens} × ({phase.blocks} blocks × {a} B + {ACTIVATION_BYTES*a//2} B), gradient checkpointing" if phase.checkpointing
             else f"{tokens} × {phase.blocks} blocks × {ACTIVATION_BYTES*a//2} B")
