@@ -66,13 +66,11 @@ def one_row(args):
     print(json.dumps(dict(row=args.row, loaded=loaded, peak=status_mib('VmHWM'))))
 
 
-def estimate(args) -> dict[str, float]:
-    "The dry run's GiB per term for this student, teacher and batch, one process, fp32."
-    from slimlab.lab import load_model
+def estimate(args, teacher, plan) -> dict[str, float]:
+    "The dry run's GiB per term for this student (the teacher cut by `plan`), teacher and batch, one process, fp32."
     from slimlab.recipes import Launch, TrainingPhase, phase_gib
-    from slimlab.prune import ModelShape, PruningPlan, apply_plan
-    teacher = load_model('smollm2-135m')
-    student = apply_plan(teacher, PruningPlan(ModelShape.of(teacher), layers=list(range(teacher.config.num_hidden_layers - 6))))
+    from slimlab.prune import apply_plan
+    student = apply_plan(teacher, plan)
     c, out = teacher.config, {}
     for checkpointing in (False, True):
         phase = TrainingPhase('distillation', sum(p.numel() for p in student.parameters()), sum(p.numel() for p in teacher.parameters()),
@@ -96,15 +94,15 @@ def main():
     from slimlab.lab import Job
     common = ['--steps', str(args.steps), '--micro', str(args.micro), '--seq-len', str(args.seq_len), '--threads', str(args.threads)]
     with tempfile.TemporaryDirectory() as d:
-        teacher, tokenizer, _, blocks = setup(args)
+        teacher, tokenizer, plan, blocks = setup(args)
         write_teacher_cache(teacher, blocks, Path(d)/'cache', k=64, tokenizer=tokenizer, job=Job(progress=False, log=None))
+        est = estimate(args, teacher, plan)
         del teacher
         rows = []
         for row in ROWS:
             out = subprocess.run([sys.executable, __file__, '--row', row, '--cache', str(Path(d)/'cache'), *common], capture_output=True, text=True)
             if out.returncode: sys.exit(f"row {row} failed:\n{out.stderr[-3000:]}")
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    est = estimate(args)
     print(f"SmolLM2-135M teacher (30 blocks) → student (24 blocks); {args.steps} steps of {args.micro} × {args.seq_len} tokens; "
           f"{args.threads} thread(s); MiB")
     print('| row | resident after loading | peak | training (peak − loaded) | dry-run estimate of training | measured / estimate |')

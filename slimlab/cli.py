@@ -486,7 +486,7 @@ def launch_of(args: argparse.Namespace # a `slimlab run` command line
     from slimlab.recipes import Launch
     try: return Launch(**given)
     except ValueError as e:
-        field, rest = str(e).split('=', 1)  # Launch's messages start with the field: 'processes=0 must be at least 1'
+        field, rest = str(e).split('=', 1)  # Launch's messages start with the field: 'processes=0 must be an integer >= 1'
         raise ValueError(f"--{field.replace('_', '-')}={rest}") from None
 
 def _add_recipes(sub, # the `slimlab` sub-parsers

@@ -23,17 +23,17 @@ from .mtp import save_mtp
 
 # %% auto #0
 __all__ = ['RESUMABLE_FIELDS', 'CACHE_FILE', 'CACHE_DTYPES', 'CHECKPOINTS', 'METRICS_FILE', 'RUN_FILES', 'CHECKPOINT_FILES',
-           'DONE_FILE', 'frozen', 'minitron_loss', 'lm_only', 'DistillConfig', 'block_order', 'BlockSampler',
-           'as_blocks', 'as_stream', 'lab_data', 'CacheSpec', 'cache_bytes_per_token', 'blocks_fingerprint',
-           'cache_shard', 'TeacherCache', 'write_teacher_cache', 'DistillData', 'check_data', 'check_stream',
-           'teacher_states', 'DistillStudent', 'checkpoint_path', 'complete_checkpoints', 'latest_checkpoint',
-           'remove_partial_checkpoints', 'retire_checkpoints', 'save_checkpoint', 'checkpoint_problem', 'read_metrics',
-           'append_metrics', 'truncate_metrics', 'damaged_checkpoint', 'check_resume', 'Alongside', 'check_cache_loss',
-           'check_inputs', 'make_accelerator', 'check_held_out', 'shards_with_fsdp2', 'place_teacher', 'whole_weights',
-           'prepare_run_dir', 'make_optimizer', 'make_loader', 'prepare_training', 'restore_checkpoint', 'PreparedRun',
-           'batch_teacher', 'micro_step', 'record', 'mean_terms', 'log_held_out', 'after_step', 'DistillResult',
-           'save_student', 'finished_run', 'train_steps', 'save_final', 'distill', 'correction_config',
-           'correct_teacher']
+           'DONE_FILE', 'frozen', 'minitron_loss', 'lm_only', 'check_integer', 'DistillConfig', 'block_order',
+           'BlockSampler', 'as_blocks', 'as_stream', 'lab_data', 'CacheSpec', 'cache_bytes_per_token',
+           'blocks_fingerprint', 'cache_shard', 'TeacherCache', 'write_teacher_cache', 'DistillData', 'check_data',
+           'check_stream', 'teacher_states', 'DistillStudent', 'checkpoint_path', 'complete_checkpoints',
+           'latest_checkpoint', 'remove_partial_checkpoints', 'retire_checkpoints', 'save_checkpoint',
+           'checkpoint_problem', 'read_metrics', 'append_metrics', 'truncate_metrics', 'damaged_checkpoint',
+           'check_resume', 'Alongside', 'check_cache_loss', 'check_inputs', 'make_accelerator', 'check_held_out',
+           'shards_with_fsdp2', 'place_teacher', 'whole_weights', 'prepare_run_dir', 'make_optimizer', 'make_loader',
+           'prepare_training', 'restore_checkpoint', 'PreparedRun', 'batch_teacher', 'micro_step', 'record',
+           'mean_terms', 'log_held_out', 'after_step', 'DistillResult', 'save_student', 'finished_run', 'train_steps',
+           'save_final', 'distill', 'correction_config', 'correct_teacher']
 
 # %% ../nbs/10_distill.ipynb #ba8ac84a
 @contextmanager
@@ -61,7 +61,11 @@ def lm_only(loss: CompositeConfig # a composite loss configuration
 # %% ../nbs/10_distill.ipynb #c7c05703
 RESUMABLE_FIELDS = ('log_every', 'eval_every', 'save_every', 'keep_last') # may change when a run resumes: they do not change the weights
 
-def _check_int(name: str, value, least: int):
+def check_integer(name: str, # the field, as the message names it
+                  value, # its value
+                  least: int, # the smallest value allowed
+                 ):
+    "Refuse anything but an integer (a bool is not one) of at least `least`, naming the field."
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
         raise ValueError(f"{name}={value!r} must be an integer >= {least}")
 
@@ -95,7 +99,7 @@ class DistillConfig:
         if len(given) != 1: raise ValueError(f"give exactly one budget, max_steps or max_tokens; got {' and '.join(given) or 'neither'}")
         for name, least in (('max_steps', 1), ('max_tokens', 1), ('micro_batch_size', 1), ('grad_accum', 1), ('seq_len', 2),
                             ('warmup_steps', 0), ('seed', 0), ('log_every', 1), ('eval_every', 0), ('save_every', 0), ('keep_last', 1)):
-            if getattr(self, name) is not None: _check_int(name, getattr(self, name), least)
+            if getattr(self, name) is not None: check_integer(name, getattr(self, name), least)
         _check_number('lr', self.lr, positive=True)
         for name in ('lr_floor', 'weight_decay', 'grad_clip'): _check_number(name, getattr(self, name))
         if self.lr_floor > self.lr: raise ValueError(f"lr_floor={self.lr_floor} must not exceed the peak lr={self.lr}")
@@ -183,7 +187,7 @@ class CacheSpec:
 
     def __post_init__(self):
         if self.dtype not in CACHE_DTYPES: raise ValueError(f"dtype={self.dtype!r} is not a cache precision; allowed: {', '.join(CACHE_DTYPES)}")
-        for name, least in (('vocab', 1), ('seq_len', 2), ('blocks', 1), ('shard_blocks', 1)): _check_int(name, getattr(self, name), least)
+        for name, least in (('vocab', 1), ('seq_len', 2), ('blocks', 1), ('shard_blocks', 1)): check_integer(name, getattr(self, name), least)
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= self.vocab:
             raise ValueError(f"k={self.k!r} must be an integer between 1 and the vocabulary size {self.vocab}")
 
@@ -220,20 +224,27 @@ class TeacherCache(torch.utils.data.Dataset):
         if not (self.folder/CACHE_FILE).is_file():
             raise FileNotFoundError(f"teacher cache {self.folder} has no {CACHE_FILE}; write one with write_teacher_cache or `slimlab teacher-cache`")
         self.spec = CacheSpec(**json.loads((self.folder/CACHE_FILE).read_text()))
+        self._shards = {}  # shard -> its open file: each shard's header is read once
         missing = [i for i in range(self.spec.shards) if not cache_shard(self.folder, i).is_file()]
         if missing: raise ValueError(f"teacher cache {self.folder} is incomplete: {len(missing)} of {self.spec.shards} shards missing "
                                      f"(first {cache_shard(self.folder, missing[0]).name}); resume the job that writes it")
 
     def __len__(self) -> int: return self.spec.blocks
 
+    def _shard(self, shard: int):
+        "Shard `shard`'s file, opened (memory-mapped) the first time a block of it is read."
+        from safetensors import safe_open
+        if shard not in self._shards: self._shards[shard] = safe_open(str(cache_shard(self.folder, shard)), 'pt')
+        return self._shards[shard]
+
+    def __getstate__(self) -> dict: return self.__dict__ | dict(_shards={})  # open files stay with their process
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         "Block `index`: input_ids (T,), indices (T, k) and values (T, k) float32 log-probabilities."
-        from safetensors import safe_open
         if not 0 <= index < len(self): raise IndexError(f"block {index} is outside the cache's {len(self)} blocks")
         shard, row = divmod(index, self.spec.shard_blocks)
-        with safe_open(str(cache_shard(self.folder, shard)), 'pt') as f:
-            read = lambda name: f.get_slice(name)[row:row + 1][0]
-            return dict(input_ids=read('input_ids').long(), indices=read('indices').long(), values=read('values').float())
+        read = lambda name: self._shard(shard).get_slice(name)[row:row + 1][0]
+        return dict(input_ids=read('input_ids').long(), indices=read('indices').long(), values=read('values').float())
 
     def coverage(self) -> float:
         "The teacher's mean probability inside the top-k, over every position of the cache (from the shards' headers: each holds its sum of `rest`)."
@@ -314,7 +325,7 @@ def write_teacher_cache(teacher, # the teacher, a causal LM, on the device it ru
     from accelerate import PartialState
     from tqdm.auto import tqdm
     spec = _cache_spec(teacher, blocks, k, tokenizer, vocab_size, shard_blocks, dtype)
-    _check_int('batch_size', batch_size, 1)
+    check_integer('batch_size', batch_size, 1)
     out = job.run_folder(out, 'out', marker=CACHE_FILE, what='teacher cache')
     if job.resume and (out/CACHE_FILE).exists(): _check_same_spec(out, spec)
     state = PartialState(cpu=not torch.cuda.is_available())
@@ -364,7 +375,7 @@ def check_stream(stream: BlockStream, # the run's training stream
     if stream.world != 1:
         raise ValueError(f"train_data is a BlockStream for process {stream.rank} of {stream.world}; give it as one process reads it "
                          "(rank=0, world=1): the run splits it between its processes")
-    if tokenizer is not None and tokenizer_fingerprint(tokenizer) != tokenizer_fingerprint(stream.tokenizer):
+    if tokenizer not in (None, stream.tokenizer) and tokenizer_fingerprint(tokenizer) != tokenizer_fingerprint(stream.tokenizer):
         raise ValueError("train_data is a BlockStream tokenized with another tokenizer than the run's data.tokenizer")
 
 # %% ../nbs/10_distill.ipynb #0a160291

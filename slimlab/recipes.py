@@ -22,8 +22,8 @@ from .prune import ModelShape, make_plan, random_scores, sync_config
 from .experts import ROUTERS, MoefyConfig, moe_config, moefy, save_moe
 from .ship import QUANT_RECORD, QUANT_SCHEMES, check_scheme, quantized_card, run_quantize, weight_bytes
 from .losses import SPARSE_KD_LOSSES, CompositeConfig
-from .distill import (CACHE_DTYPES, CACHE_FILE, DistillConfig, DistillData, TeacherCache, cache_bytes_per_token, check_cache_loss, correct_teacher,
-                             correction_config, finished_run, minitron_loss, write_teacher_cache)
+from .distill import (CACHE_DTYPES, CACHE_FILE, DistillConfig, DistillData, TeacherCache, cache_bytes_per_token, check_cache_loss, check_integer,
+                             correct_teacher, correction_config, finished_run, minitron_loss, write_teacher_cache)
 from .schedules import (SCHEDULE_FILE, PruneSchedule, Stage, ScheduleResult, StageRecord, StageTraining, check_expert_strategy, check_init,
                                check_schedule, check_training, final_shape, run_schedule)
 from .plots import curves, new_figure
@@ -75,7 +75,7 @@ class TeacherCacheSpec:
     path: str | None = None # a cache written beforehand (`slimlab teacher-cache`) to read; None: the run writes one into teacher-cache/
 
     def __post_init__(self):
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1: raise ValueError(f"k={self.k!r} must be an integer >= 1")
+        check_integer('k', self.k, 1)
         if self.dtype not in CACHE_DTYPES:
             raise ValueError(f"dtype={self.dtype!r} is unknown{did_you_mean(str(self.dtype), CACHE_DTYPES)}; allowed: {', '.join(CACHE_DTYPES)}")
 
@@ -517,11 +517,6 @@ TEACHER_SOURCES = ('online', 'cache') # the teacher in GPU memory beside the stu
 PRECISIONS = {'bf16': 2, 'fp32': 4} # compute precision -> bytes of an activation (bf16: mixed precision, fp32 master weights)
 ACTIVATION_BYTES = 34 # bytes one block keeps for the backward pass per token and hidden channel at 2-byte precision (Korthikanti et al. 2022, fused attention)
 
-def _whole(value, least: int, where: str):
-    "An integer (not a bool) of at least `least`."
-    if isinstance(value, bool) or not isinstance(value, int): raise ValueError(f"{where}={value!r} must be an integer")
-    _at_least(value, least, where)
-
 @dataclass
 class Launch:
     "How a recipe is launched, as far as memory per GPU goes: processes, GPU size, sharding, offload, teacher, precision."
@@ -534,14 +529,14 @@ class Launch:
     cache_k: int = 64 # logits per token in the teacher cache
 
     def __post_init__(self):
-        _whole(self.processes, 1, 'processes')
+        check_integer('processes', self.processes, 1)
         if isinstance(self.gpu_gib, bool) or not isinstance(self.gpu_gib, (int, float)) or not self.gpu_gib > 0:
             raise ValueError(f"gpu_gib={self.gpu_gib!r} must be a number of GiB above 0 (80: an H100)")
         _in(self.sharding, SHARDINGS, 'sharding')
         if not isinstance(self.offload, bool): raise ValueError(f"offload={self.offload!r} must be true or false")
         _in(self.teacher, TEACHER_SOURCES, 'teacher')
         _in(self.precision, PRECISIONS, 'precision')
-        _whole(self.cache_k, 1, 'cache_k')
+        check_integer('cache_k', self.cache_k, 1)
 
     @property
     def shards(self) -> int:
@@ -858,7 +853,7 @@ def cache_blocks(recipe: Recipe, # the resolved recipe
     return train[:needed]
 
 def check_cache_path(recipe: Recipe, # a recipe whose teacher_cache names a path
-                     tokenizer, # the teacher's tokenizer
+                     tokenizer=None, # the teacher's tokenizer (None: checked already)
                      teacher=None, # the teacher the run distils from (None: not loaded yet)
                      train: torch.Tensor | None = None, # the run's training blocks (None: not read yet)
                      num_processes: int = 1, # processes of the run
@@ -898,7 +893,7 @@ def write_recipe_cache(recipe: str | Path | Recipe, # a recipe file, a bundled r
 def prepare_cache(recipe: Recipe, run_dir: Path, teacher, train: torch.Tensor, tokenizer, num_processes: int, job: Job) -> TeacherCache:
     "The teacher cache a recipe run distils from: the one `teacher_cache.path` names, checked against the run, or run_dir/teacher-cache, written (or finished) now."
     spec = recipe.teacher_cache
-    if spec.path is not None: return check_cache_path(recipe, tokenizer, teacher, train, num_processes)
+    if spec.path is not None: return check_cache_path(recipe, None, teacher, train, num_processes)  # k, block length and tokenizer: checked before the models loaded
     return write_teacher_cache(teacher, cache_blocks(recipe, train, num_processes), run_dir/'teacher-cache', spec.k, tokenizer, dtype=spec.dtype,
                                job=replace(job, resume=True, overwrite=False))
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .anatomy import Anatomy
-from .distill import DistillStudent
+from .distill import DistillStudent, batch_teacher
 from .losses import CompositeLoss, LossTerms, TeacherStates, block_outputs, check_gathered, output_layer
 
 # %% auto #0
@@ -91,8 +91,7 @@ def sharded_micro_step(module: DistillStudent, # from `shard_student`
                        progress: float, # training progress in [0, 1] (λ and β schedules)
                        with_blocks: bool = False, # the loss has feature terms
                       ) -> LossTerms:
-    "Forward with the teacher gathered for the student's forward only, then backward (FSDP reduce-scatters the gradients); the loss terms."
-    with sharded_teacher_states(teacher, input_ids, with_blocks) if teacher is not None else nullcontext() as t:
-        terms = module(input_ids, progress, t)
+    "Forward with the teacher gathered for the student's forward only (`slimlab.distill.batch_teacher`), then backward (FSDP reduce-scatters the gradients); the loss terms."
+    with batch_teacher(input_ids, teacher, with_blocks) as (ids, t): terms = module(ids, progress, t)
     terms.total.backward()
     return terms

@@ -3,22 +3,22 @@
 resumes a run of another recipe (status 2); and a text too short for a bootstrap interval says so instead of printing
 a zero-width one. Each case runs the installed command on tiny scaled models."""
 import os, re, shutil, signal, subprocess, sys, time
+from functools import partial
 from pathlib import Path
 
 import pytest
 import yaml
 
+import helpers
+from helpers import ONE_THREAD, tiny_recipe
+
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1', 'OMP_NUM_THREADS': '1', 'TOKENIZERS_PARALLELISM': 'false'}
 # a one-stage recipe on the tiny Llama whose distillation outlasts the test: a checkpoint every 2 steps of 64 tokens
-TINY = dict(name='tiny', teacher='llama-tiny', prune=dict(final=dict(drop_layers=2)), calibration=dict(samples=4, seq_len=32),
-            loss=dict(chunk=128),
-            distill=dict(max_tokens=64*2000, micro_batch_size=2, seq_len=32, warmup_steps=1, eval_every=0, save_every=2, keep_last=2),
-            data=dict(validation_tokens=128), report=dict(seq_len=32, max_tokens=256, speed_batch_sizes=[]))
+TINY = tiny_recipe(distill=dict(max_tokens=64*2000, save_every=2, keep_last=2))
 
 
-def slimlab(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN/'slimlab'), *map(str, args)], capture_output=True, text=True, env=ENV, timeout=300)
+slimlab = partial(helpers.slimlab, env=ONE_THREAD, timeout=300)
 
 
 def one_line(r: subprocess.CompletedProcess, status: int) -> str:

@@ -2,25 +2,16 @@
 
 Each case runs the `slimlab` command as a user would, names the exit code and the message it expects, and for every
 overwrite case checks that the files the job did not write survive byte for byte."""
-import json, os, subprocess, sys
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
-BIN = Path(sys.executable).parent
+import helpers
+from helpers import save_tiny_teacher, slimlab, snapshot
+
 TINY = ['--samples', '2', '--seq-len', '32', '--no-progress']
-
-
-def slimlab(*args, cwd=None, env=None):
-    "Run the console command; return the finished process."
-    return subprocess.run([str(BIN/'slimlab'), *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, 'HF_HUB_OFFLINE': '1', **(env or {})})
-
-
-def snapshot(folder: Path) -> dict:
-    "Every file under `folder` with its bytes."
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob('*')) if p.is_file()}
 
 
 def user_files(folder: Path) -> dict:
@@ -114,13 +105,7 @@ def test_importance_overwrite_keeps_user_files(tmp_path):
 @pytest.fixture
 def tiny_recipe(tmp_path):
     "A recipe of a few steps on a tiny random Llama teacher saved as a folder."
-    from slimlab.lab import load_model, load_tokenizer
-    teacher = tmp_path/'teacher'
-    load_model('llama-tiny').save_pretrained(teacher); load_tokenizer('llama-tiny').save_pretrained(teacher)
-    recipe = dict(name='tiny', teacher=str(teacher), prune=dict(final=dict(drop_layers=2)), calibration=dict(samples=4, seq_len=32),
-                  loss=dict(chunk=128), data=dict(validation_tokens=128), report=dict(seq_len=32, max_tokens=256, speed_batch_sizes=[]),
-                  distill=dict(max_tokens=256, micro_batch_size=2, seq_len=32, warmup_steps=1, eval_every=0, save_every=0))
-    path = tmp_path/'tiny.yaml'; path.write_text(yaml.safe_dump(recipe))
+    path = tmp_path/'tiny.yaml'; path.write_text(yaml.safe_dump(helpers.tiny_recipe(save_tiny_teacher(tmp_path/'teacher'))))
     return path
 
 

@@ -2,29 +2,22 @@
 loss curve of a run that was never interrupted (tiny Llama, one CPU thread, deterministic); a half-written checkpoint
 folder is ignored (and removed) on resume; tied embeddings survive a checkpoint; a run directory that holds results is
 refused without being modified."""
-import os, shutil, signal, subprocess, sys, time
+import shutil, sys
 from pathlib import Path
 
 import pytest
 import torch
 import transformers
-from safetensors.torch import load_file
 
-from slimlab.distill import CHECKPOINTS, DistillConfig, DistillData, complete_checkpoints, distill, read_metrics
+from helpers import DISTILL_WORKER, assert_same_weights, kill_after_first_checkpoint, run, snapshot
+from slimlab.distill import CHECKPOINTS, DistillConfig, DistillData, distill, read_metrics
 from slimlab.lab import Job, load_model, scaled_config
 
-WORKER = Path(__file__).with_name('distill_worker.py')
 RUN = ['--steps', '40', '--save-every', '4']
-ENV = dict(os.environ, OMP_NUM_THREADS='1', TOKENIZERS_PARALLELISM='false')
 
 
 def worker(run_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(WORKER), str(run_dir), *RUN, *extra]
-
-
-def run(cmd: list[str]):
-    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
-    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
+    return [sys.executable, str(DISTILL_WORKER), str(run_dir), *RUN, *extra]
 
 
 @pytest.fixture(scope='module')
@@ -35,34 +28,18 @@ def reference(tmp_path_factory) -> Path:
     return run_dir
 
 
-def weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(run_dir/'model'/'model.safetensors')
-
-
 def test_killed_run_resumes_exactly(reference, tmp_path):
     run_dir = tmp_path/'run'
-    proc = subprocess.Popen(worker(run_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
-    deadline = time.monotonic() + 240
-    while not complete_checkpoints(run_dir) and proc.poll() is None and time.monotonic() < deadline: time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    _, err = proc.communicate()
-    assert proc.returncode == -signal.SIGKILL, f"the run ended before it could be killed (rc {proc.returncode}):\n{err[-3000:]}"
-    assert complete_checkpoints(run_dir) and not (run_dir/'model').exists()
-    killed_at = complete_checkpoints(run_dir)[-1]
+    kill_after_first_checkpoint(worker(run_dir), run_dir)
     partial = run_dir/CHECKPOINTS/'step-00000099.tmp'  # a newer checkpoint that was being written: must not be used
     partial.mkdir()
     (partial/'model.safetensors').write_bytes(b'torn')
     run(worker(run_dir, '--resume'))
     assert not partial.exists()
-    a, b = weights(reference), weights(run_dir)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f"weights differ after resuming from {killed_at.name}"
+    assert_same_weights(reference, run_dir)
     ref_rows, rows = read_metrics(reference, 'train'), read_metrics(run_dir, 'train')
     assert [r['step'] for r in rows] == list(range(1, 41))
     for key in ('loss', 'lm', 'kd', 'lr', 'lam', 'tokens'): assert [r[key] for r in rows] == [r[key] for r in ref_rows], key
-
-
-def snapshot(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.rglob('*'))}
 
 
 def test_refused_run_dir_is_not_modified(reference):
@@ -92,7 +69,6 @@ def test_tied_embeddings_resume_exactly(tmp_path):
     distill(student, tmp_path/'resumed', DistillData(blocks), run, teacher=teacher, job=Job(progress=False, log=None))
     shutil.rmtree(tmp_path/'resumed'/'model')  # as if killed after the checkpoint at step 3
     resumed = distill(student, tmp_path/'resumed', DistillData(blocks), run, teacher=teacher, job=Job(resume=True, progress=False, log=None))
-    a, b = weights(straight.run_dir), weights(resumed.run_dir)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_weights(straight.run_dir, resumed.run_dir)
     reloaded = transformers.AutoModelForCausalLM.from_pretrained(resumed.model_dir)
     assert reloaded.lm_head.weight is reloaded.model.embed_tokens.weight

@@ -1,18 +1,18 @@
 """`slimlab run RECIPE --dry-run` prints the memory per GPU of a launch (--processes, --gpu-gib, --sharding, --offload,
 --teacher, --cache-k) and says whether it fits; bad values and the options without --dry-run are one line on stderr and
 status 2, before any work. Each case runs the installed command; the full-size recipe is planned on the meta device."""
-import os, re, subprocess, sys
-from pathlib import Path
+import re, subprocess
+from functools import partial
 
 import pytest
 
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1', 'OMP_NUM_THREADS': '1', 'TOKENIZERS_PARALLELISM': 'false'}
+import helpers
+from helpers import ONE_THREAD
+
 TERMS = ('student weights', 'gradients', 'optimizer state', 'teacher weights', 'activations', 'logit chunks', 'total')
 
 
-def slimlab(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN/'slimlab'), *map(str, args)], capture_output=True, text=True, env=ENV, timeout=300)
+slimlab = partial(helpers.slimlab, env=ONE_THREAD, timeout=300)
 
 
 def dry_run(*options) -> str:
@@ -77,7 +77,7 @@ def test_small_gpu_does_not_fit():
 
 
 @pytest.mark.parametrize('options, message', [
-    (['--processes', 0], "--processes=0 must be at least 1"),
+    (['--processes', 0], "--processes=0 must be an integer >= 1"),
     (['--sharding', 'xyz'], "--sharding='xyz' is unknown; allowed: none, fsdp, zero3"),
     (['--sharding', 'fdsp'], "--sharding='fdsp' is unknown (did you mean 'fsdp'?); allowed: none, fsdp, zero3"),
     (['--teacher', 'foo'], "--teacher='foo' is unknown; allowed: online, cache"),

@@ -7,22 +7,17 @@ every student and teacher parameter is a DTensor shard outside the forward (the 
 Tolerance: relative 1e-4 on every loss term (total, lm, kd, mtp_lm, mtp_kd) of every micro-batch at every step, on the
 gradient norm, and on the final weights (absolute 1e-4 × the tensor's largest entry): the sums are ordered differently
 (a reduce-scatter of two gradients against their accumulation; the gradient norm over shards)."""
-import json, os, subprocess, sys
+import json, sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from helpers import TOLERANCE, TWO, run
+
 WORKER = Path(__file__).with_name('fsdp2_worker.py')
-TOLERANCE = 1e-4  # relative
 STEPS = 4
 TERMS = ('total', 'lm', 'kd', 'mtp_lm', 'mtp_kd')
-
-
-def run(cmd: list[str]):
-    env = dict(os.environ, OMP_NUM_THREADS='1', TOKENIZERS_PARALLELISM='false')
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
 
 
 @pytest.fixture(scope='module')
@@ -30,8 +25,7 @@ def runs(tmp_path_factory) -> Path:
     "The reference (one process, nothing sharded) in one/, the two sharded processes in two/."
     root = tmp_path_factory.mktemp('fsdp2')
     run([sys.executable, str(WORKER), str(root/'one'), '--steps', str(STEPS)])
-    run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', str(WORKER), str(root/'two'),
-         '--steps', str(STEPS)])
+    run([*TWO, str(WORKER), str(root/'two'), '--steps', str(STEPS)])
     return root
 
 

@@ -2,8 +2,7 @@
 Parquet file, from chat records (rendered with the model's chat template) and from a streamed folder of shards; a model
 card in every output folder; bfloat16 on the CPU agreeing with float32; bad data, devices, dtypes and quantization
 schemes refused in one line before any model loads, with nothing written."""
-import json, os, subprocess, sys
-from pathlib import Path
+import json, subprocess
 
 import pandas as pd
 import pytest
@@ -11,18 +10,12 @@ import torch
 import yaml
 from huggingface_hub import ModelCard
 
+from helpers import save_tiny_teacher, slimlab, tiny_recipe
+
 from slimlab.data import TextSource, load_lab_corpus, source_samples, write_jsonl
-from slimlab.lab import load_model, load_tokenizer
+from slimlab.lab import load_tokenizer
 
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1', 'TOKENIZERS_PARALLELISM': 'false'}
-TINY = dict(name='tiny', teacher='teacher', prune=dict(final=dict(drop_layers=2, intermediate_size=96)), calibration=dict(samples=4, seq_len=32),
-            loss=dict(chunk=128), distill=dict(max_tokens=256, micro_batch_size=2, seq_len=32, warmup_steps=1, eval_every=2, save_every=2),
-            data=dict(validation_tokens=128), report=dict(seq_len=32, max_tokens=256, speed_batch_sizes=[]))
-
-
-def slimlab(*args, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN/'slimlab'), *map(str, args)], capture_output=True, text=True, env=ENV, timeout=600, cwd=cwd)
+TINY = tiny_recipe('teacher', prune=dict(final=dict(drop_layers=2, intermediate_size=96)), distill=dict(eval_every=2, save_every=2))
 
 
 def chat_record(doc: dict) -> dict:
@@ -33,7 +26,7 @@ def chat_record(doc: dict) -> dict:
 def user(tmp_path_factory):
     "A user's folder: a tiny model they saved, lab text as Parquet (column `body`), as chat records, and as streamed JSON-lines shards."
     root = tmp_path_factory.mktemp('user')
-    load_model('llama-tiny').save_pretrained(root/'teacher'); load_tokenizer('llama-tiny').save_pretrained(root/'teacher')
+    save_tiny_teacher(root/'teacher')
     docs = load_lab_corpus('train')[:150]
     pd.DataFrame({'body': [d['text'] for d in docs]}).to_parquet(root/'train.parquet')
     write_jsonl([chat_record(d) for d in docs], root/'chat.jsonl')

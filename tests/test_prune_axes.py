@@ -15,9 +15,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from helpers import slimlab
+
 from slimlab.lab import scaled_names
 
-BIN = Path(sys.executable).parent
 FAST = ['--samples', '2', '--seq-len', '32', '--no-progress']
 DENSE = ['llama-tiny', 'mistral-tiny', 'qwen2-tiny', 'qwen3-tiny', 'gemma2-tiny', 'gemma3_text-tiny', 'phi3-tiny', 'olmo2-tiny',
          'granite-tiny', 'smollm3-tiny']
@@ -50,11 +51,6 @@ for argv in json.loads(sys.argv[1]):
     results.append(dict(rc=rc, stdout=out.getvalue(), stderr=err.getvalue()))
 open(sys.argv[2], 'w').write(json.dumps(results))
 """
-
-
-def slimlab(*args):
-    "Run the `slimlab` console script."
-    return subprocess.run([str(BIN/'slimlab'), *args], capture_output=True, text=True)
 
 
 def model_type(family: str) -> str:

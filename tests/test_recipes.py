@@ -1,16 +1,12 @@
 """`slimlab run` / `slimlab report` as a user runs them: a tiny recipe end to end in a temp dir, resume, refusal, bad input, the full-size dry run."""
-import json, os, subprocess, sys
+import json, subprocess, sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-BIN = Path(sys.executable).parent
+from helpers import slimlab
 
-
-def slimlab(*args, cwd=None):
-    env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1'}
-    return subprocess.run([str(BIN/'slimlab'), *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd)
 
 
 def snapshot(folder: Path) -> dict:

@@ -1,12 +1,12 @@
 """One run-folder rule for every job: a folder holding results is refused without --overwrite, --overwrite replaces only
 what the job wrote (a user's files survive byte for byte), and --resume continues only a run of the same kind."""
-import os, subprocess, sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-BIN = Path(sys.executable).parent
+from helpers import slimlab, snapshot
+
 CALIB = ['--samples', '2', '--seq-len', '32', '--no-progress']
 JOBS = {  # job -> its command line, all but --out
     'prune': ['prune', 'llama-tiny', '--drop-layers', '1', *CALIB],
@@ -14,14 +14,6 @@ JOBS = {  # job -> its command line, all but --out
     'merge': ['merge', 'qwen2_moe-tiny', '--num-experts', '4', '--strategy', 'merge', '--metric', 'expert_frequency', *CALIB],
     'importance': ['importance', 'llama-tiny', '--metrics', 'channel', *CALIB],
 }
-
-
-def slimlab(*args):
-    return subprocess.run([str(BIN/'slimlab'), *map(str, args)], capture_output=True, text=True, env={**os.environ, 'HF_HUB_OFFLINE': '1'})
-
-
-def snapshot(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob('*')) if p.is_file()}
 
 
 def last_line(r) -> str:

@@ -9,39 +9,23 @@
   uninterrupted run.
 - A resume on another number of processes, and caches that do not fit the run (another tokenizer, another block length,
   fewer blocks than the budget, a missing shard) are refused before anything is written."""
-import copy, json, os, signal, subprocess, sys, time
+import copy, json, sys
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from slimlab.distill import (CACHE_FILE, DistillConfig, DistillData, TeacherCache, cache_shard, complete_checkpoints, distill, read_metrics,
-                             write_teacher_cache)
+import helpers
+from helpers import (DISTILL_WORKER, TOLERANCE, TWO, assert_close_weights, assert_same_weights, kill_after_first_checkpoint, run,
+                     save_tiny_teacher, snapshot, tiny_recipe)
+from slimlab.distill import CACHE_FILE, DistillConfig, DistillData, TeacherCache, cache_shard, distill, read_metrics, write_teacher_cache
 from slimlab.lab import Job, load_model, load_tokenizer
-
-WORKER = Path(__file__).with_name('distill_worker.py')
-ENV = dict(os.environ, OMP_NUM_THREADS='1', TOKENIZERS_PARALLELISM='false')
-TOLERANCE = 1e-4  # relative
-TWO = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2']
-
-
-def run(cmd: list[str], ok: bool = True) -> subprocess.CompletedProcess:
-    out = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
-    if ok: assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
-    return out
 
 
 def worker(run_dir: Path, cache: Path, *extra: str) -> list[str]:
-    return [str(WORKER), str(run_dir), '--cache', str(cache), '--cache-k', '32', *extra]
-
-
-def weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(run_dir/'model'/'model.safetensors')
-
-
-def snapshot(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(folder.rglob('*'))}
+    return [str(DISTILL_WORKER), str(run_dir), '--cache', str(cache), '--cache-k', '32', *extra]
 
 
 @pytest.fixture(scope='module')
@@ -69,24 +53,15 @@ def test_two_processes_from_a_cache_equal_one_with_accumulation(cache, tmp_path)
     for a, b in zip(one, two):
         for key in ('loss', 'lm', 'kd'): assert b[key] == pytest.approx(a[key], rel=TOLERANCE), (a['step'], key)
     assert one[-1]['kd'] < one[0]['kd']  # it trained
-    wa, wb = weights(tmp_path/'one'), weights(tmp_path/'two')
-    for k in wa: torch.testing.assert_close(wb[k], wa[k], rtol=TOLERANCE, atol=TOLERANCE*wa[k].abs().max().item())
+    assert_close_weights(tmp_path/'one', tmp_path/'two')
 
 
 def test_killed_run_from_a_cache_resumes_exactly(cache, tmp_path):
     steps = ['--steps', '20', '--save-every', '4']
     run([sys.executable, *worker(tmp_path/'straight', cache, *steps)])
-    proc = subprocess.Popen([sys.executable, *worker(tmp_path/'killed', cache, *steps)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, env=ENV)
-    deadline = time.monotonic() + 240
-    while not complete_checkpoints(tmp_path/'killed') and proc.poll() is None and time.monotonic() < deadline: time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    _, err = proc.communicate()
-    assert proc.returncode == -signal.SIGKILL, f"the run ended before it could be killed (rc {proc.returncode}):\n{err[-3000:]}"
-    assert not (tmp_path/'killed'/'model').exists()
+    kill_after_first_checkpoint([sys.executable, *worker(tmp_path/'killed', cache, *steps)], tmp_path/'killed')
     run([sys.executable, *worker(tmp_path/'killed', cache, *steps, '--resume')])
-    a, b = weights(tmp_path/'straight'), weights(tmp_path/'killed')
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_same_weights(tmp_path/'straight', tmp_path/'killed')
     assert [r['loss'] for r in read_metrics(tmp_path/'killed', 'train')] == [r['loss'] for r in read_metrics(tmp_path/'straight', 'train')]
 
 
@@ -124,12 +99,7 @@ def test_caches_that_do_not_fit_are_refused_before_the_run(cache, tmp_path):
 
 # --- through a recipe and the `slimlab` command, as a user runs them ---
 
-BIN = Path(sys.executable).parent
-
-
-def slimlab(*args):
-    env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'HF_DATASETS_OFFLINE': '1', 'TQDM_DISABLE': '1'}
-    return subprocess.run([str(BIN/'slimlab'), *map(str, args)], capture_output=True, text=True, env=env, timeout=600)
+slimlab = partial(helpers.slimlab, env={'TQDM_DISABLE': '1'})
 
 
 @pytest.fixture(scope='module')
@@ -137,12 +107,8 @@ def recipe(tmp_path_factory) -> Path:
     "A tiny recipe on a saved random Llama (a report), and a second teacher folder with other weights."
     import yaml
     root = tmp_path_factory.mktemp('recipe')
-    for name, seed in (('teacher', 0), ('other-teacher', 1)):
-        load_model('llama-tiny', seed=seed).save_pretrained(root/name)
-        load_tokenizer('llama-tiny').save_pretrained(root/name)
-    plain = dict(name='tiny', teacher=str(root/'teacher'), prune=dict(final=dict(drop_layers=2)), calibration=dict(samples=4, seq_len=32),
-                 loss=dict(chunk=128), distill=dict(max_tokens=256, micro_batch_size=2, seq_len=32, warmup_steps=1, eval_every=2, save_every=2),
-                 data=dict(validation_tokens=128), report=dict(seq_len=32, max_tokens=128, speed_batch_sizes=[]))
+    for name, seed in (('teacher', 0), ('other-teacher', 1)): save_tiny_teacher(root/name, seed)
+    plain = tiny_recipe(root/'teacher', distill=dict(eval_every=2, save_every=2), report=dict(max_tokens=128))
     (root/'tiny.yaml').write_text(yaml.safe_dump(plain))
     return root
 
