@@ -678,11 +678,12 @@ def needed_metrics(targets: dict, # `make_plan` targets that are set
                    layer_metric: str = 'block_influence', # depth score for `drop_layers`
                    expert_metric: str = 'expert_frequency', # expert score for `num_experts`
                    anatomy: Anatomy | None = None, # the model's, to add what a cut implies (a shared expert whose width follows expert_size)
+                   channel_metric: str = 'channel', # hidden-channel score for `hidden_size` (e.g. 'channel:batch=mean', SlimQwen's mean)
                   ) -> list[str]:
     "The importance metrics a calibration pass must compute for these targets."
     metrics = [layer_metric] if targets.get('drop_layers') else []
     if targets.get('num_experts') is not None: metrics.append(expert_metric)
-    metrics += [m for t, m in TARGET_METRICS.items() if targets.get(t) is not None]
+    metrics += [m for t, m in (TARGET_METRICS | dict(hidden_size=channel_metric)).items() if targets.get(t) is not None]
     if anatomy is not None and anatomy.family.shared_expert_count_field and targets.get('expert_size') is not None:
         metrics.append(TARGET_METRICS['shared_expert_size'])
     return list(dict.fromkeys(metrics))

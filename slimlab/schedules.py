@@ -23,12 +23,13 @@ from .experts import ExpertCompression, Groups, check_compression, expert_groups
 from .distill import DONE_FILE, Alongside, DistillConfig, DistillData, TeacherCache, distill, finished_run, read_metrics
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'SHAPE_FIELDS', 'WIDTH_AXES', 'INITS', 'EXPERT_GROUPS_FILE', 'SCHEDULE_FILE', 'PLAN_FILE', 'NO_EXTRAS',
-           'Stage', 'describe', 'relative_targets', 'final_shape', 'check_schedule', 'stage_fractions', 'split_tokens',
-           'make_schedule', 'trajectory', 'plot_trajectories', 'plot_schedule_runs', 'StageRecord', 'ScheduleResult',
-           'prune_mtp', 'compose_maps', 'feature_maps', 'check_init', 'random_init', 'check_expert_strategy',
-           'base_scores', 'groups_to_dict', 'groups_from_dict', 'StageTraining', 'PruneSchedule', 'check_schedule_dir',
-           'stage_requests', 'check_training', 'SchedulePlan', 'plan_schedule', 'ScheduleRun', 'run_schedule']
+__all__ = ['SCHEDULES', 'SHAPE_FIELDS', 'WIDTH_AXES', 'INITS', 'EXPERT_GROUPS_FILE', 'SCORE_SOURCES', 'SCHEDULE_FILE',
+           'PLAN_FILE', 'NO_EXTRAS', 'Stage', 'describe', 'relative_targets', 'final_shape', 'check_schedule',
+           'stage_fractions', 'split_tokens', 'make_schedule', 'trajectory', 'plot_trajectories', 'plot_schedule_runs',
+           'StageRecord', 'ScheduleResult', 'prune_mtp', 'compose_maps', 'feature_maps', 'check_init', 'random_init',
+           'check_expert_strategy', 'base_scores', 'groups_to_dict', 'groups_from_dict', 'StageTraining',
+           'check_channel_metric', 'PruneSchedule', 'check_schedule_dir', 'stage_requests', 'check_training',
+           'SchedulePlan', 'plan_schedule', 'ScheduleRun', 'run_schedule']
 
 # %% ../nbs/12_progressive.ipynb #685daa19
 SCHEDULES = ('one-shot', 'depth-first', 'width-first', 'joint') # the named schedules of `make_schedule`
@@ -536,6 +537,15 @@ class StageTraining:
                              f"allowed: {', '.join(FEATURE_DISTANCES)}")
         check_init(self.init, 1)
 
+SCORE_SOURCES = ('importance', 'random') # how a cut chooses what it keeps: calibrated importance, or at random (Minitron's random-pruning baseline)
+
+def check_channel_metric(channel_metric: str):
+    "The hidden-channel score must be the `channel` metric, with or without options (its aggregations)."
+    from slimlab.importance import Request
+    if Request.parse(channel_metric).metric != 'channel':
+        raise ValueError(f"channel_metric={channel_metric!r} must be the channel metric with its options, e.g. 'channel' (Minitron: L2 over "
+                         "samples of the mean over tokens) or 'channel:batch=mean' (SlimQwen: the mean over the calibration set)")
+
 @dataclass
 class PruneSchedule:
     "What the student becomes and the way there: the final architecture, the stages, how each cut is scored, what it does with experts."
@@ -545,6 +555,8 @@ class PruneSchedule:
     token_split: list[float] | None = None # share of the tokens per stage (None: equal shares)
     layer_metric: str = 'block_influence' # depth score (e.g. 'angular_distance:n=10', 'last_n'); window metrics get each cut's window
     expert_metric: str = 'expert_frequency' # expert score (e.g. 'reap')
+    channel_metric: str = 'channel' # hidden-channel score: 'channel' (Minitron's aggregation) or 'channel:batch=mean' (SlimQwen's mean)
+    scores: str = 'importance' # one of `SCORE_SOURCES`: 'random' keeps a random choice on every axis (no calibration pass)
     experts: ExpertCompression = field(default_factory=ExpertCompression) # what the cut that reduces the experts does with them
 
     def __post_init__(self):
@@ -556,6 +568,9 @@ class PruneSchedule:
             raise ValueError(f"schedule={self.schedule!r} is unknown{did_you_mean(str(self.schedule), SCHEDULES)}; allowed: {', '.join(SCHEDULES)}, custom")
         if isinstance(self.stages, list): self._check_written_stages()
         else: self._check_counted_stages()
+        check_channel_metric(self.channel_metric)
+        if self.scores not in SCORE_SOURCES:
+            raise ValueError(f"scores={self.scores!r} is unknown{did_you_mean(str(self.scores), SCORE_SOURCES)}; allowed: {', '.join(SCORE_SOURCES)}")
 
     def _check_written_stages(self):
         if self.schedule != 'custom': raise ValueError(f"stages is a list of stages, which needs schedule='custom' (got {self.schedule!r})")
@@ -625,9 +640,10 @@ def stage_requests(targets: dict, # the relative targets of a cut (`relative_tar
                    layer_metric: str = 'block_influence', # depth score
                    expert_metric: str = 'expert_frequency', # expert score
                    anatomy: Anatomy | None = None, # the anatomy of the model it cuts (see `needed_metrics`)
+                   channel_metric: str = 'channel', # hidden-channel score
                   ) -> list[str]:
     "The importance metrics one cut needs, scored on the model it cuts."
-    return needed_metrics(targets, _layer_request(layer_metric, targets.get('drop_layers', 0)), expert_metric, anatomy)
+    return needed_metrics(targets, _layer_request(layer_metric, targets.get('drop_layers', 0)), expert_metric, anatomy, channel_metric)
 
 # %% ../nbs/12_progressive.ipynb #62c96c85
 def _ppl(rows: list[dict]) -> tuple[float | None, float | None]:
@@ -727,7 +743,8 @@ def _stage_distill_configs(stages: list[Stage], shapes: list[ModelShape], chain:
             c = replace(config, max_steps=None, max_tokens=stage.tokens)
             c.total_steps()
             anatomy = Anatomy(cfg)
-            calibration.check(anatomy, stage_requests(relative_targets(prev, shape), prune.layer_metric, prune.expert_metric, anatomy) or ['channel'])
+            calibration.check(anatomy, stage_requests(relative_targets(prev, shape), prune.layer_metric, prune.expert_metric, anatomy,
+                                                      prune.channel_metric) or ['channel'])
         except ValueError as e: raise ValueError(f"stage {k} of {len(stages)}: {e}") from None
         out.append(c)
     return out
@@ -823,12 +840,15 @@ def score_and_plan(self: ScheduleRun, current, # the model this stage cuts
                    stage_dir: Path, # the stage's folder (made anew)
                   ):
     "Step 4 (main process): score the current model for the cut and save its plan (and, when the cut merges experts, their groups)."
-    from slimlab.importance import importance
-    c, e, n_drop = self.calibration, self.prune.experts, rel.get('drop_layers', 0)
+    from slimlab.importance import Request, importance
+    c, e, p, n_drop = self.calibration, self.prune.experts, self.prune, rel.get('drop_layers', 0)
     ids = self.calibration_ids
-    requests = stage_requests(rel, self.prune.layer_metric, self.prune.expert_metric, Anatomy(current))
-    report = importance(current, ids, requests, c.batch_size, c.seed, self.job.progress) if requests else None
-    scores = plan_scores(report, n_drop, layers=_layer_request(self.prune.layer_metric, n_drop), experts=self.prune.expert_metric) if report else {}
+    if p.scores == 'random': scores = random_scores(current, self.seed)  # every axis: the baseline importance must beat
+    else:
+        requests = stage_requests(rel, p.layer_metric, p.expert_metric, Anatomy(current), p.channel_metric)
+        report = importance(current, ids, requests, c.batch_size, c.seed, self.job.progress) if requests else None
+        scores = plan_scores(report, n_drop, layers=_layer_request(p.layer_metric, n_drop), channels=Request.parse(p.channel_metric).label,
+                             experts=p.expert_metric) if report else {}
     if stage_dir.exists(): shutil.rmtree(stage_dir)  # a stage folder without its plan holds no usable run
     stage_dir.mkdir(parents=True)
     if self.plan.training['experts'] is not None and 'num_experts' in rel:  # the plan keeps the groups' bases; their weights become the groups' averages
