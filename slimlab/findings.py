@@ -4,7 +4,7 @@
 
 # %% ../nbs/17_findings.ipynb #a2521725
 from __future__ import annotations
-import csv, itertools, json, math
+import csv, itertools, json, math, time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -12,7 +12,9 @@ from .lab import Job, did_you_mean, lab_data_dir, load_model, load_tokenizer
 from .data import LAB_TEXT, TextSource, source_tokens
 from .evaluate import EvalConfig, block_bootstrap, check_tasks, compare_nll, evaluate_models, held_out_tokens
 from .importance import rank, spearman
-from .mtp import acceptance, load_mtp, speculative_decode
+from .losses import TeacherStates, output_layer
+from .mtp import (MTP_FILE, MTPHeads, MTPTrainConfig, acceptance, base_states, greedy_decode, load_mtp, mtp_eval, save_mtp,
+                          speculative_decode, train_mtp)
 from .recipes import (RECIPE_FILE, SUMMARY_FILE, Recipe, check_recipe_data, clear_run, from_dict, to_plain, load_recipe, plan_recipe, read_bundled_yaml,
                              recovery_curve, run_recipe)
 from .results import RESULTS_FILE, check_results_dest, claim_lines, load_results, plot_results, result_figures, results_dir
@@ -20,13 +22,14 @@ import torch
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['CLAIM_METRICS', 'RANKING_EXPECTATIONS', 'EXPERIMENT_KEYS', 'RANKING_ARMS', 'VERDICTS', 'MIN_BLOCKS', 'MIN_PROMPTS',
-           'EXPERIMENT_FILE', 'Arm', 'Claim', 'AcceptanceSpec', 'RankingClaim', 'Experiment', 'experiments_dir',
-           'bundled_experiments', 'read_experiment', 'at_scale', 'arm_sets', 'arm_recipe_path', 'check_acceptance',
-           'check_ranking', 'arm_recipes', 'verdict', 'acceptance_prompts', 'measure_acceptance', 'acceptance_record',
-           'spearman_critical', 'ranking_record', 'claim_record', 'evaluate_arms', 'clear_experiment',
-           'check_experiment_dir', 'run_experiment', 'arm_rows', 'ranking_rows', 'save_results', 'finding_rows',
-           'lab_numbers', 'findings_markdown']
+__all__ = ['CLAIM_METRICS', 'MTP_ARM_KEYS', 'RANKING_EXPECTATIONS', 'EXPERIMENT_KEYS', 'RANKING_ARMS', 'VERDICTS', 'MIN_BLOCKS',
+           'MIN_PROMPTS', 'MTP_ARM_FILE', 'EXPERIMENT_FILE', 'Arm', 'Claim', 'AcceptanceSpec', 'MTPSpec',
+           'RankingClaim', 'Experiment', 'experiments_dir', 'bundled_experiments', 'read_experiment', 'at_scale',
+           'arm_sets', 'arm_recipe_path', 'check_acceptance', 'check_ranking', 'check_mtp', 'arm_recipes', 'verdict',
+           'acceptance_prompts', 'measure_acceptance', 'acceptance_record', 'spearman_critical', 'ranking_record',
+           'claim_record', 'evaluate_arms', 'decode_prompts', 'decoding_record', 'mtp_tokens', 'base_two_ahead_nll',
+           'train_mtp_arm', 'run_mtp_arms', 'clear_experiment', 'check_experiment_dir', 'run_experiment', 'arm_rows',
+           'ranking_rows', 'save_results', 'finding_rows', 'lab_numbers', 'findings_markdown']
 
 # %% ../nbs/17_findings.ipynb #4535cbe9
 @dataclass
@@ -53,6 +56,22 @@ class AcceptanceSpec:
     new_tokens: int = 48 # tokens decoded per prompt
     draft_len: int = 4 # drafts proposed per round (rates are reported for 1..draft_len accepted in a row)
 
+MTP_ARM_KEYS = ('mode',) # what the arms of an MTP experiment may set: they differ only in the MTP target
+
+@dataclass
+class MTPSpec:
+    "An MTP experiment: one frozen base; each arm trains its own MTP module on the base's states of the same tokens, computed once."
+    base: str = 'smollm2-135m' # the frozen main model: it verifies the drafts
+    teacher: str | None = None # MTP-KD's teacher (same tokenizer as the base); None: the base itself
+    tokens: int = 155_648 # training tokens of every arm: the first ones of the train split, one pass in blocks of `seq_len`
+    seq_len: int = 256 # tokens per training block
+    batch_size: int = 4 # blocks per optimiser step
+    lr: float = 1e-3 # peak learning rate (linear warm-up, cosine decay)
+    warmup: int = 10 # warm-up steps
+    eval_tokens: int = 8_192 # held-out tokens (the valid split) for the module's loss, agreement and curve
+    eval_points: int = 4 # held-out evaluations along training, besides the one at the start
+    speed_draft_lens: list[int] = field(default_factory=lambda: [1, 2]) # draft lengths timed against greedy decoding besides `acceptance.draft_len`
+
 RANKING_EXPECTATIONS = ('predicts', 'does-not-predict') # what a ranking claim can say
 
 @dataclass
@@ -77,6 +96,7 @@ class Experiment:
     note: str = '' # the scale difference to the source, and anything else a reader must know
     acceptance: AcceptanceSpec | None = None # also decode test prompts with every arm's MTP heads and record their acceptance
     ranking: RankingClaim | None = None # also rank the arms (candidates of one size) one-shot and after recovery
+    mtp: MTPSpec | None = None # an MTP experiment: no recipes; the arms train MTP modules on one frozen base (see `MTPSpec`)
 
 # %% ../nbs/17_findings.ipynb #c04f81f9
 def experiments_dir() -> Path:
@@ -98,7 +118,7 @@ def read_experiment(path: str | Path # an experiment YAML file, or a bundled exp
     return exp
 
 # %% ../nbs/17_findings.ipynb #8eddf9c7
-EXPERIMENT_KEYS = ('tasks', 'task_limit', 'speed', 'acceptance') # keys a scale may set on the experiment itself (all others are recipe keys)
+EXPERIMENT_KEYS = ('tasks', 'task_limit', 'speed', 'acceptance', 'mtp') # keys a scale may set on the experiment itself (all others are recipe keys)
 
 def _scale(exp: Experiment, scale: str) -> dict:
     if scale not in exp.scales: raise ValueError(f"scale {scale!r} is not in experiment {exp.name}{did_you_mean(scale, exp.scales)}; allowed: {', '.join(exp.scales)}")
@@ -107,13 +127,14 @@ def _scale(exp: Experiment, scale: str) -> dict:
 def at_scale(exp: Experiment, # the experiment
              scale: str = 'lab', # one of `exp.scales`
             ) -> Experiment:
-    "The experiment with its scale's experiment keys (`EXPERIMENT_KEYS`) applied; `acceptance` keys update the experiment's."
+    "The experiment with its scale's experiment keys (`EXPERIMENT_KEYS`) applied; `acceptance` and `mtp` keys update the experiment's."
     sets = {k: v for k, v in _scale(exp, scale).items() if k in EXPERIMENT_KEYS}
-    if 'acceptance' in sets:
-        where = f"scales.{scale}.acceptance"
-        if exp.acceptance is None: raise ValueError(f"{where} is set, but the experiment has no acceptance section to scale")
-        if not isinstance(sets['acceptance'], dict): raise ValueError(f"{where} must be a mapping of acceptance keys; got {sets['acceptance']!r:.60}")
-        sets['acceptance'] = from_dict(AcceptanceSpec, asdict(exp.acceptance) | sets['acceptance'], where)
+    for key, cls in (('acceptance', AcceptanceSpec), ('mtp', MTPSpec)):
+        if key not in sets: continue
+        where = f"scales.{scale}.{key}"
+        if getattr(exp, key) is None: raise ValueError(f"{where} is set, but the experiment has no {key} section to scale")
+        if not isinstance(sets[key], dict): raise ValueError(f"{where} must be a mapping of {key} keys; got {sets[key]!r:.60}")
+        sets[key] = from_dict(cls, asdict(getattr(exp, key)) | sets[key], where)
     return replace(exp, **sets)
 
 def arm_sets(exp: Experiment, # the experiment
@@ -154,6 +175,33 @@ def check_ranking(claim: RankingClaim, # the experiment's ranking claim
     lo, hi = RANKING_ARMS
     if not lo <= n_arms <= hi: raise ValueError(f"ranking needs {lo} to {hi} arms (candidates of one size); the experiment has {n_arms}")
 
+def check_mtp(exp: Experiment, # an MTP experiment, at its scale
+              sets: dict | None = None, # the user's recipe overrides (an MTP experiment has no recipe to take them)
+             ) -> dict:
+    "Refuse an MTP experiment that cannot run or would compare unfairly, before anything loads; returns {} (it has no recipes)."
+    spec = exp.mtp
+    if sets: raise ValueError(f"overrides {', '.join(sets)} are recipe keys; MTP experiment {exp.name} runs no recipe: set its mtp section instead")
+    if exp.recipe is not None or any(a.recipe for a in exp.arms.values()):
+        raise ValueError(f"MTP experiment {exp.name} trains modules on one frozen base (mtp.base={spec.base}); remove recipe from it and its arms")
+    for name, least in (('tokens', 1), ('seq_len', 3), ('batch_size', 1), ('eval_tokens', 1), ('eval_points', 1)):
+        if getattr(spec, name) < least: raise ValueError(f"mtp.{name}={getattr(spec, name)} must be at least {least}")
+    for name in ('tokens', 'eval_tokens'):
+        if getattr(spec, name) % spec.seq_len: raise ValueError(f"mtp.{name}={getattr(spec, name):,} must be a multiple of mtp.seq_len={spec.seq_len}")
+    if spec.tokens < spec.seq_len*spec.batch_size:
+        raise ValueError(f"mtp.tokens={spec.tokens:,} is less than one step of mtp.batch_size x mtp.seq_len = {spec.seq_len*spec.batch_size:,} tokens")
+    if not spec.lr > 0: raise ValueError(f"mtp.lr={spec.lr} must be > 0")
+    if bad := [L for L in spec.speed_draft_lens if L < 1]: raise ValueError(f"mtp.speed_draft_lens={spec.speed_draft_lens} holds {bad}; draft lengths must be at least 1")
+    if exp.ranking is not None: raise ValueError(f"MTP experiment {exp.name} has a ranking claim; its arms share one base, so there is no recovery to rank: remove ranking")
+    for i, c in enumerate(exp.claims):
+        if c.metric != 'acceptance': raise ValueError(f"claims[{i}].metric={c.metric!r}: an MTP experiment decides acceptance claims only (its arms share the base, so their losses are the same)")
+    check_acceptance(exp.acceptance, {})  # present: an acceptance claim without it was refused before
+    for arm, a in exp.arms.items():
+        if bad := sorted(set(a.overrides) - set(MTP_ARM_KEYS)):
+            raise ValueError(f"arms.{arm}.overrides sets {', '.join(bad)}; the arms of an MTP experiment differ only in the MTP target: allowed {', '.join(MTP_ARM_KEYS)}")
+        try: MTPTrainConfig(**a.overrides)
+        except ValueError as e: raise ValueError(f"arms.{arm}.overrides: {e}") from None
+    return {}
+
 # %% ../nbs/17_findings.ipynb #ee955815
 def _same(values: dict, what: str):
     "Refuse arms that differ in `what` (label -> value)."
@@ -165,7 +213,7 @@ def arm_recipes(exp: Experiment, # the experiment
                 scale: str = 'lab', # one of `exp.scales`
                 sets: dict | None = None, # the user's overrides of every arm (None: none)
                ) -> dict[str, Recipe]:
-    "Each arm's recipe as it will run (checked, and planned on the meta device); refuses an unfair comparison."
+    "Each arm's recipe as it will run (checked, and planned on the meta device); refuses an unfair comparison. An MTP experiment is checked by `check_mtp` and has none: {}."
     for i, c in enumerate(exp.claims):
         for side in ('better', 'worse'):
             if getattr(c, side) not in exp.arms:
@@ -175,6 +223,7 @@ def arm_recipes(exp: Experiment, # the experiment
         if c.metric == 'acceptance' and exp.acceptance is None:
             raise ValueError(f"claims[{i}] compares acceptance, but the experiment has no acceptance section; add acceptance: {{prompts: 16}}")
     if not exp.claims and exp.ranking is None: raise ValueError("claims is empty: name at least one comparison {better: ARM, worse: ARM} (or give a ranking claim)")
+    if exp.mtp is not None: return check_mtp(at_scale(exp, scale), sets)
     if exp.ranking is not None: check_ranking(exp.ranking, len(exp.arms))
     check_tasks(exp.tasks)
     recipes = {}
@@ -229,25 +278,33 @@ def measure_acceptance(model, # a student
     return dict(acceptance=acceptance(decoded), accepted=[d.accepted for d in decoded])
 
 def _rate_difference(table: torch.Tensor) -> torch.Tensor:
-    "1-token rate of the first arm minus the second's, from per-prompt rows (hits, rounds, hits, rounds)."
+    "The first arm's rate minus the second's, from per-prompt rows (hits, rounds, hits, rounds)."
     t = table.view(-1, 4).sum(0)
     return t[0]/t[1] - t[2]/t[3]
+
+def _rate(arm: int): # 0: the first arm of the rows, 1: the second
+    "The pooled rate of one arm from per-prompt rows (hits, rounds, hits, rounds)."
+    return lambda table: (t := table.view(-1, 4).sum(0))[2*arm]/t[2*arm + 1]
 
 def acceptance_record(claim: Claim, # a claim with metric 'acceptance'
                       arms: dict, # arm -> record with `acceptance` and `accepted` (from `measure_acceptance`)
                       n_boot: int = 1000, # bootstrap resamples of the prompts
                      ) -> dict:
-    "An acceptance claim decided from the paired difference of 1-token acceptance rates, with a bootstrap over prompts."
+    "An acceptance claim decided from the paired difference of 1-token acceptance rates, with a bootstrap over prompts; every j-token rate of both arms, and their difference, with its interval."
     better, worse = arms[claim.better]['accepted'], arms[claim.worse]['accepted']
     if len(better) != len(worse): raise ValueError(f"the arms decoded different numbers of prompts ({len(better)} and {len(worse)})")
-    hits = lambda rounds: [sum(a >= 1 for a in rounds), len(rounds)]
-    table = torch.tensor([hits(b) + hits(w) for b, w in zip(better, worse)], dtype=torch.float64)  # one row per prompt
-    # each bootstrap "block" is one prompt's row of four numbers, so resampling blocks resamples prompts for both arms at once
-    ci = block_bootstrap(table.flatten(), stat=_rate_difference, block=4, n_boot=n_boot)
     rb, rw = arms[claim.better]['acceptance'], arms[claim.worse]['acceptance']
+    hits = lambda rounds, j: [sum(a >= j for a in rounds), len(rounds)]
+    intervals = {}
+    for j in range(1, min(sum(k.endswith('-token') for k in r) for r in (rb, rw)) + 1):
+        table = torch.tensor([hits(b, j) + hits(w, j) for b, w in zip(better, worse)], dtype=torch.float64).flatten()  # one row per prompt
+        # each bootstrap "block" is one prompt's row of four numbers, so resampling blocks resamples prompts for both arms at once
+        boot = lambda stat: list(block_bootstrap(table, stat=stat, block=4, n_boot=n_boot))
+        intervals[f'{j}-token'] = dict(better=boot(_rate(0)), worse=boot(_rate(1)), diff=_rate_difference(table).item(), diff_ci=boot(_rate_difference))
+    first = intervals['1-token']
     return dict(better=claim.better, worse=claim.worse, paper=claim.paper, metric='acceptance', rate_better=rb['1-token'],
-                rate_worse=rw['1-token'], diff=_rate_difference(table).item(), diff_ci=list(ci), rates_better=rb, rates_worse=rw,
-                prompts=len(better), verdict=verdict(ci, len(better), MIN_PROMPTS))
+                rate_worse=rw['1-token'], diff=first['diff'], diff_ci=first['diff_ci'], rates_better=rb, rates_worse=rw, intervals=intervals,
+                prompts=len(better), verdict=verdict(first['diff_ci'], len(better), MIN_PROMPTS))
 
 # %% ../nbs/17_findings.ipynb #0e3ca62c
 def spearman_critical(n: int, # candidates
@@ -344,16 +401,142 @@ def evaluate_arms(exp: Experiment, # the experiment
                                             block=t.ppl.block)
     return results
 
+# %% ../nbs/17_findings.ipynb #88b0e2f3
+MTP_ARM_FILE = 'mtp_arm.json' # an MTP arm's record, written beside its `mtp.safetensors`
+
+def decode_prompts(model, # the base model
+                   heads: dict, # arm -> `MTPHeads`
+                   prompts: torch.Tensor, # (N, T) test prompts
+                   new_tokens: int, # tokens decoded per prompt
+                   draft_lens: list[int], # draft lengths of speculative decoding
+                   progress: bool = False, # a tqdm bar over the prompts
+                  ) -> dict:
+    "Greedy decoding and speculative decoding with every arm's heads at every draft length, prompt by prompt (order reversed every other prompt, so that a busy machine slows all alike): 'greedy' or (arm, L) -> `Decoded` per prompt."
+    runs = {'greedy': []} | {(a, L): [] for a in heads for L in draft_lens}
+    for k, p in enumerate(tqdm(prompts, desc='decoding', disable=not progress, leave=False)):
+        for name in (list(runs) if k % 2 == 0 else list(runs)[::-1]):
+            runs[name].append(greedy_decode(model, p[None], new_tokens) if name == 'greedy'
+                              else speculative_decode(model, heads[name[0]], p[None], new_tokens, name[1]))
+    return runs
+
+def decoding_record(runs: dict, # from `decode_prompts`
+                    n_boot: int = 1000, # bootstrap resamples of the prompts
+                   ) -> dict:
+    "Tokens per second of greedy decoding and of each (arm, draft length), the speed-up over greedy on the same prompts with its 95% interval, tokens per main-model pass."
+    greedy = runs['greedy']
+    n, g_s = sum(len(d.tokens) for d in greedy), sum(d.seconds for d in greedy)
+    ratio = lambda t: (s := t.view(-1, 2).sum(0))[0]/s[1]  # greedy seconds / speculative seconds
+    out = dict(threads=torch.get_num_threads(), prompts=len(greedy), tokens=n, greedy_tokens_per_s=n/g_s, arms={},
+               identical=all(d.tokens == g.tokens for k, ds in runs.items() if k != 'greedy' for d, g in zip(ds, greedy)))
+    for (arm, L), ds in ((k, v) for k, v in runs.items() if k != 'greedy'):
+        table = torch.tensor([[g.seconds, d.seconds] for g, d in zip(greedy, ds)], dtype=torch.float64).flatten()
+        out['arms'].setdefault(arm, {})[str(L)] = dict(tokens_per_s=n/sum(d.seconds for d in ds), speedup=ratio(table).item(),
+                                                       speedup_ci=list(block_bootstrap(table, stat=ratio, block=2, n_boot=n_boot)),
+                                                       tokens_per_pass=acceptance(ds)['tokens per pass'])
+    return out
+
+def _loss_record(nll: torch.Tensor, base_nll: torch.Tensor, block: int) -> dict:
+    "Perplexity with its interval, and the paired ratio to the base's perplexity of the same tokens, from per-token losses in blocks of `block`."
+    lo, hi = block_bootstrap(nll, block=block)
+    rlo, rhi = block_bootstrap(nll - base_nll, block=block)
+    return dict(ppl=math.exp(nll.mean()), ppl_ci=[math.exp(lo), math.exp(hi)], ppl_ratio=math.exp((nll - base_nll).mean()),
+                ppl_ratio_ci=[math.exp(rlo), math.exp(rhi)])
+
+def mtp_tokens(spec: MTPSpec, # the experiment's mtp section
+               tokenizer, # the base's tokenizer
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    "The training blocks and the held-out blocks of an MTP experiment, refused when the lab text is too short."
+    stream, held = source_tokens(LAB_TEXT, tokenizer, 'train', spec.tokens), source_tokens(LAB_TEXT, tokenizer, 'valid', spec.eval_tokens)
+    for name, have, split in (('tokens', stream, 'train'), ('eval_tokens', held, 'valid')):
+        if len(have) < getattr(spec, name): raise ValueError(f"mtp.{name}={getattr(spec, name):,}, but {LAB_TEXT.describe(split)} has {len(have):,} tokens")
+    return stream.view(-1, spec.seq_len), held.view(-1, spec.seq_len)
+
+@torch.no_grad()
+def base_two_ahead_nll(base, held: torch.Tensor, held_states: torch.Tensor) -> torch.Tensor:
+    "The base's loss of the tokens module 1 predicts, t_{i+2}, read from its own states at position i+1: flat, per token."
+    head = output_layer(base)
+    return torch.cat([-torch.log_softmax(head.logits(h[:, 1:-1]).float(), -1).gather(-1, ids[:, 2:, None])[..., 0].flatten()
+                      for ids, h in zip(held.split(2), held_states.split(2))])
+
+def train_mtp_arm(base, spec: MTPSpec, overrides: dict, # the arm's MTPTrainConfig fields (its `mode`)
+                  blocks: torch.Tensor, states: torch.Tensor, teacher, # training blocks, the base's states, the MTP-KD teacher's (or None)
+                  held: torch.Tensor, held_states: torch.Tensor, base_nll: torch.Tensor, # held-out blocks, states, the base's loss
+                  say) -> tuple[MTPHeads, dict]:
+    "One arm: a module started from the base's last block, trained on the cached states, evaluated on the held-out blocks as it learns; the module and its record."
+    steps = len(blocks)//spec.batch_size
+    cfg = MTPTrainConfig(**overrides, steps=steps, batch_size=spec.batch_size, lr=spec.lr, warmup=min(spec.warmup, steps), log_every=max(1, steps//4))
+    marks = {round(k*steps/spec.eval_points) - 1 for k in range(1, spec.eval_points + 1)}
+    heads = MTPHeads(base, depth=1)
+    last = mtp_eval(base, heads, held, held_states)
+    curve = [dict(tokens=0, ppl=math.exp(last['nll'].mean()))]
+    def evaluate(step, trained):
+        nonlocal last
+        if step not in marks: return
+        last = mtp_eval(base, trained, held, held_states); trained.train()
+        curve.append(dict(tokens=(step + 1)*spec.batch_size*spec.seq_len, ppl=math.exp(last['nll'].mean())))
+    t = time.perf_counter()
+    hist = train_mtp(base, heads, blocks, cfg, states, teacher, log=say, callback=evaluate)
+    return heads, dict(mode=cfg.mode, kd_teacher=spec.teacher or spec.base, params=sum(p.numel() for p in heads.parameters()),
+                       train_tokens=steps*spec.batch_size*spec.seq_len, steps=steps, train_seconds=time.perf_counter() - t,
+                       top1=last['top1'], kl=last['kl'], tasks={}, speed=[], curve=curve,
+                       last_step={k: hist[-1][k] for k in ('mtp_lm', 'mtp_kd')}) | _loss_record(last['nll'], base_nll, spec.seq_len - 2)
+
+def run_mtp_arms(exp: Experiment, # an MTP experiment at its scale (checked by `check_mtp`)
+                 out: Path, # the experiment folder: one folder per arm with its module and record
+                 tokenizer, # the base's tokenizer
+                 job: Job = Job(), # resume keeps finished arms; progress bars, log lines
+                ) -> dict:
+    "Train every arm's MTP module on the frozen base's cached states of the same tokens, evaluate them on held-out blocks, decode the test prompts; the results' arms, claims and decoding speed."
+    spec, say = exp.mtp, job.say
+    base = load_model(spec.base)
+    tmodel = None if spec.teacher is None else load_model(spec.teacher)
+    if tmodel is not None and load_tokenizer(spec.teacher).get_vocab() != tokenizer.get_vocab():
+        raise ValueError(f"mtp.teacher={spec.teacher} has another tokenizer than mtp.base={spec.base}; MTP-KD compares their distributions token by token")
+    blocks, held = mtp_tokens(spec, tokenizer)
+    prompts = acceptance_prompts(tokenizer, exp.acceptance)
+    todo = [a for a in exp.arms if not (job.resume and (out/a/MTP_ARM_FILE).exists())]
+    t0 = time.perf_counter()
+    held_states = base_states(base, held)
+    base_nll = base_two_ahead_nll(base, held, held_states)
+    states = teacher = None
+    if todo:
+        say(f"states of {spec.base} on {spec.tokens:,} training tokens, computed once for {len(todo)} arms")
+        states = base_states(base, blocks, dtype=torch.bfloat16)
+        if tmodel is not None: teacher = TeacherStates(base_states(tmodel, blocks, dtype=torch.bfloat16), output_layer(tmodel))
+    states_seconds = time.perf_counter() - t0
+    heads, arms = {}, {}
+    for arm in exp.arms:
+        folder = out/arm
+        if arm in todo:
+            heads[arm], arms[arm] = train_mtp_arm(base, spec, exp.arms[arm].overrides, blocks, states, teacher, held, held_states, base_nll,
+                                                  lambda line, arm=arm: say(f"{arm}: {line}"))
+            folder.mkdir(parents=True, exist_ok=True)
+            save_mtp(heads[arm], folder, overwrite=True)
+            (folder/MTP_ARM_FILE).write_text(json.dumps(arms[arm], indent=1))
+        else: heads[arm], arms[arm] = load_mtp(base, folder), json.loads((folder/MTP_ARM_FILE).read_text())
+    lens = sorted({exp.acceptance.draft_len, *spec.speed_draft_lens})
+    say(f"decoding {len(prompts)} test prompts greedily and with each arm's module at draft lengths {', '.join(map(str, lens))}")
+    t = time.perf_counter()
+    runs = decode_prompts(base, heads, prompts, exp.acceptance.new_tokens, lens, job.progress)
+    for a in exp.arms:
+        ds = runs[(a, exp.acceptance.draft_len)]
+        arms[a] |= dict(acceptance=acceptance(ds), accepted=[d.accepted for d in ds])
+    base_rec = dict(model=spec.base, params=sum(p.numel() for p in base.parameters()), tasks={}, speed=[]) | _loss_record(base_nll, base_nll, spec.seq_len - 2)
+    return dict(test_tokens=len(base_nll), teacher={k: v for k, v in base_rec.items() if not k.startswith('ppl_ratio')}, arms=arms,
+                claims=[acceptance_record(c, arms) for c in exp.claims], acceptance=asdict(exp.acceptance), mtp=asdict(spec),
+                decoding=decoding_record(runs), phase_seconds=dict(states=states_seconds, decoding=time.perf_counter() - t))
+
+
 # %% ../nbs/17_findings.ipynb #abea352f
 EXPERIMENT_FILE = 'experiment.json' # written first: which experiment, at which scale, the folder holds
 
 def clear_experiment(out: Path # an experiment folder
                     ):
-    "Remove what an earlier experiment wrote there: its arms' recipe runs (see `clear_run`), experiment.json and results.json; other files stay."
+    "Remove what an earlier experiment wrote there: its arms' recipe runs (see `clear_run`) or MTP modules, experiment.json and results.json; other files stay."
     for p in out.iterdir() if out.is_dir() else []:
-        if p.is_dir() and (p/RECIPE_FILE).exists():
-            clear_run(p)
-            if not any(p.iterdir()): p.rmdir()
+        if p.is_dir() and (p/RECIPE_FILE).exists(): clear_run(p)
+        if p.is_dir() and (p/MTP_ARM_FILE).exists(): (p/MTP_ARM_FILE).unlink(); (p/MTP_FILE).unlink(missing_ok=True)
+        if p.is_dir() and not any(p.iterdir()): p.rmdir()
     (out/RESULTS_FILE).unlink(missing_ok=True); (out/EXPERIMENT_FILE).unlink(missing_ok=True)
 
 def check_experiment_dir(out: str | Path, # the experiment folder
@@ -374,24 +557,28 @@ def run_experiment(experiment: str | Path | Experiment, # an experiment file, a 
                    job: Job = Job(), # keep finished arms and continue an unfinished one, or replace what `out` holds; progress bars, log lines
                    sets: dict | None = None, # the user's recipe overrides of every arm, e.g. {'data.train': 'chat.jsonl'} (None: none)
                   ) -> dict:
-    "Run every arm's recipe at equal budgets, evaluate all final students on the same tokens, decide each claim."
-    say = job.say
+    "Run every arm's recipe at equal budgets (or, for an MTP experiment, train every arm's module on one frozen base), evaluate all arms on the same tokens, decide each claim; `seconds` is the wall time of the call."
+    t0, say = time.perf_counter(), job.say
     exp = experiment if isinstance(experiment, Experiment) else read_experiment(experiment)
     recipes, exp = arm_recipes(exp, scale, sets), at_scale(exp, scale)
-    tokenizer = load_tokenizer(next(iter(recipes.values())).teacher.model)  # the arms share their teacher (`arm_recipes` checks it)
+    # the arms share their teacher (`arm_recipes` checks it), or the base of an MTP experiment
+    tokenizer = load_tokenizer(exp.mtp.base if exp.mtp is not None else next(iter(recipes.values())).teacher.model)
     for r in recipes.values(): check_recipe_data(r, tokenizer)  # the text, before anything is written
     out = check_experiment_dir(out, dict(experiment=exp.name, scale=scale), job)
     if save: results_dir(write=True)  # refused inside an installed package, before any arm runs
     if job.overwrite: clear_experiment(out)
     out.mkdir(parents=True, exist_ok=True)
     (out/EXPERIMENT_FILE).write_text(json.dumps(dict(experiment=exp.name, scale=scale)))
-    run_dirs = {}
-    for k, arm in enumerate(exp.arms, 1):
-        say(f"arm {k}/{len(exp.arms)}: {arm} ({recipes[arm].name}{''.join(f' --set {k}={json.dumps(v)}' for k, v in exp.arms[arm].overrides.items())})")
-        run_dirs[arm] = out/arm
-        run_recipe(recipes[arm], run_dirs[arm], job=Job(resume=(run_dirs[arm]/RECIPE_FILE).exists(), progress=job.progress, log=job.log))
-    results = dict(experiment=exp.name, finding=exp.finding, source=exp.source, note=exp.note, scale=scale,
-                   tokens=recipes[next(iter(exp.arms))].distill.max_tokens) | evaluate_arms(exp, recipes, run_dirs, say, job.progress)
+    results = dict(experiment=exp.name, finding=exp.finding, source=exp.source, note=exp.note, scale=scale)
+    if exp.mtp is not None: results |= dict(tokens=exp.mtp.tokens) | run_mtp_arms(exp, out, tokenizer, job)
+    else:
+        run_dirs = {}
+        for k, arm in enumerate(exp.arms, 1):
+            say(f"arm {k}/{len(exp.arms)}: {arm} ({recipes[arm].name}{''.join(f' --set {k}={json.dumps(v)}' for k, v in exp.arms[arm].overrides.items())})")
+            run_dirs[arm] = out/arm
+            run_recipe(recipes[arm], run_dirs[arm], job=Job(resume=(run_dirs[arm]/RECIPE_FILE).exists(), progress=job.progress, log=job.log))
+        results |= dict(tokens=recipes[next(iter(exp.arms))].distill.max_tokens) | evaluate_arms(exp, recipes, run_dirs, say, job.progress)
+    results['seconds'] = time.perf_counter() - t0
     (out/RESULTS_FILE).write_text(json.dumps(results, indent=1))
     for line in claim_lines(results): say(line)
     if save: save_results(results, results_dir()/exp.name)
@@ -399,12 +586,13 @@ def run_experiment(experiment: str | Path | Experiment, # an experiment file, a 
 
 # %% ../nbs/17_findings.ipynb #d5e6d636
 def arm_rows(results: dict) -> list[dict]:
-    "The teacher and the arms as flat rows (parameters, perplexity with interval, agreement, one-shot and recovered ppl, tasks, acceptance)."
+    "The teacher and the arms as flat rows (parameters, perplexity with interval, agreement, one-shot and recovered ppl or an MTP arm's training, tasks, acceptance)."
     t = results['teacher']
     rows = [dict(model='teacher', params=t['params'], ppl=t['ppl'], ppl_lo=t['ppl_ci'][0], ppl_hi=t['ppl_ci'][1]) | t['tasks']]
     for arm, r in results['arms'].items():
         rows.append(dict(model=arm, params=r['params'], ppl=r['ppl'], ppl_lo=r['ppl_ci'][0], ppl_hi=r['ppl_ci'][1], ratio=r['ppl_ratio'],
-                         top1=r['top1'], kl=r['kl'], pruned_ppl=r['pruned_ppl'], recovered_ppl=r['recovered_ppl']) | r['tasks']
+                         top1=r['top1'], kl=r['kl']) | {k: r[k] for k in ('pruned_ppl', 'recovered_ppl', 'train_tokens', 'train_seconds') if k in r}
+                    | r['tasks']
                     | {f"acceptance {k}": v for k, v in r.get('acceptance', {}).items()})
     return rows
 
@@ -465,9 +653,12 @@ def lab_numbers(record: dict, # a claim record, or the ranking record
         return (f"Spearman ρ {record['rho']:.2f} (95% CI {record['rho_ci'][0]:.2f}–{record['rho_ci'][1]:.2f}; ≥ {record['critical']:.2f} "
                 f"predicts); best one-shot {record['best_one_shot']}, best recovered {record['best_final']}; {tokens:,} tokens")
     if record.get('metric', 'loss') == 'acceptance':
-        last = max(int(k.split('-')[0]) for k in record['rates_better'] if k.endswith('-token'))
-        return (f"1-token {record['rate_better']:.1%} vs {record['rate_worse']:.1%}, {last}-token {record['rates_better'][f'{last}-token']:.1%} vs "
-                f"{record['rates_worse'][f'{last}-token']:.1%} (difference {100*record['diff']:+.1f} points, 95% CI {100*record['diff_ci'][0]:+.1f} "
+        iv = record['intervals']
+        rate = lambda j, side: (f"{record[f'rates_{side}'][f'{j}-token']:.1%} ({100*iv[f'{j}-token'][side][0]:.1f}–"
+                                f"{100*iv[f'{j}-token'][side][1]:.1f})")
+        last = max(int(k.split('-')[0]) for k in iv)
+        return (f"1-token {rate(1, 'better')} vs {rate(1, 'worse')}, {last}-token {rate(last, 'better')} vs {rate(last, 'worse')} "
+                f"(1-token difference {100*record['diff']:+.1f} points, 95% CI {100*record['diff_ci'][0]:+.1f} "
                 f"to {100*record['diff_ci'][1]:+.1f}; {record['prompts']} prompts, {tokens:,} tokens)")
     return (f"ppl {record['ppl_better']:.2f} vs {record['ppl_worse']:.2f} (ratio {record['ratio']:.3f}, 95% CI "
             f"{record['ratio_ci'][0]:.3f}–{record['ratio_ci'][1]:.3f}; {tokens:,} tokens)")

@@ -16,9 +16,9 @@ from .lab import atomic_dir, atomic_write, check_out_dir
 from .losses import CompositeConfig, CompositeLoss, TeacherStates, Divergence, Schedule, lr_schedule, output_layer
 
 # %% auto #0
-__all__ = ['MTP_INITS', 'MTP_FILE', 'mtp_block_config', 'MTPModule', 'MTPHeads', 'mtp_states', 'mtp_loss', 'save_mtp', 'load_mtp',
-           'save_with_mtp', 'MTPTrainConfig', 'base_states', 'train_mtp', 'Decoded', 'greedy_decode',
-           'speculative_decode', 'acceptance']
+__all__ = ['MTP_INITS', 'MTP_FILE', 'mtp_block_config', 'MTPModule', 'pass_through', 'MTPHeads', 'mtp_states', 'mtp_loss',
+           'save_mtp', 'load_mtp', 'save_with_mtp', 'MTPTrainConfig', 'base_states', 'train_mtp', 'mtp_eval', 'Decoded',
+           'greedy_decode', 'speculative_decode', 'acceptance']
 
 # %% ../nbs/09_mtp.ipynb #3fadf11d
 def mtp_block_config(model):
@@ -59,13 +59,18 @@ class MTPModule(nn.Module):
         return out[0] if isinstance(out, tuple) else out
 
 # %% ../nbs/09_mtp.ipynb #4b28065a
-MTP_INITS = ('last_block', 'random') # how a new MTP block starts
+MTP_INITS = ('last_block', 'random') # how a new MTP module starts
+
+def pass_through(d: int # the hidden size
+                ) -> torch.Tensor:
+    "The projection [I | 0] of shape (d, 2d): it keeps the normalised hidden state and ignores the token embedding."
+    return torch.cat([torch.eye(d), torch.zeros(d, d)], 1)
 
 class MTPHeads(nn.Module):
     "K multi-token-prediction modules for one model; the embedding and output layer stay the model's."
     def __init__(self, model, # the main model (a causal LM of a supported family)
                  depth: int = 1, # number of modules K
-                 init: str = 'last_block', # 'last_block': each block starts as a copy of the model's last block; 'random'
+                 init: str = 'last_block', # 'last_block': pass-through projection, the last block and the final norm copied; 'random'
                 ):
         super().__init__()
         if not isinstance(depth, int) or depth < 1: raise ValueError(f"MTP depth={depth!r} must be an integer >= 1")
@@ -80,9 +85,13 @@ class MTPHeads(nn.Module):
         self._rotary_kwargs = dict(layer_type='full_attention') if per_type else {}
         std = getattr(self.config, 'initializer_range', 0.02)
         for layer in self.layers:
-            nn.init.normal_(layer.proj.weight, std=std)
-            if init == 'last_block': layer.block.load_state_dict(a.blocks[-1].state_dict())
-            else: self._init_random(layer.block, std)
+            if init == 'last_block':
+                with torch.no_grad(): layer.proj.weight.copy_(pass_through(a.config.hidden_size))
+                layer.block.load_state_dict(a.blocks[-1].state_dict())
+                layer.out_norm.load_state_dict(a.final_norm.state_dict())
+            else:
+                nn.init.normal_(layer.proj.weight, std=std)
+                self._init_random(layer.block, std)
         self.to(device=a.embed.weight.device, dtype=a.embed.weight.dtype)
 
     @staticmethod
@@ -201,7 +210,7 @@ def save_with_mtp(model, heads: MTPHeads,
 @dataclass
 class MTPTrainConfig:
     "How to train MTP heads on a frozen model."
-    mode: str = 'kd' # 'lm': MTP-LM (λ = 0); 'kd': MTP-KD from the main model's own distribution (λ = 1)
+    mode: str = 'kd' # 'lm': MTP-LM (λ = 0); 'kd': MTP-KD from the teacher's distribution at the shifted position (λ = 1)
     steps: int = 200 # optimiser steps
     batch_size: int = 8 # sequences per step
     lr: float = 1e-3 # peak learning rate
@@ -222,27 +231,35 @@ class MTPTrainConfig:
 
 @torch.no_grad()
 def base_states(model, blocks: torch.Tensor, # (N, T) token blocks
-                batch_size: int = 8) -> torch.Tensor:
-    "The frozen main model's last_hidden_state of every block: (N, T, d)."
+                batch_size: int = 8, # blocks per forward pass
+                dtype: torch.dtype | None = None, # how the states are stored, e.g. torch.bfloat16 to halve their memory (None: the model's)
+               ) -> torch.Tensor:
+    "The frozen model's last_hidden_state of every block: (N, T, d), computed once and shared by every run on these blocks."
     model.eval()
-    return torch.cat([model.get_decoder()(input_ids=b).last_hidden_state for b in blocks.split(batch_size)])
+    return torch.cat([model.get_decoder()(input_ids=b).last_hidden_state.to(dtype) for b in blocks.split(batch_size)])
 
 def train_mtp(model, heads: MTPHeads,
               blocks: torch.Tensor, # (N, T) training token blocks
               config: MTPTrainConfig = MTPTrainConfig(),
               states: torch.Tensor | None = None, # (N, T, d) from `base_states` (computed when None)
-              log=print) -> list[dict]:
+              teacher: TeacherStates | None = None, # MTP-KD's teacher: its `base_states` of the same blocks and its `output_layer` (None: the main model)
+              log=print, # where the log lines go (None: silent)
+              callback=None, # called as callback(step, heads) after every step (None: nothing)
+             ) -> list[dict]:
     "Train the MTP heads on a frozen model; returns the logged terms of every step."
     heads.check_model(model)
     c = config
     if blocks.shape[1] <= heads.depth: raise ValueError(f"MTP depth {heads.depth} needs blocks longer than {heads.depth} tokens; got {blocks.shape[1]}")
     if states is None: states = base_states(model, blocks, c.batch_size)
     if states.shape[:2] != blocks.shape: raise ValueError(f"states {tuple(states.shape)} do not match blocks {tuple(blocks.shape)}")
+    if teacher is not None and teacher.hidden.shape[:2] != blocks.shape:
+        raise ValueError(f"teacher states {tuple(teacher.hidden.shape)} do not match blocks {tuple(blocks.shape)}; compute them with base_states(teacher, blocks)")
     lam = 1.0 if c.mode == 'kd' else 0.0
     loss = CompositeLoss(CompositeConfig(lam=Schedule('constant', lam, name='lambda'), beta=Schedule('constant', 1.0, name='beta'),
                                          divergence=c.divergence, chunk=c.chunk))
     for p in model.parameters(): p.requires_grad_(False)
     embed, head = Anatomy(model).embed, output_layer(model)
+    dtype = embed.weight.dtype
     opt = torch.optim.AdamW(heads.parameters(), lr=c.lr, weight_decay=c.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_schedule(s, c.steps + 1, 1.0, 0.0, c.warmup))  # 0 one step after the last
     g = torch.Generator().manual_seed(c.seed)
@@ -251,15 +268,39 @@ def train_mtp(model, heads: MTPHeads,
     history = []
     for step in range(c.steps):
         idx = order[step*c.batch_size:(step + 1)*c.batch_size]
-        ids, hidden = blocks[idx], states[idx]
-        terms = loss(step/max(1, c.steps - 1), ids, None, head, TeacherStates(hidden, head) if lam else None,
-                     heads(hidden, ids, embed))
+        ids, hidden = blocks[idx], states[idx].to(dtype)
+        target = None if not lam else TeacherStates(hidden, head) if teacher is None else TeacherStates(teacher.hidden[idx].to(dtype), teacher.head)
+        terms = loss(step/max(1, c.steps - 1), ids, None, head, target, heads(hidden, ids, embed))
         opt.zero_grad(set_to_none=True); terms.total.backward(); opt.step(); sched.step()
         history.append(dict(step=step, lr=sched.get_last_lr()[0], **terms.as_dict()))
         if log and (step % c.log_every == 0 or step == c.steps - 1):
             log(f"step {step:4d}  MTP-LM {terms.mtp_lm:.3f}  MTP-KD {terms.mtp_kd:.3f}")
+        if callback is not None: callback(step, heads)
     heads.eval()
     return history
+
+# %% ../nbs/09_mtp.ipynb #16a6dd23
+@torch.no_grad()
+def mtp_eval(model, heads: MTPHeads,
+             blocks: torch.Tensor, # (N, T) held-out token blocks
+             states: torch.Tensor | None = None, # (N, T, d) the model's `base_states` of these blocks (computed when None)
+             batch_size: int = 2, # blocks per batch of (batch_size·T, V) float32 logits
+            ) -> dict:
+    "Module 1 on held-out blocks: per-token loss of token i+2 (`nll`, a tensor), top-1 agreement with the model's own prediction of it, mean KL(model ‖ module)."
+    heads.check_model(model)
+    if blocks.shape[1] < 3: raise ValueError(f"mtp_eval needs blocks of at least 3 tokens; got {blocks.shape[1]}")
+    if states is None: states = base_states(model, blocks, batch_size)
+    embed, head = Anatomy(model).embed, output_layer(model)
+    heads.eval()
+    nll, agree, kl = [], [], []
+    for ids, h in zip(blocks.split(batch_size), states.split(batch_size)):
+        h = h.to(embed.weight.dtype)
+        mtp = torch.log_softmax(head.logits(heads(h, ids, embed)[0][:, :-1]).float(), -1)  # position i predicts t_{i+2}
+        main = torch.log_softmax(head.logits(h[:, 1:-1]).float(), -1)  # the model at i+1 predicts t_{i+2}
+        nll.append(-mtp.gather(-1, ids[:, 2:, None])[..., 0].flatten())
+        agree.append((mtp.argmax(-1) == main.argmax(-1)).flatten())
+        kl.append((main.exp()*(main - mtp)).sum(-1).flatten())
+    return dict(nll=torch.cat(nll), top1=torch.cat(agree).float().mean().item(), kl=torch.cat(kl).mean().item())
 
 # %% ../nbs/09_mtp.ipynb #2af7b07b
 def _crop(cache, length: int):

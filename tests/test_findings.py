@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from slimlab.findings import VERDICTS, bundled_experiments, finding_rows, findings_markdown, read_experiment, run_experiment, save_results
+from slimlab.findings import VERDICTS, at_scale, bundled_experiments, finding_rows, findings_markdown, read_experiment, run_experiment, save_results
 from slimlab.results import result_figures
 from slimlab.lab import Job
 
@@ -18,10 +18,15 @@ def test_bundled_experiment_at_smoke_scale(name, tmp_path):
     assert list(res['arms']) == list(exp.arms) and res['scale'] == 'smoke'
     assert [(c['better'], c['worse']) for c in res['claims']] == [(c.better, c.worse) for c in exp.claims]
     assert all(c['verdict'] in VERDICTS for c in res['claims'])
+    assert res['seconds'] > 0  # every experiment records its wall time
     for arm, r in res['arms'].items():
-        assert r['distill_tokens'] == res['tokens'] == 256  # equal budgets
-        assert r['params'] < res['teacher']['params'] and r['curve']
-        AutoModelForCausalLM.from_pretrained(tmp_path/name/arm/'schedule'/'model')  # a stock folder
+        if exp.mtp is not None:  # one frozen base: every arm trained its own module on the same tokens
+            assert r['train_tokens'] == res['tokens'] == at_scale(exp, 'smoke').mtp.tokens and r['curve']
+            assert (tmp_path/name/arm/'mtp.safetensors').is_file() and res['decoding']['identical']
+        else:
+            assert r['distill_tokens'] == res['tokens'] == 256  # equal budgets
+            assert r['params'] < res['teacher']['params'] and r['curve']
+            AutoModelForCausalLM.from_pretrained(tmp_path/name/arm/'schedule'/'model')  # a stock folder
         if exp.acceptance is not None:  # every arm decoded the same prompts with its MTP heads
             assert len(r['accepted']) == res['acceptance']['prompts'] and r['acceptance']['1-token'] >= r['acceptance']['2-token']
     if exp.ranking is not None:

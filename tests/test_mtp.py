@@ -74,3 +74,20 @@ def test_what_cannot_work_fails_clearly():
         speculative_decode(load_model('qwen3-tiny'), MTPHeads(tiny), torch.randint(0, 1000, (1, 4)), 4)
     with pytest.raises(ValueError, match='draft_len=0 must be at least 1'):
         speculative_decode(tiny, MTPHeads(tiny), torch.randint(0, 1000, (1, 4)), 4, draft_len=0)
+
+
+@pytest.mark.parametrize('name', ['qwen3-tiny', 'qwen3_moe-tiny', 'mixtral-tiny', 'gemma3_text-tiny'])
+def test_pass_through_start_on_families(name):
+    "The DeepSeek-V3 start on other families: projection [I | 0], the last block and the final norm copied (Gemma's offset norm included)."
+    model = load_model(name)
+    heads, a = MTPHeads(model, depth=2), Anatomy(model)
+    d = a.config.hidden_size
+    for layer in heads.layers:
+        assert torch.equal(layer.proj.weight, torch.cat([torch.eye(d), torch.zeros(d, d)], 1).to(layer.proj.weight.dtype))
+        assert all(torch.equal(p, q) for p, q in zip(layer.out_norm.state_dict().values(), a.final_norm.state_dict().values()))
+        assert all(torch.equal(p, q) for p, q in zip(layer.block.state_dict().values(), a.blocks[-1].state_dict().values()))
+    h = torch.randn(1, 5, d)
+    with torch.no_grad():  # the embedding does not reach the states at the start
+        s1 = heads(h, torch.randint(0, 1000, (1, 6))[:, :5], a.embed)
+        s2 = heads(h, torch.randint(0, 1000, (1, 6))[:, :5], a.embed)
+    for x, y in zip(s1, s2): torch.testing.assert_close(x, y)
