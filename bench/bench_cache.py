@@ -3,7 +3,8 @@
 Teacher: SmolLM2-135M (30 blocks). Student: the same without its last 6 blocks (24 blocks, `slimlab.prune.apply_plan`).
 Data: the first `--steps` × `--micro` blocks of `--seq-len` tokens of the lab corpus's train split, read by every run
 in the same seeded order from the same student weights. Loss: Minitron's logit-only forward KL (`minitron_loss`); from
-a cache it is taken over the teacher's top-k, renormalised.
+a cache it is taken over the teacher's top-k renormalised (the default) and, with `--tail`, also over the top-k and
+the tail bucket, the probability outside the top-k (`TeacherCache(tail=True)`).
 
 For each k of `--ks` the cache is written first (`write_teacher_cache`, bfloat16 log-probabilities): its wall-clock,
 its bytes on disk per token (every file of the folder) and the share of the teacher's probability inside the top-k.
@@ -11,8 +12,8 @@ Then one distillation run per teacher (online, then each cache), reporting the m
 warm-up steps and the held-out perplexity of the student after the run on `--eval-tokens` tokens of the valid split,
 each also as a ratio to the online run.
 
-Usage: .venv/bin/python bench/bench_cache.py [--ks 64 256] [--steps 30] [--skip 2] [--micro 4] [--seq-len 128]
-                                             [--eval-tokens 4096] [--threads 1]
+Usage: .venv/bin/python bench/bench_cache.py [--ks 64 256] [--tail] [--steps 30] [--skip 2] [--micro 4]
+                                             [--seq-len 128] [--eval-tokens 4096] [--threads 1]
 """
 import argparse, statistics, tempfile, time
 from pathlib import Path
@@ -35,10 +36,11 @@ def main():
     p.add_argument('--seq-len', type=int, default=128)
     p.add_argument('--eval-tokens', type=int, default=4096, help='held-out tokens of the final perplexity')
     p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--tail', action='store_true', help='also train from each cache with its tail bucket (TeacherCache(tail=True))')
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     from transformers.utils import logging as hf_logging
-    from slimlab.distill import DistillConfig, DistillData, distill, lab_data, minitron_loss, write_teacher_cache
+    from slimlab.distill import DistillConfig, DistillData, TeacherCache, distill, lab_data, minitron_loss, write_teacher_cache
     from slimlab.lab import Job, load_model, load_tokenizer
     from slimlab.prune import ModelShape, PruningPlan, apply_plan
     hf_logging.disable_progress_bar()
@@ -58,7 +60,9 @@ def main():
             cache = write_teacher_cache(teacher, blocks, runs/f'cache-{k}', k=k, tokenizer=tokenizer, job=quiet)
             written = time.perf_counter() - t0
             disk = sum(f.stat().st_size for f in cache.folder.iterdir())
-            teachers[f'cache k={k}'] = (cache, None, dict(write_s=written, bytes_per_token=disk/cache.spec.tokens, coverage=cache.coverage()))
+            made = dict(write_s=written, bytes_per_token=disk/cache.spec.tokens, coverage=cache.coverage())
+            teachers[f'cache k={k}'] = (cache, None, made)
+            if args.tail: teachers[f'cache k={k} + tail'] = (TeacherCache(cache.folder, tail=True), None, made)
         for name, (data, online_teacher, made) in teachers.items():
             result = distill(apply_plan(teacher, plan), runs/name.replace(' ', '-'), DistillData(data, held_out, tokenizer), config,
                              teacher=online_teacher, job=quiet)

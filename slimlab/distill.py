@@ -218,9 +218,10 @@ def cache_shard(folder: str | Path, # a cache folder
 # %% ../nbs/10_distill.ipynb #57a68a3c
 class TeacherCache(torch.utils.data.Dataset):
     "A teacher cache folder as a dataset of its blocks: each item a block's token ids and the teacher's top-k log-probabilities at every position."
-    def __init__(self, folder: str | Path # a folder written by `write_teacher_cache`
+    def __init__(self, folder: str | Path, # a folder written by `write_teacher_cache`
+                 tail: bool = False, # also hand over the probability outside the top-k (the tail bucket); False: the top-k renormalised
                 ):
-        self.folder = Path(folder)
+        self.folder, self.tail = Path(folder), tail
         if not (self.folder/CACHE_FILE).is_file():
             raise FileNotFoundError(f"teacher cache {self.folder} has no {CACHE_FILE}; write one with write_teacher_cache or `slimlab teacher-cache`")
         self.spec = CacheSpec(**json.loads((self.folder/CACHE_FILE).read_text()))
@@ -240,11 +241,12 @@ class TeacherCache(torch.utils.data.Dataset):
     def __getstate__(self) -> dict: return self.__dict__ | dict(_shards={})  # open files stay with their process
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        "Block `index`: input_ids (T,), indices (T, k) and values (T, k) float32 log-probabilities."
+        "Block `index`: input_ids (T,), indices (T, k), values (T, k) float32 log-probabilities and (with `tail`) rest (T,), the probability outside the top-k."
         if not 0 <= index < len(self): raise IndexError(f"block {index} is outside the cache's {len(self)} blocks")
         shard, row = divmod(index, self.spec.shard_blocks)
         read = lambda name: self._shard(shard).get_slice(name)[row:row + 1][0]
-        return dict(input_ids=read('input_ids').long(), indices=read('indices').long(), values=read('values').float())
+        block = dict(input_ids=read('input_ids').long(), indices=read('indices').long(), values=read('values').float())
+        return block | dict(rest=read('rest').float()) if self.tail else block
 
     def coverage(self) -> float:
         "The teacher's mean probability inside the top-k, over every position of the cache (from the shards' headers: each holds its sum of `rest`)."
@@ -753,7 +755,7 @@ def batch_teacher(batch: torch.Tensor | dict, # (B, T) token ids, or a teacher c
                  ):
     "A micro-batch's token ids and its teacher, valid inside the block: read from the cache's batch, computed by the online teacher (a sharded one gathered for the block), or none."
     from torch.distributed.fsdp import FSDPModule
-    if isinstance(batch, dict): yield batch['input_ids'], TeacherStates(None, None, topk=TeacherTopK(batch['indices'], batch['values']))
+    if isinstance(batch, dict): yield batch['input_ids'], TeacherStates(None, None, topk=TeacherTopK(batch['indices'], batch['values'], batch.get('rest')))
     elif teacher is None: yield batch, NO_TEACHER
     elif isinstance(teacher, FSDPModule):
         from slimlab.scale import sharded_teacher_states

@@ -19,10 +19,11 @@ from .anatomy import Anatomy
 __all__ = ['IGNORE_INDEX', 'KD_LOSSES', 'SPARSE_KD_LOSSES', 'FEATURE_DISTANCES', 'WEIGHT_SCHEDULES', 'SLIMQWEN_LAMBDA',
            'SLIMQWEN_BETA', 'NO_TEACHER', 'shift_labels', 'lm_loss', 'forward_kl', 'reverse_kl', 'skew_forward_kl',
            'skew_reverse_kl', 'generalized_jsd', 'Divergence', 'TeacherTopK', 'topk_logits', 'sparse_divergence',
-           'teacher_topk', 'topk_mass', 'loss_vocab', 'HeadLoss', 'head_loss', 'OutputLayer', 'output_layer',
-           'is_shard', 'check_gathered', 'TeacherHead', 'chunked_head_loss', 'block_outputs', 'layer_map_from_plan',
-           'feature_distance', 'FeatureDistiller', 'constant_schedule', 'linear_schedule', 'cosine_schedule',
-           'step_schedule', 'Schedule', 'lr_schedule', 'CompositeConfig', 'LossTerms', 'TeacherStates', 'CompositeLoss']
+           'teacher_topk', 'topk_mass', 'uses_tail', 'tail_divergence', 'loss_vocab', 'HeadLoss', 'head_loss',
+           'OutputLayer', 'output_layer', 'is_shard', 'check_gathered', 'TeacherHead', 'chunked_head_loss',
+           'block_outputs', 'layer_map_from_plan', 'feature_distance', 'FeatureDistiller', 'constant_schedule',
+           'linear_schedule', 'cosine_schedule', 'step_schedule', 'Schedule', 'lr_schedule', 'CompositeConfig',
+           'LossTerms', 'TeacherStates', 'CompositeLoss']
 
 # %% ../nbs/08_losses.ipynb #1301fb3f
 IGNORE_INDEX = -100 # label of positions without a target
@@ -125,9 +126,10 @@ class Divergence:
 SPARSE_KD_LOSSES = ('forward_kl', 'skew_forward_kl') # divergences computable from the teacher's top-k
 
 class TeacherTopK(NamedTuple):
-    "The teacher's k largest logits per token and their token ids."
+    "The teacher's k largest logits per token and their token ids (and, from a cache, the probability outside them)."
     indices: torch.Tensor # (..., k) token ids
-    values: torch.Tensor # (..., k) logits
+    values: torch.Tensor # (..., k) logits, or log-probabilities over the whole vocabulary when `rest` is given
+    rest: torch.Tensor | None = None # (...) the teacher's probability outside the top-k: the tail bucket (see `tail_divergence`)
 
 def topk_logits(t_logits: torch.Tensor, # (..., V) teacher logits
                 k: int, # tokens to keep per position
@@ -172,6 +174,41 @@ def topk_mass(topk: TeacherTopK # log-probabilities from `teacher_topk`
     "The teacher's probability outside its top-k at every position, (...): what the renormalised sparse loss leaves out."
     return (1 - topk.values.exp().sum(-1)).clamp_min(0)
 
+# %% ../nbs/08_losses.ipynb #0f09e6f8
+def uses_tail(teacher: TeacherTopK, # a top-k, from a cache when it carries `rest`
+              vocab: int, # the student's logit columns
+              temperature: float, # the divergence's temperature
+             ) -> bool:
+    "A top-k is distilled with its tail bucket when it carries the tail mass, at temperature 1, and leaves columns out."
+    return teacher.rest is not None and temperature == 1 and teacher.indices.shape[-1] < vocab
+
+def _tail_term(lq: torch.Tensor, # (N, V) the student's log-probabilities
+               q: torch.Tensor, # (N, V) its probabilities
+               index: torch.Tensor, # (N, k) the teacher's top-k
+               rest: torch.Tensor, # (N,) the teacher's mass outside them
+               divergence: Divergence, # forward_kl or skew_forward_kl
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    "The bucket's share of the divergence per row, and its pull on the student's logits: share·q outside the top-k, 0 inside."
+    lq_rest = lq.scatter(-1, index, -math.inf).logsumexp(-1)  # log q_r, exact
+    lp_rest, skew = rest.log(), divergence.kind == 'skew_forward_kl'
+    lm_rest = _log_mix(lp_rest, lq_rest, divergence.alpha) if skew else lq_rest
+    share = (lp_rest - lm_rest).exp()*((1 - divergence.alpha) if skew else 1.0)
+    return torch.xlogy(rest, rest) - rest*lm_rest, (q*share[:, None]).scatter_(-1, index, 0.0)
+
+def tail_divergence(s_logits: torch.Tensor, # (N, V) student logits
+                    teacher: TeacherTopK, # (N, k) the teacher's top-k log-probabilities and `rest` (N,)
+                    divergence: Divergence = Divergence(), # forward_kl or skew_forward_kl, at temperature 1
+                   ) -> torch.Tensor:
+    "The divergence over k + 1 outcomes, the teacher's top-k tokens and one bucket for the rest of the vocabulary, per token: (N,)."
+    _check_sparse(divergence)
+    if not uses_tail(teacher, s_logits.shape[-1], divergence.temperature):
+        raise ValueError(f"the tail bucket needs the teacher's mass outside its top-k (rest), temperature 1 (got {divergence.temperature}) and "
+                         f"a top-k narrower than the {s_logits.shape[-1]} columns (got {teacher.indices.shape[-1]}); use sparse_divergence")
+    lq = _logp(s_logits, 1.0)
+    lp, lq_seen = teacher.values.float(), lq.gather(-1, teacher.indices)
+    if divergence.kind == 'skew_forward_kl': lq_seen = _log_mix(lp, lq_seen, divergence.alpha)
+    return _kl(lp, lq_seen) + _tail_term(lq, lq.exp(), teacher.indices, teacher.rest.float().clamp_min(0), divergence)[0]
+
 # %% ../nbs/08_losses.ipynb #8bfb29f3
 def loss_vocab(student_width: int, # columns of the student's logits (rows of its output layer)
                teacher_width: int | None = None, # columns of the teacher's logits (None: no teacher)
@@ -202,8 +239,10 @@ def _check_weights(lm_weight: float, kd_weight: float, teacher):
     if kd_weight > 0 and teacher is None: raise ValueError(f"kd_weight={kd_weight} > 0 needs a teacher")
 
 def _kd_terms(s_logits: torch.Tensor, teacher, divergence: Divergence) -> torch.Tensor:
-    "Per-token divergence from dense teacher logits or a top-k."
-    if isinstance(teacher, TeacherTopK): return sparse_divergence(s_logits, teacher, divergence)
+    "Per-token divergence from dense teacher logits or a top-k (with its tail bucket when it has one, at temperature 1)."
+    if isinstance(teacher, TeacherTopK):
+        if uses_tail(teacher, s_logits.shape[-1], divergence.temperature): return tail_divergence(s_logits, teacher, divergence)
+        return sparse_divergence(s_logits, teacher, divergence)
     return divergence(s_logits, teacher)
 
 def head_loss(logits: torch.Tensor, # (N, V_s) student logits
@@ -324,10 +363,13 @@ def _chunk_logits(hidden: torch.Tensor, # (c, d) a chunk's hidden states
     return t.mul_(head.softcap), d
 
 def _teacher_chunk(teacher, rows: slice, vocab: int, temperature: float):
-    "(log p, p, vocabulary positions) of the teacher on a chunk of tokens: all columns (positions None), or its top-k renormalised."
+    """(log p, p, vocabulary positions, tail mass) of the teacher on a chunk of tokens: all columns (positions and tail
+    None), its top-k renormalised (tail None), or its top-k with the tail bucket (`uses_tail`)."""
     if isinstance(teacher, TeacherTopK):
-        return (*_log_softmax_(teacher.values[rows].to(torch.float32, copy=True), temperature), teacher.indices[rows])
-    return (*_log_softmax_(_chunk_logits(teacher.hidden[rows], teacher.head, vocab)[0], temperature), None)
+        values, index = teacher.values[rows].to(torch.float32, copy=True), teacher.indices[rows]
+        if uses_tail(teacher, vocab, temperature): return values, values.exp(), index, teacher.rest[rows].float().clamp_min(0)
+        return (*_log_softmax_(values, temperature), index, None)
+    return (*_log_softmax_(_chunk_logits(teacher.hidden[rows], teacher.head, vocab)[0], temperature), None, None)
 
 # %% ../nbs/08_losses.ipynb #7c50f4af
 def _forward_kl_pull(lp, p, lq, q, divergence):
@@ -382,7 +424,7 @@ def _logit_grad(terms: list[_GradTerm]) -> torch.Tensor:
 
 def _chunk_loss(z: torch.Tensor, # (c, V) float32 student logits, overwritten
                 labels: torch.Tensor, # (c,) targets
-                teacher, # `_teacher_chunk`'s (log p, p, positions), or None when the divergence is off
+                teacher, # `_teacher_chunk`'s (log p, p, positions, tail mass), or None when the divergence is off
                 spec: _ChunkSpec,
                 row_weight: torch.Tensor, # (c,) 1/n on positions with a target, 0 elsewhere
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -399,11 +441,14 @@ def _chunk_loss(z: torch.Tensor, # (c, V) float32 student logits, overwritten
     terms = [_GradTerm(q_ce, torch.ones_like(targets, dtype=z.dtype), targets, spec.lm_weight*row_weight)] if lm_grad else []
     kd = ce.new_zeros(())
     if teacher is not None:
-        lp, p, index = teacher
+        lp, p, index, rest = teacher
         lq_seen, q_seen = (lq, q) if index is None else (lq.gather(-1, index), q.gather(-1, index))  # where the teacher has p
+        tail = None if rest is None else _tail_term(lq, q, index, rest, spec.divergence)  # before the pulls overwrite lp
         values, pull = _PULLS[spec.divergence.kind](lp, p, lq_seen, q_seen, spec.divergence)
+        if tail is not None: values = values + tail[0]
         kd = values[mask].sum()*T**2
         if spec.need_grad: terms.append(_GradTerm(q, pull, index, spec.kd_weight*T*row_weight))
+        if spec.need_grad and tail is not None: terms.append(_GradTerm(q, tail[1], None, spec.kd_weight*row_weight))
     return ce[mask].sum(), kd, _logit_grad(terms) if terms else None
 
 # %% ../nbs/08_losses.ipynb #82728e25
@@ -662,7 +707,9 @@ class TeacherStates(NamedTuple):
     def target(self, shift: int = 0 # the first position used: depth k of the MTP heads reads the teacher from position k
               ) -> TeacherHead | TeacherTopK | None:
         "The teacher at positions `shift`… of every sequence, flattened: a `TeacherHead`, a `TeacherTopK`, or None (no teacher)."
-        if self.topk is not None: return TeacherTopK(_flat(self.topk.indices[:, shift:]), _flat(self.topk.values[:, shift:]))
+        if self.topk is not None:
+            t = self.topk
+            return TeacherTopK(_flat(t.indices[:, shift:]), _flat(t.values[:, shift:]), None if t.rest is None else t.rest[:, shift:].reshape(-1))
         return None if self.hidden is None else TeacherHead(_flat(self.hidden[:, shift:]), self.head)
 
 NO_TEACHER = TeacherStates(None, None) # a batch without a teacher: the language-model loss alone

@@ -713,7 +713,8 @@ def check_run_dir(run_dir: str | Path, # the run directory
     "Refuse, before any work, a run directory that holds results unless resuming the same recipe or overwriting."
     run_dir = job.run_folder(run_dir, 'out', marker=RECIPE_FILE)
     if job.resume and (run_dir/RECIPE_FILE).exists():
-        changed = changed_keys(_run_data(run_dir), to_plain(recipe))
+        saved = to_plain(read_run_recipe(run_dir))  # through today's schema: a setting added since the run started takes its default
+        changed = changed_keys(saved, to_plain(recipe))
         if changed: raise ValueError(f"{job.flag('resume')}, but {', '.join(changed)} differ from the run's {RECIPE_FILE}; resume with the same "
                                      f"recipe, scale and {'--set ' if job.command_line else ''}overrides, or start a new run")
     return run_dir

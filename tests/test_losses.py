@@ -131,6 +131,27 @@ def test_composite_on_a_pruned_student_equals_its_definition():
     for a, b in zip(*grads): torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+def library_skew_kl(s_logits, t_logits, skew_alpha=0.4, temperature=2.0):
+    "The logit term of optipfair's compute_distillation_loss (the book's author's library), float64: T²·KL(p ‖ a·q + (1−a)·p), a the student's share."
+    p, q = (t_logits.double()/temperature).softmax(-1), (s_logits.double()/temperature).softmax(-1)
+    return (p*(p.log() - (skew_alpha*q + (1 - skew_alpha)*p).log())).sum(-1)*temperature**2
+
+
+def test_scarce_data_book_arm_is_the_book_library_loss():
+    "The scarce-data experiment's skew-kl-book arm trains on 0.5·CE (T = 1) + 0.5·the library's skew KL (a = 0.4, T = 2), chunked, at SmolLM2's vocabulary."
+    from slimlab.findings import arm_recipes, read_experiment
+    loss = arm_recipes(read_experiment('scarce-data'), 'smoke')['skew-kl-book'].loss
+    assert loss.dynamics_weight == 0 and loss.lam(0.0) == loss.lam(1.0) == 0.5
+    h0, w0, th, tw, y = random_inputs(n=200, seed=3)
+    h, w = h0.clone().requires_grad_(), w0.clone().requires_grad_()
+    res = chunked_head_loss(h, OutputLayer(w), y, TeacherHead(th, OutputLayer(tw)), 0.5, 0.5, loss.divergence, chunk=64)
+    h_ref, w_ref = h0.double().requires_grad_(), w0.double().requires_grad_()
+    s_logits, keep = h_ref @ w_ref.T, y != IGNORE_INDEX
+    ref = 0.5*F.cross_entropy(s_logits, y) + 0.5*library_skew_kl(s_logits, (th @ tw.T).double())[keep].mean()
+    res.total.backward(); ref.backward()
+    for a, b in ((res.total, ref), (h.grad, h_ref.grad), (w.grad, w_ref.grad)): torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize('make, message', [
     (lambda: CompositeConfig(lam=Schedule('linear', 1.0, -0.5, name='lambda')), 'lambda end=-0.5 must be in [0, 1]'),
     (lambda: Schedule('warmup', name='beta'), "beta schedule 'warmup' is unknown; allowed: constant, linear, cosine, step"),
