@@ -842,17 +842,16 @@ def score_and_plan(self: ScheduleRun, current, # the model this stage cuts
     "Step 4 (main process): score the current model for the cut and save its plan (and, when the cut merges experts, their groups)."
     from slimlab.importance import Request, importance
     c, e, p, n_drop = self.calibration, self.prune.experts, self.prune, rel.get('drop_layers', 0)
-    ids = self.calibration_ids
     if p.scores == 'random': scores = random_scores(current, self.seed)  # every axis: the baseline importance must beat
     else:
         requests = stage_requests(rel, p.layer_metric, p.expert_metric, Anatomy(current), p.channel_metric)
-        report = importance(current, ids, requests, c.batch_size, c.seed, self.job.progress) if requests else None
+        report = importance(current, self.calibration_ids, requests, c.batch_size, c.seed, self.job.progress) if requests else None
         scores = plan_scores(report, n_drop, layers=_layer_request(p.layer_metric, n_drop), channels=Request.parse(p.channel_metric).label,
                              experts=p.expert_metric) if report else {}
     if stage_dir.exists(): shutil.rmtree(stage_dir)  # a stage folder without its plan holds no usable run
     stage_dir.mkdir(parents=True)
     if self.plan.training['experts'] is not None and 'num_experts' in rel:  # the plan keeps the groups' bases; their weights become the groups' averages
-        inputs = mlp_inputs(current, ids, c.batch_size, self.job.progress) if e.similarity == 'output' else None
+        inputs = mlp_inputs(current, self.calibration_ids, c.batch_size, self.job.progress) if e.similarity == 'output' else None
         groups = expert_groups(current, rel['num_experts'], scores['experts'], e.strategy, e.preserve, e.similarity, inputs)
         _write_json(stage_dir/EXPERT_GROUPS_FILE, groups_to_dict(groups, scores['experts'], self.plan.training['experts']))
         scores = scores | dict(experts=base_scores(groups, scores['experts']))
