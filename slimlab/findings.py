@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .lab import Job, did_you_mean, lab_data_dir, load_model, load_tokenizer
 from .data import LAB_TEXT, TextSource, source_tokens
+from .distill import check_integer
 from .evaluate import EvalConfig, block_bootstrap, check_tasks, compare_nll, evaluate_models, held_out_tokens
 from .importance import rank, spearman
 from .losses import TeacherStates, output_layer
@@ -184,7 +185,7 @@ def check_mtp(exp: Experiment, # an MTP experiment, at its scale
     if exp.recipe is not None or any(a.recipe for a in exp.arms.values()):
         raise ValueError(f"MTP experiment {exp.name} trains modules on one frozen base (mtp.base={spec.base}); remove recipe from it and its arms")
     for name, least in (('tokens', 1), ('seq_len', 3), ('batch_size', 1), ('eval_tokens', 1), ('eval_points', 1)):
-        if getattr(spec, name) < least: raise ValueError(f"mtp.{name}={getattr(spec, name)} must be at least {least}")
+        check_integer(f'mtp.{name}', getattr(spec, name), least)
     for name in ('tokens', 'eval_tokens'):
         if getattr(spec, name) % spec.seq_len: raise ValueError(f"mtp.{name}={getattr(spec, name):,} must be a multiple of mtp.seq_len={spec.seq_len}")
     if spec.tokens < spec.seq_len*spec.batch_size:
