@@ -568,15 +568,19 @@ class Alongside:
     features: FeatureDistiller | None = None # for feature / FDD terms; its projection trains with the student
     mtp: nn.Module | None = None # `slimlab.mtp.MTPHeads` of the student (β terms), saved beside it
 
-def check_cache_loss(loss: CompositeConfig # the run's composite loss
+def check_cache_loss(loss: CompositeConfig, # the run's composite loss
+                     tail: bool = False, # the run also distils the cache's tail bucket (`TeacherCache(tail=True)`)
                     ):
-    "Refuse the terms a teacher cache cannot serve: feature terms, divergences that need the teacher's whole distribution."
+    "Refuse the terms a teacher cache cannot serve: feature terms, divergences that need the teacher's whole distribution, a tail at a temperature other than 1."
     if loss.feature_weight or loss.dynamics_weight:
         raise ValueError("loss.feature_weight or loss.dynamics_weight > 0 compares with the teacher's hidden states, which a teacher cache "
                          "does not hold; set them to 0 or run the teacher online")
     if loss.divergence.kind not in SPARSE_KD_LOSSES:
         raise ValueError(f"loss.divergence={loss.divergence.kind!r} needs the teacher's probability of every token, and a teacher cache holds "
                          f"its top-k; use {' or '.join(SPARSE_KD_LOSSES)}, or run the teacher online")
+    if tail and loss.divergence.temperature != 1:
+        raise ValueError(f"tail=True hands over the teacher's mass outside its top-k at temperature 1, and loss.divergence.temperature="
+                         f"{loss.divergence.temperature}: the tempered tail is not in the cache; set tail to false or the temperature to 1")
 
 def check_inputs(student, teacher, # the models of the run
                  config: DistillConfig, # the run's config

@@ -11,11 +11,11 @@ from pathlib import Path
 from .lab import Job, did_you_mean, lab_data_dir, load_model, load_tokenizer
 from .data import LAB_TEXT, TextSource, source_tokens
 from .distill import check_integer
-from .evaluate import EvalConfig, block_bootstrap, check_tasks, compare_nll, evaluate_models, held_out_tokens
+from .evaluate import EvalConfig, Perplexity, block_bootstrap, check_tasks, compare_nll, evaluate_models, held_out_tokens
 from .importance import rank, spearman
 from .losses import TeacherStates, output_layer
 from .mtp import (MTP_FILE, MTPHeads, MTPTrainConfig, acceptance, base_states, greedy_decode, load_mtp, mtp_eval, save_mtp,
-                          speculative_decode, train_mtp)
+                          speculative_decode, train_mtp, two_ahead_nll)
 from .recipes import (RECIPE_FILE, SUMMARY_FILE, Recipe, check_recipe_data, clear_run, from_dict, to_plain, load_recipe, plan_recipe, read_bundled_yaml,
                              recovery_curve, run_recipe)
 from .results import RESULTS_FILE, check_results_dest, claim_lines, load_results, plot_results, result_figures, results_dir
@@ -28,9 +28,9 @@ __all__ = ['CLAIM_METRICS', 'MTP_ARM_KEYS', 'RANKING_EXPECTATIONS', 'EXPERIMENT_
            'RankingClaim', 'Experiment', 'experiments_dir', 'bundled_experiments', 'read_experiment', 'at_scale',
            'arm_sets', 'arm_recipe_path', 'check_acceptance', 'check_ranking', 'check_mtp', 'arm_recipes', 'verdict',
            'acceptance_prompts', 'measure_acceptance', 'acceptance_record', 'spearman_critical', 'ranking_record',
-           'claim_record', 'evaluate_arms', 'decode_prompts', 'decoding_record', 'mtp_tokens', 'base_two_ahead_nll',
-           'train_mtp_arm', 'run_mtp_arms', 'clear_experiment', 'check_experiment_dir', 'run_experiment', 'arm_rows',
-           'ranking_rows', 'save_results', 'finding_rows', 'lab_numbers', 'findings_markdown']
+           'claim_record', 'evaluate_arms', 'decode_prompts', 'decoding_record', 'mtp_tokens', 'train_mtp_arm',
+           'run_mtp_arms', 'clear_experiment', 'check_experiment_dir', 'run_experiment', 'arm_rows', 'ranking_rows',
+           'save_results', 'finding_rows', 'lab_numbers', 'findings_markdown']
 
 # %% ../nbs/17_findings.ipynb #4535cbe9
 @dataclass
@@ -64,14 +64,14 @@ class MTPSpec:
     "An MTP experiment: one frozen base; each arm trains its own MTP module on the base's states of the same tokens, computed once."
     base: str = 'smollm2-135m' # the frozen main model: it verifies the drafts
     teacher: str | None = None # MTP-KD's teacher (same tokenizer as the base); None: the base itself
-    tokens: int = 155_648 # training tokens of every arm: the first ones of the train split, one pass in blocks of `seq_len`
+    tokens: int = 131_072 # training tokens of every arm: the first ones of the train split, one pass in blocks of `seq_len`
     seq_len: int = 256 # tokens per training block
     batch_size: int = 4 # blocks per optimiser step
     lr: float = 1e-3 # peak learning rate (linear warm-up, cosine decay)
     warmup: int = 10 # warm-up steps
-    eval_tokens: int = 8_192 # held-out tokens (the valid split) for the module's loss, agreement and curve
-    eval_points: int = 4 # held-out evaluations along training, besides the one at the start
-    speed_draft_lens: list[int] = field(default_factory=lambda: [1, 2]) # draft lengths timed against greedy decoding besides `acceptance.draft_len`
+    eval_tokens: int = 4_096 # held-out tokens (the valid split) for the module's loss, agreement and curve
+    eval_points: int = 2 # held-out evaluations along training, besides the one at the start
+    speed_draft_lens: list[int] = field(default_factory=lambda: [1]) # draft lengths timed against greedy decoding besides `acceptance.draft_len`
 
 RANKING_EXPECTATIONS = ('predicts', 'does-not-predict') # what a ranking claim can say
 
@@ -438,10 +438,9 @@ def decoding_record(runs: dict, # from `decode_prompts`
 
 def _loss_record(nll: torch.Tensor, base_nll: torch.Tensor, block: int) -> dict:
     "Perplexity with its interval, and the paired ratio to the base's perplexity of the same tokens, from per-token losses in blocks of `block`."
-    lo, hi = block_bootstrap(nll, block=block)
-    rlo, rhi = block_bootstrap(nll - base_nll, block=block)
-    return dict(ppl=math.exp(nll.mean()), ppl_ci=[math.exp(lo), math.exp(hi)], ppl_ratio=math.exp((nll - base_nll).mean()),
-                ppl_ratio_ci=[math.exp(rlo), math.exp(rhi)])
+    ppl = Perplexity(nll, block)
+    paired = compare_nll(Perplexity(base_nll, block), ppl)
+    return dict(ppl=ppl.value, ppl_ci=list(ppl.ci()), ppl_ratio=paired.ppl_ratio, ppl_ratio_ci=list(paired.ratio_ci()))
 
 def mtp_tokens(spec: MTPSpec, # the experiment's mtp section
                tokenizer, # the base's tokenizer
@@ -451,13 +450,6 @@ def mtp_tokens(spec: MTPSpec, # the experiment's mtp section
     for name, have, split in (('tokens', stream, 'train'), ('eval_tokens', held, 'valid')):
         if len(have) < getattr(spec, name): raise ValueError(f"mtp.{name}={getattr(spec, name):,}, but {LAB_TEXT.describe(split)} has {len(have):,} tokens")
     return stream.view(-1, spec.seq_len), held.view(-1, spec.seq_len)
-
-@torch.no_grad()
-def base_two_ahead_nll(base, held: torch.Tensor, held_states: torch.Tensor) -> torch.Tensor:
-    "The base's loss of the tokens module 1 predicts, t_{i+2}, read from its own states at position i+1: flat, per token."
-    head = output_layer(base)
-    return torch.cat([-torch.log_softmax(head.logits(h[:, 1:-1]).float(), -1).gather(-1, ids[:, 2:, None])[..., 0].flatten()
-                      for ids, h in zip(held.split(2), held_states.split(2))])
 
 def train_mtp_arm(base, spec: MTPSpec, overrides: dict, # the arm's MTPTrainConfig fields (its `mode`)
                   blocks: torch.Tensor, states: torch.Tensor, teacher, # training blocks, the base's states, the MTP-KD teacher's (or None)
@@ -498,7 +490,7 @@ def run_mtp_arms(exp: Experiment, # an MTP experiment at its scale (checked by `
     todo = [a for a in exp.arms if not (job.resume and (out/a/MTP_ARM_FILE).exists())]
     t0 = time.perf_counter()
     held_states = base_states(base, held)
-    base_nll = base_two_ahead_nll(base, held, held_states)
+    base_nll = two_ahead_nll(base, held, held_states)
     states = teacher = None
     if todo:
         say(f"states of {spec.base} on {spec.tokens:,} training tokens, computed once for {len(todo)} arms")

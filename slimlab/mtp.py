@@ -17,8 +17,8 @@ from .losses import CompositeConfig, CompositeLoss, TeacherStates, Divergence, S
 
 # %% auto #0
 __all__ = ['MTP_INITS', 'MTP_FILE', 'mtp_block_config', 'MTPModule', 'pass_through', 'MTPHeads', 'mtp_states', 'mtp_loss',
-           'save_mtp', 'load_mtp', 'save_with_mtp', 'MTPTrainConfig', 'base_states', 'train_mtp', 'mtp_eval', 'Decoded',
-           'greedy_decode', 'speculative_decode', 'acceptance']
+           'save_mtp', 'load_mtp', 'save_with_mtp', 'MTPTrainConfig', 'base_states', 'train_mtp', 'two_ahead_nll',
+           'mtp_eval', 'Decoded', 'greedy_decode', 'speculative_decode', 'acceptance']
 
 # %% ../nbs/09_mtp.ipynb #3fadf11d
 def mtp_block_config(model):
@@ -280,6 +280,22 @@ def train_mtp(model, heads: MTPHeads,
     return history
 
 # %% ../nbs/09_mtp.ipynb #16a6dd23
+def _two_ahead_logprobs(head, h: torch.Tensor) -> torch.Tensor:
+    "The main model's float32 log-probabilities of t_{i+2}, read from its own states at i+1: (B, T-2, V)."
+    return torch.log_softmax(head.logits(h[:, 1:-1]).float(), -1)
+
+@torch.no_grad()
+def two_ahead_nll(model,
+                  blocks: torch.Tensor, # (N, T) held-out token blocks
+                  states: torch.Tensor | None = None, # (N, T, d) the model's `base_states` of these blocks (computed when None)
+                  batch_size: int = 2, # blocks per batch of float32 logits
+                 ) -> torch.Tensor:
+    "The main model's own loss of the tokens module 1 predicts (t_{i+2}, read at i+1), flat and per token: the reference a module's `mtp_eval` loss is measured against."
+    if states is None: states = base_states(model, blocks, batch_size)
+    head = output_layer(model)
+    return torch.cat([-_two_ahead_logprobs(head, h.to(head.weight.dtype)).gather(-1, ids[:, 2:, None])[..., 0].flatten()
+                      for ids, h in zip(blocks.split(batch_size), states.split(batch_size))])
+
 @torch.no_grad()
 def mtp_eval(model, heads: MTPHeads,
              blocks: torch.Tensor, # (N, T) held-out token blocks
@@ -296,7 +312,7 @@ def mtp_eval(model, heads: MTPHeads,
     for ids, h in zip(blocks.split(batch_size), states.split(batch_size)):
         h = h.to(embed.weight.dtype)
         mtp = torch.log_softmax(head.logits(heads(h, ids, embed)[0][:, :-1]).float(), -1)  # position i predicts t_{i+2}
-        main = torch.log_softmax(head.logits(h[:, 1:-1]).float(), -1)  # the model at i+1 predicts t_{i+2}
+        main = _two_ahead_logprobs(head, h)  # the model at i+1 predicts t_{i+2}
         nll.append(-mtp.gather(-1, ids[:, 2:, None])[..., 0].flatten())
         agree.append((mtp.argmax(-1) == main.argmax(-1)).flatten())
         kl.append((main.exp()*(main - mtp)).sum(-1).flatten())

@@ -73,6 +73,7 @@ class TeacherCacheSpec:
     k: int = 64 # log-probabilities kept per position
     dtype: str = 'bfloat16' # their storage precision: bfloat16 or float32
     path: str | None = None # a cache written beforehand (`slimlab teacher-cache`) to read; None: the run writes one into teacher-cache/
+    tail: bool = False # also distil the teacher's mass outside the top-k as one bucket (temperature 1); False: the top-k renormalised
 
     def __post_init__(self):
         check_integer('k', self.k, 1)
@@ -357,7 +358,7 @@ def check_recipe(recipe: Recipe) -> Recipe:
     _prefixed('training', lambda: check_init(recipe.training.init, p.n_stages), sep='.')
     if recipe.moefy: _in(recipe.moefy.router, ROUTERS, 'moefy.router')
     _check_mtp_terms(recipe)
-    if recipe.teacher_cache: _prefixed('teacher_cache', lambda: check_cache_loss(recipe.loss))
+    if recipe.teacher_cache: _prefixed('teacher_cache', lambda: check_cache_loss(recipe.loss, recipe.teacher_cache.tail))
     _at_least(recipe.data.validation_tokens, 2, 'data.validation_tokens')
     _prefixed('report', lambda: check_tasks(recipe.report.tasks))
     return recipe
@@ -894,9 +895,10 @@ def write_recipe_cache(recipe: str | Path | Recipe, # a recipe file, a bundled r
 def prepare_cache(recipe: Recipe, run_dir: Path, teacher, train: torch.Tensor, tokenizer, num_processes: int, job: Job) -> TeacherCache:
     "The teacher cache a recipe run distils from: the one `teacher_cache.path` names, checked against the run, or run_dir/teacher-cache, written (or finished) now."
     spec = recipe.teacher_cache
-    if spec.path is not None: return check_cache_path(recipe, None, teacher, train, num_processes)  # k, block length and tokenizer: checked before the models loaded
-    return write_teacher_cache(teacher, cache_blocks(recipe, train, num_processes), run_dir/'teacher-cache', spec.k, tokenizer, dtype=spec.dtype,
-                               job=replace(job, resume=True, overwrite=False))
+    if spec.path is not None: cache = check_cache_path(recipe, None, teacher, train, num_processes)  # k, block length and tokenizer: checked before the models loaded
+    else: cache = write_teacher_cache(teacher, cache_blocks(recipe, train, num_processes), run_dir/'teacher-cache', spec.k, tokenizer, dtype=spec.dtype,
+                                      job=replace(job, resume=True, overwrite=False))
+    return TeacherCache(cache.folder, tail=True) if spec.tail else cache
 
 # %% ../nbs/15_recipes.ipynb #e5a06578
 @dataclass

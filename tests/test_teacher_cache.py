@@ -133,6 +133,11 @@ def test_the_teacher_cache_command_then_a_run_reading_it(recipe):
     assert not (recipe/'read'/'teacher-cache').exists() and snapshot(recipe/'cache') == before
     r = slimlab('teacher-cache', recipe/'tiny.yaml', '--out', recipe/'cache')
     assert r.returncode == 2 and 'already holds results' in r.stderr and snapshot(recipe/'cache') == before
+    r = slimlab('run', recipe/'tiny.yaml', '--out', recipe/'tail', '--set', 'teacher_cache.k=16', '--set', f"teacher_cache.path={recipe/'cache'}",
+                '--set', 'teacher_cache.tail=true')
+    assert r.returncode == 0, r.stderr
+    first_kd = lambda run: read_metrics(sorted((recipe/run/'schedule').glob('stage-*'))[0], 'train')[0]['kd']
+    assert first_kd('tail') != first_kd('read')  # the same student and batch: the tail bucket enters the divergence
 
 
 @pytest.mark.parametrize('sets,message', [
@@ -141,7 +146,8 @@ def test_the_teacher_cache_command_then_a_run_reading_it(recipe):
     (['teacher_cache.k=16', 'distill.max_tokens=512'], 'ends before the token budget: it holds 8 blocks (256 tokens), the run reads 16 (512 tokens)'),
     (['teacher_cache.k=16', 'teacher={root}/other-teacher'], "was made from another teacher than the run's"),
     (['teacher_cache.k=16', 'loss.divergence.kind=reverse_kl'], "teacher_cache: loss.divergence='reverse_kl' needs the teacher's probability of every token"),
-], ids=['k', 'seq_len', 'budget', 'teacher', 'divergence'])
+    (['teacher_cache.k=16', 'teacher_cache.tail=true', 'loss.divergence.temperature=2.0'], "teacher_cache: tail=True hands over the teacher's mass outside its top-k at temperature 1"),
+], ids=['k', 'seq_len', 'budget', 'teacher', 'divergence', 'tail'])
 def test_a_cache_that_does_not_fit_the_run_is_refused_before_training(recipe, sets, message):
     if not (recipe/'cache').exists(): assert slimlab('teacher-cache', recipe/'tiny.yaml', '--out', recipe/'cache', '--k', '16').returncode == 0
     before, out = snapshot(recipe/'cache'), recipe/f'refused-{len(list(recipe.iterdir()))}'
