@@ -26,10 +26,11 @@ from tqdm.auto import tqdm
 __all__ = ['CLAIM_METRICS', 'MTP_ARM_KEYS', 'RANKING_EXPECTATIONS', 'EXPERIMENT_KEYS', 'RANKING_ARMS', 'VERDICTS', 'MIN_BLOCKS',
            'MIN_PROMPTS', 'MTP_ARM_FILE', 'EXPERIMENT_FILE', 'Arm', 'Claim', 'AcceptanceSpec', 'MTPSpec',
            'RankingClaim', 'Experiment', 'experiments_dir', 'bundled_experiments', 'read_experiment', 'at_scale',
-           'arm_sets', 'arm_recipe_path', 'check_acceptance', 'check_ranking', 'check_mtp', 'arm_recipes', 'verdict',
-           'acceptance_prompts', 'measure_acceptance', 'acceptance_record', 'spearman_critical', 'ranking_record',
-           'claim_record', 'evaluate_arms', 'decode_prompts', 'decoding_record', 'mtp_tokens', 'train_mtp_arm',
-           'run_mtp_arms', 'clear_experiment', 'check_experiment_dir', 'run_experiment', 'arm_rows', 'ranking_rows',
+           'arm_sets', 'arm_recipe_path', 'check_acceptance', 'check_seeds', 'check_ranking', 'check_mtp',
+           'arm_recipes', 'seed_recipes', 'verdict', 'acceptance_prompts', 'measure_acceptance', 'acceptance_record',
+           'spearman_critical', 'ranking_record', 'claim_record', 'seed_mean', 'seeds_claim_record', 'evaluate_arms',
+           'evaluate_seeds', 'decode_prompts', 'decoding_record', 'mtp_tokens', 'train_mtp_arm', 'run_mtp_arms',
+           'clear_experiment', 'check_experiment_dir', 'run_arms', 'run_experiment', 'arm_rows', 'ranking_rows',
            'save_results', 'finding_rows', 'lab_numbers', 'findings_markdown']
 
 # %% ../nbs/17_findings.ipynb #4535cbe9
@@ -98,6 +99,7 @@ class Experiment:
     acceptance: AcceptanceSpec | None = None # also decode test prompts with every arm's MTP heads and record their acceptance
     ranking: RankingClaim | None = None # also rank the arms (candidates of one size) one-shot and after recovery
     mtp: MTPSpec | None = None # an MTP experiment: no recipes; the arms train MTP modules on one frozen base (see `MTPSpec`)
+    seeds: list[int] | None = None # distill.seed of each run of every arm (data order, random init or scores, MTP heads); the claims pool the runs (None: one run per arm, the recipe's seed)
 
 # %% ../nbs/17_findings.ipynb #c04f81f9
 def experiments_dir() -> Path:
@@ -119,7 +121,7 @@ def read_experiment(path: str | Path # an experiment YAML file, or a bundled exp
     return exp
 
 # %% ../nbs/17_findings.ipynb #8eddf9c7
-EXPERIMENT_KEYS = ('tasks', 'task_limit', 'speed', 'acceptance', 'mtp') # keys a scale may set on the experiment itself (all others are recipe keys)
+EXPERIMENT_KEYS = ('tasks', 'task_limit', 'speed', 'acceptance', 'mtp', 'seeds') # keys a scale may set on the experiment itself (all others are recipe keys)
 
 def _scale(exp: Experiment, scale: str) -> dict:
     if scale not in exp.scales: raise ValueError(f"scale {scale!r} is not in experiment {exp.name}{did_you_mean(scale, exp.scales)}; allowed: {', '.join(exp.scales)}")
@@ -167,6 +169,20 @@ def check_acceptance(spec: AcceptanceSpec, # the experiment's acceptance section
             raise ValueError(f"acceptance decodes with every arm's MTP heads, but arms.{arm} trains none (training.mtp_depth is 0); "
                              "set training.mtp_depth (and loss.beta) in that arm, or drop acceptance")
 
+def check_seeds(exp: Experiment, # the experiment at its scale
+                sets: dict | None = None, # the user's recipe overrides of every arm
+               ):
+    "Refuse seeds that cannot be pooled: fewer than two, repeated, beside acceptance, ranking or MTP claims, or with distill.seed set elsewhere."
+    seeds = exp.seeds
+    if seeds is None: return
+    if not isinstance(seeds, list) or len(seeds) < 2 or len(set(seeds)) < len(seeds) or not all(type(s) is int for s in seeds):
+        raise ValueError(f"seeds={seeds!r} must be a list of at least two different integers (distill.seed of each run of every arm)")
+    for what in ('acceptance', 'ranking', 'mtp'):
+        if getattr(exp, what) is not None:
+            raise ValueError(f"seeds pools perplexity claims over runs, and this experiment has {what}, which is measured on one run per arm; drop seeds or {what}")
+    setters = [f"arms.{a}" for a, arm in exp.arms.items() if 'distill.seed' in arm.overrides] + (['the overrides'] if 'distill.seed' in (sets or {}) else [])
+    if setters: raise ValueError(f"seeds sets distill.seed of every run, and {', '.join(setters)} set it too; drop one of them")
+
 def check_ranking(claim: RankingClaim, # the experiment's ranking claim
                   n_arms: int, # how many arms it ranks
                  ):
@@ -213,6 +229,7 @@ def _same(values: dict, what: str):
 def arm_recipes(exp: Experiment, # the experiment
                 scale: str = 'lab', # one of `exp.scales`
                 sets: dict | None = None, # the user's overrides of every arm (None: none)
+                seed: int | None = None, # one of the experiment's `seeds`: distill.seed of every arm (None: the recipes' own)
                ) -> dict[str, Recipe]:
     "Each arm's recipe as it will run (checked, and planned on the meta device); refuses an unfair comparison. An MTP experiment is checked by `check_mtp` and has none: {}."
     for i, c in enumerate(exp.claims):
@@ -224,6 +241,8 @@ def arm_recipes(exp: Experiment, # the experiment
         if c.metric == 'acceptance' and exp.acceptance is None:
             raise ValueError(f"claims[{i}] compares acceptance, but the experiment has no acceptance section; add acceptance: {{prompts: 16}}")
     if not exp.claims and exp.ranking is None: raise ValueError("claims is empty: name at least one comparison {better: ARM, worse: ARM} (or give a ranking claim)")
+    check_seeds(at_scale(exp, scale), sets)
+    if seed is not None: sets = (sets or {}) | {'distill.seed': seed}
     if exp.mtp is not None: return check_mtp(at_scale(exp, scale), sets)
     if exp.ranking is not None: check_ranking(exp.ranking, len(exp.arms))
     check_tasks(exp.tasks)
@@ -239,6 +258,15 @@ def arm_recipes(exp: Experiment, # the experiment
     _same({a: to_plain(r.report) for a, r in recipes.items()}, 'report')
     if exp.acceptance is not None: check_acceptance(at_scale(exp, scale).acceptance, recipes)
     return recipes
+
+def seed_recipes(exp: Experiment, # the experiment
+                 scale: str = 'lab', # one of `exp.scales`
+                 sets: dict | None = None, # the user's overrides of every arm (None: none)
+                ) -> dict:
+    "Each seed's arm recipes, {seed: `arm_recipes` with distill.seed set}; {None: `arm_recipes`} for an experiment without seeds."
+    seeds = at_scale(exp, scale).seeds
+    if seeds is None: return {None: arm_recipes(exp, scale, sets)}
+    return {s: arm_recipes(exp, scale, sets, s) for s in seeds}
 
 # %% ../nbs/17_findings.ipynb #749e5bb3
 VERDICTS = ('agrees', 'disagrees', 'inconclusive')
@@ -360,13 +388,34 @@ def _arm_record(e, run_dir: Path) -> dict:
                 pruned_ppl=summary.get('pruned_ppl'), recovered_ppl=summary.get('recovered_ppl'),
                 distill_tokens=summary.get('distill_tokens'), curve=recovery_curve(run_dir/'schedule'))
 
-def claim_record(claim: Claim, evals: dict) -> dict:
-    "A claim decided from the paired per-token losses of its two arms (`evals`: label -> `ModelEval`)."
-    paired = compare_nll(evals[claim.better].ppl, evals[claim.worse].ppl)  # worse minus better
+def _paired_claim(claim: Claim, better: Perplexity, worse: Perplexity) -> dict:
+    "A claim's record from the per-token losses of its two arms on the same tokens."
+    paired = compare_nll(better, worse)  # worse minus better
     ci = paired.ci()
     return dict(better=claim.better, worse=claim.worse, paper=claim.paper, diff=paired.mean_diff, diff_ci=list(ci),
                 ppl_better=paired.ppl_a, ppl_worse=paired.ppl_b, ratio=paired.ppl_ratio, ratio_ci=list(paired.ratio_ci()),
                 verdict=verdict(ci, len(paired.diff)//paired.block))
+
+def claim_record(claim: Claim, evals: dict) -> dict:
+    "A claim decided from the paired per-token losses of its two arms (`evals`: label -> `ModelEval`)."
+    return _paired_claim(claim, evals[claim.better].ppl, evals[claim.worse].ppl)
+
+def seed_mean(ppls: list[Perplexity] # one arm's evaluations of the same tokens, one per seed
+             ) -> Perplexity:
+    "The arm's per-token losses averaged over its seeds: the perplexity of the seeds' geometric mean."
+    return Perplexity(torch.stack([p.nll for p in ppls]).mean(0), ppls[0].block)
+
+def seeds_claim_record(claim: Claim,
+                       evals: dict[int, dict], # seed -> {label: `ModelEval`} of that seed's runs
+                      ) -> dict:
+    "A claim over seeds: decided from the seed-averaged per-token losses, and 'agrees' or 'disagrees' only when every seed's difference has that sign; each seed's record and the range of their ratios beside it."
+    per = {s: claim_record(claim, e) for s, e in evals.items()}
+    pooled = _paired_claim(claim, *(seed_mean([e[side].ppl for e in evals.values()]) for side in (claim.better, claim.worse)))
+    sign = {'agrees': 1, 'disagrees': -1}.get(pooled['verdict'])
+    if sign is not None and not all(sign*r['diff'] > 0 for r in per.values()): pooled['verdict'] = 'inconclusive'
+    ratios = [r['ratio'] for r in per.values()]
+    return pooled | dict(seeds={str(s): {k: r[k] for k in ('diff', 'ratio', 'ratio_ci', 'verdict')} for s, r in per.items()},
+                         ratio_range=[min(ratios), max(ratios)])
 
 # %% ../nbs/17_findings.ipynb #a216fbc8
 def evaluate_arms(exp: Experiment, # the experiment
@@ -376,6 +425,26 @@ def evaluate_arms(exp: Experiment, # the experiment
                   progress: bool = False, # tqdm bars (speculative decoding)
                  ) -> dict:
     "Teacher and all arms on the same test tokens: per-arm records, acceptance of their MTP heads, decided claims, the ranking."
+    return _evaluate(exp, recipes, run_dirs, log, progress)[0]
+
+def evaluate_seeds(exp: Experiment, # the experiment, with `seeds`
+                   recipes: dict[int, dict], # seed -> its `arm_recipes` (see `seed_recipes`)
+                   run_dirs: dict[int, dict], # seed -> label -> the arm's finished recipe run
+                   log=print, # where progress lines go
+                   progress: bool = False, # tqdm bars
+                  ) -> dict:
+    "Every seed's arms on the same test tokens; each arm's perplexity averaged over its seeds (every seed's under `seeds`), each claim decided over seeds (`seeds_claim_record`); curves, tasks and agreement are the first seed's."
+    per = {s: _evaluate(exp, recipes[s], run_dirs[s], log, progress) for s in recipes}
+    results, evals = per[next(iter(per))]
+    for a, record in results['arms'].items():
+        mean = seed_mean([e[a].ppl for _, e in per.values()])
+        paired = compare_nll(evals['teacher'].ppl, mean)
+        record |= dict(ppl=mean.value, ppl_ci=list(mean.ci()), ppl_ratio=paired.ppl_ratio, ppl_ratio_ci=list(paired.ratio_ci()),
+                       seeds={str(s): {k: r['arms'][a][k] for k in ('ppl', 'ppl_ci', 'pruned_ppl', 'recovered_ppl')} for s, (r, _) in per.items()})
+    return results | dict(claims=[seeds_claim_record(c, {s: e for s, (_, e) in per.items()}) for c in exp.claims], seeds=list(per))
+
+def _evaluate(exp: Experiment, recipes: dict[str, Recipe], run_dirs: dict[str, Path], log, progress: bool) -> tuple[dict, dict]:
+    "`evaluate_arms`'s results, and the evaluations (label -> `ModelEval`) they come from."
     first = next(iter(recipes.values()))
     tokenizer = load_tokenizer(first.teacher.model)
     ids = held_out_tokens(tokenizer, first.data.eval, first.report.max_tokens)
@@ -400,7 +469,7 @@ def evaluate_arms(exp: Experiment, # the experiment
     if exp.ranking is not None:
         results['ranking'] = ranking_record(exp.ranking, {a: arms[a]['pruned_ppl'] for a in exp.arms}, {a: evals[a].ppl.nll for a in exp.arms},
                                             block=t.ppl.block)
-    return results
+    return results, evals
 
 # %% ../nbs/17_findings.ipynb #88b0e2f3
 MTP_ARM_FILE = 'mtp_arm.json' # an MTP arm's record, written beside its `mtp.safetensors`
@@ -543,6 +612,23 @@ def check_experiment_dir(out: str | Path, # the experiment folder
                          f"{marker['experiment']} at {marker['scale']}; resume with the same experiment and scale, or choose another {field}")
     return out
 
+def run_arms(exp: Experiment, # the experiment
+             runs: dict, # seed (None: no seeds) -> arm -> `Recipe`, from `seed_recipes`
+             out: Path, # the experiment folder: run directories `ARM` (no seeds) or `ARM@seedS`
+             job: Job, # progress bars, log lines
+            ) -> dict:
+    "Run every arm's recipe, once per seed, each in its own folder; a folder that holds a run is resumed (a finished run is left as it is). Seed -> arm -> run directory."
+    dirs, n, k = {}, sum(map(len, runs.values())), 0
+    for seed, recipes in runs.items():
+        dirs[seed] = {}
+        for arm, recipe in recipes.items():
+            k += 1
+            sets = ''.join(f' --set {key}={json.dumps(v)}' for key, v in exp.arms[arm].overrides.items())
+            job.say(f"arm {k}/{n}: {arm}{'' if seed is None else f' (seed {seed})'} ({recipe.name}{sets})")
+            folder = dirs[seed][arm] = out/(arm if seed is None else f"{arm}@seed{seed}")
+            run_recipe(recipe, folder, job=Job(resume=(folder/RECIPE_FILE).exists(), progress=job.progress, log=job.log))
+    return dirs
+
 def run_experiment(experiment: str | Path | Experiment, # an experiment file, a bundled experiment's name, or an `Experiment`
                    out: str | Path, # the experiment folder: one run directory per arm, results.json
                    scale: str = 'lab', # one of the experiment's scales
@@ -553,7 +639,8 @@ def run_experiment(experiment: str | Path | Experiment, # an experiment file, a 
     "Run every arm's recipe at equal budgets (or, for an MTP experiment, train every arm's module on one frozen base), evaluate all arms on the same tokens, decide each claim; `seconds` is the wall time of the call."
     t0, say = time.perf_counter(), job.say
     exp = experiment if isinstance(experiment, Experiment) else read_experiment(experiment)
-    recipes, exp = arm_recipes(exp, scale, sets), at_scale(exp, scale)
+    runs, exp = seed_recipes(exp, scale, sets), at_scale(exp, scale)
+    recipes = next(iter(runs.values()))
     # the arms share their teacher (`arm_recipes` checks it), or the base of an MTP experiment
     tokenizer = load_tokenizer(exp.mtp.base if exp.mtp is not None else next(iter(recipes.values())).teacher.model)
     for r in recipes.values(): check_recipe_data(r, tokenizer)  # the text, before anything is written
@@ -565,12 +652,10 @@ def run_experiment(experiment: str | Path | Experiment, # an experiment file, a 
     results = dict(experiment=exp.name, finding=exp.finding, source=exp.source, note=exp.note, scale=scale)
     if exp.mtp is not None: results |= dict(tokens=exp.mtp.tokens) | run_mtp_arms(exp, out, tokenizer, job)
     else:
-        run_dirs = {}
-        for k, arm in enumerate(exp.arms, 1):
-            say(f"arm {k}/{len(exp.arms)}: {arm} ({recipes[arm].name}{''.join(f' --set {k}={json.dumps(v)}' for k, v in exp.arms[arm].overrides.items())})")
-            run_dirs[arm] = out/arm
-            run_recipe(recipes[arm], run_dirs[arm], job=Job(resume=(run_dirs[arm]/RECIPE_FILE).exists(), progress=job.progress, log=job.log))
-        results |= dict(tokens=recipes[next(iter(exp.arms))].distill.max_tokens) | evaluate_arms(exp, recipes, run_dirs, say, job.progress)
+        dirs = run_arms(exp, runs, out, job)
+        results |= dict(tokens=recipes[next(iter(exp.arms))].distill.max_tokens)
+        results |= (evaluate_arms(exp, recipes, dirs[None], say, job.progress) if exp.seeds is None
+                    else evaluate_seeds(exp, runs, dirs, say, job.progress))
     results['seconds'] = time.perf_counter() - t0
     (out/RESULTS_FILE).write_text(json.dumps(results, indent=1))
     for line in claim_lines(results): say(line)
@@ -653,8 +738,10 @@ def lab_numbers(record: dict, # a claim record, or the ranking record
         return (f"1-token {rate(1, 'better')} vs {rate(1, 'worse')}, {last}-token {rate(last, 'better')} vs {rate(last, 'worse')} "
                 f"(1-token difference {100*record['diff']:+.1f} points, 95% CI {100*record['diff_ci'][0]:+.1f} "
                 f"to {100*record['diff_ci'][1]:+.1f}; {record['prompts']} prompts, {tokens:,} tokens)")
+    seeds = '' if 'seeds' not in record else (f"; {len(record['seeds'])} seeds, mean of their losses, seed ratios "
+                                              f"{record['ratio_range'][0]:.3f}–{record['ratio_range'][1]:.3f}")
     return (f"ppl {record['ppl_better']:.2f} vs {record['ppl_worse']:.2f} (ratio {record['ratio']:.3f}, 95% CI "
-            f"{record['ratio_ci'][0]:.3f}–{record['ratio_ci'][1]:.3f}; {tokens:,} tokens)")
+            f"{record['ratio_ci'][0]:.3f}–{record['ratio_ci'][1]:.3f}; {tokens:,} tokens{seeds})")
 
 def findings_markdown(rows: list[dict] # from `finding_rows`
                      ) -> str:

@@ -61,6 +61,7 @@ def claim_line(c: dict # a claim record
                 f"{100*c['diff']:+.1f} points (95% CI {100*c['diff_ci'][0]:+.1f} to {100*c['diff_ci'][1]:+.1f}; {c['prompts']} prompts) -> {c['verdict']}")
     lo, hi = c['ratio_ci']
     ci = "no 95% CI: too few test tokens" if math.isnan(lo) else f"95% CI {lo:.3f}–{hi:.3f}"
+    if 'seeds' in c: ci += f"; {len(c['seeds'])} seeds, their ratios {c['ratio_range'][0]:.3f}–{c['ratio_range'][1]:.3f}"
     return f"{c['better']} vs {c['worse']}: ppl {c['ppl_better']:.2f} vs {c['ppl_worse']:.2f}, ratio {c['ratio']:.3f} ({ci}) -> {c['verdict']}"
 
 def ranking_line(r: dict # a ranking record
@@ -101,9 +102,12 @@ def plot_claims(results: dict, # from `run_experiment` or `load_results`
         ax.errorbar(c['ratio'], k, xerr=[[c['ratio'] - lo], [hi - c['ratio']]], fmt='o', capsize=4, color=VERDICT_COLORS[c['verdict']])
         ax.annotate(c['verdict'], (hi, k), xytext=(6, 0), textcoords='offset points', va='center', fontsize=8,
                     color=VERDICT_COLORS[c['verdict']])
+        seeds = [s['ratio'] for s in c.get('seeds', {}).values()]  # each seed's own ratio, when the claim pools seeds
+        ax.scatter(seeds, [k + 0.22]*len(seeds), marker='|', s=60, color=VERDICT_COLORS[c['verdict']])
     ax.axvline(1, color='0.3', ls=':', lw=1)
     ax.set_yticks(range(len(cs)), labels); ax.set_ylim(len(cs) - 0.5, -0.5); ax.grid(axis='y', visible=False)
-    ax.set(xlabel='paired perplexity ratio (>1: the source is right)', title=f"{results['experiment']}: claims")
+    seeds = f"; ticks: each of {len(results['seeds'])} seeds" if 'seeds' in results else ''
+    ax.set(xlabel=f'paired perplexity ratio (>1: the source is right{seeds})', title=f"{results['experiment']}: claims")
     return ax
 
 # %% ../nbs/02_results.ipynb #0f9db272
