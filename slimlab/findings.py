@@ -24,14 +24,14 @@ from tqdm.auto import tqdm
 
 # %% auto #0
 __all__ = ['CLAIM_METRICS', 'MTP_ARM_KEYS', 'RANKING_EXPECTATIONS', 'EXPERIMENT_KEYS', 'RANKING_ARMS', 'VERDICTS', 'MIN_BLOCKS',
-           'MIN_PROMPTS', 'MTP_ARM_FILE', 'EXPERIMENT_FILE', 'Arm', 'Claim', 'AcceptanceSpec', 'MTPSpec',
+           'MIN_PROMPTS', 'MTP_ARM_FILE', 'EXPERIMENT_FILE', 'SEED_MARGIN', 'Arm', 'Claim', 'AcceptanceSpec', 'MTPSpec',
            'RankingClaim', 'Experiment', 'experiments_dir', 'bundled_experiments', 'read_experiment', 'at_scale',
            'arm_sets', 'arm_recipe_path', 'check_acceptance', 'check_seeds', 'check_ranking', 'check_mtp',
            'arm_recipes', 'seed_recipes', 'verdict', 'acceptance_prompts', 'measure_acceptance', 'acceptance_record',
            'spearman_critical', 'ranking_record', 'claim_record', 'seed_mean', 'seeds_claim_record', 'evaluate_arms',
            'evaluate_seeds', 'decode_prompts', 'decoding_record', 'mtp_tokens', 'train_mtp_arm', 'run_mtp_arms',
            'clear_experiment', 'check_experiment_dir', 'run_arms', 'run_experiment', 'arm_rows', 'ranking_rows',
-           'save_results', 'finding_rows', 'lab_numbers', 'findings_markdown']
+           'save_results', 'finding_rows', 'needs_seeds', 'lab_numbers', 'findings_markdown']
 
 # %% ../nbs/17_findings.ipynb #4535cbe9
 @dataclass
@@ -723,6 +723,15 @@ def finding_rows(experiments: list | None = None, # experiment names, files or `
         for k, row in enumerate(rows[first:]): row['finding'] = exp.finding if k == 0 else ''
     return [{k: r[k] for k in ('experiment', 'finding', 'comparison', 'paper', 'lab', 'verdict')} for r in rows]
 
+SEED_MARGIN = 3 # a one-seed effect within this many half-widths of its 95% interval calls for seeds
+
+def needs_seeds(record: dict # a claim record
+               ) -> bool:
+    "Is this a claim decided on one seed whose effect lies within `SEED_MARGIN` half-widths of its interval, so that another seed could turn it?"
+    if 'seeds' in record or 'diff_ci' not in record: return False
+    lo, hi = record['diff_ci']
+    return abs(record['diff']) < SEED_MARGIN*(hi - lo)/2
+
 def lab_numbers(record: dict, # a claim record, or the ranking record
                 tokens: int, # distillation tokens per arm
                ) -> str:
@@ -730,6 +739,7 @@ def lab_numbers(record: dict, # a claim record, or the ranking record
     if 'rho' in record:
         return (f"Spearman ρ {record['rho']:.2f} (95% CI {record['rho_ci'][0]:.2f}–{record['rho_ci'][1]:.2f}; ≥ {record['critical']:.2f} "
                 f"predicts); best one-shot {record['best_one_shot']}, best recovered {record['best_final']}; {tokens:,} tokens")
+    one_seed = f"; one seed, the effect within {SEED_MARGIN}× its interval" if needs_seeds(record) else ''
     if record.get('metric', 'loss') == 'acceptance':
         iv = record['intervals']
         rate = lambda j, side: (f"{record[f'rates_{side}'][f'{j}-token']:.1%} ({100*iv[f'{j}-token'][side][0]:.1f}–"
@@ -737,11 +747,11 @@ def lab_numbers(record: dict, # a claim record, or the ranking record
         last = max(int(k.split('-')[0]) for k in iv)
         return (f"1-token {rate(1, 'better')} vs {rate(1, 'worse')}, {last}-token {rate(last, 'better')} vs {rate(last, 'worse')} "
                 f"(1-token difference {100*record['diff']:+.1f} points, 95% CI {100*record['diff_ci'][0]:+.1f} "
-                f"to {100*record['diff_ci'][1]:+.1f}; {record['prompts']} prompts, {tokens:,} tokens)")
+                f"to {100*record['diff_ci'][1]:+.1f}; {record['prompts']} prompts, {tokens:,} tokens{one_seed})")
     seeds = '' if 'seeds' not in record else (f"; {len(record['seeds'])} seeds, mean of their losses, seed ratios "
                                               f"{record['ratio_range'][0]:.3f}–{record['ratio_range'][1]:.3f}")
     return (f"ppl {record['ppl_better']:.2f} vs {record['ppl_worse']:.2f} (ratio {record['ratio']:.3f}, 95% CI "
-            f"{record['ratio_ci'][0]:.3f}–{record['ratio_ci'][1]:.3f}; {tokens:,} tokens{seeds})")
+            f"{record['ratio_ci'][0]:.3f}–{record['ratio_ci'][1]:.3f}; {tokens:,} tokens{seeds}{one_seed})")
 
 def findings_markdown(rows: list[dict] # from `finding_rows`
                      ) -> str:
