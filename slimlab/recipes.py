@@ -39,10 +39,10 @@ __all__ = ['RECIPE_DISTILL', 'MOVED_KEYS', 'SHARDINGS', 'TEACHER_SOURCES', 'PREC
            'term_notes', 'offload_gib', 'teacher_cache_bytes', 'mtp_params', 'training_phases', 'LaunchMemory',
            'launch_memory', 'changed_keys', 'check_run_dir', 'clear_run', 'write_recipe', 'read_run_recipe',
            'recipe_data', 'train_blocks', 'validation_stream', 'check_recipe_data', 'moefy_cache_key',
-           'prepare_teacher', 'correction_cache_key', 'prepare_correction', 'cache_blocks', 'check_cache_path',
-           'write_recipe_cache', 'prepare_cache', 'RecipeRun', 'frozen_teacher', 'quantize_student', 'run_recipe',
-           'recovery_curve', 'plot_recovery', 'summary_lines', 'quantize_schemes', 'report_models', 'disk_section',
-           'quantized_summary', 'run_card', 'write_run_card', 'recipe_report', 'show_report']
+           'prepare_teacher', 'correction_cache_key', 'correction_budget', 'prepare_correction', 'cache_blocks',
+           'check_cache_path', 'write_recipe_cache', 'prepare_cache', 'RecipeRun', 'frozen_teacher', 'quantize_student',
+           'run_recipe', 'recovery_curve', 'plot_recovery', 'summary_lines', 'quantize_schemes', 'report_models',
+           'disk_section', 'quantized_summary', 'run_card', 'write_run_card', 'recipe_report', 'show_report']
 
 # %% ../nbs/15_recipes.ipynb #65d77271
 @dataclass
@@ -55,7 +55,11 @@ class TeacherSpec:
 class CorrectionSpec:
     "Minitron's teacher correction: fine-tune the teacher on the distillation data before pruning."
     tokens: int # training tokens of the correction
-    lr_factor: float = 0.1 # its learning rates relative to distillation's
+    lr_factor: float = 0.1 # its learning rates relative to distillation's (Minitron: one fifth of the peak)
+    warmup_steps: int | None = None # its warm-up steps (None: distillation's; Minitron: 120)
+
+    def __post_init__(self):
+        if self.warmup_steps is not None: check_integer('warmup_steps', self.warmup_steps, 0)
 
 @dataclass
 class QuantizeSpec:
@@ -829,10 +833,17 @@ def correction_cache_key(recipe: Recipe, # the resolved recipe
                     config=json.loads(json.dumps(asdict(config))))
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
+def correction_budget(recipe: Recipe, # a recipe with a correction section
+                      config: DistillConfig, # the run's distillation config
+                     ) -> DistillConfig:
+    "The config a recipe's teacher correction starts from, before `correction_config` scales its learning rates: its own tokens and, when given, its own warm-up."
+    c = recipe.correction
+    return replace(config, max_tokens=c.tokens, warmup_steps=config.warmup_steps if c.warmup_steps is None else c.warmup_steps)
+
 def prepare_correction(recipe: Recipe, run_dir: Path, teacher, train, held_out, config: DistillConfig, tokenizer, state, progress: bool, log):
     "Minitron's teacher correction for a recipe run (run_dir/correction): the corrected teacher, reused from the lab cache when a run of the same settings made it."
     c, out = recipe.correction, run_dir/'correction'
-    budget = replace(config, max_tokens=c.tokens)
+    budget = correction_budget(recipe, config)
     key = correction_cache_key(recipe, correction_config(budget, c.lr_factor), state.num_processes)
     cached = None if key is None else cache_dir('corrected')/key  # the same corrected teacher for every run of these settings
     if _link_cached(cached, out, finished_run): log(f"corrected teacher: reused from the lab cache ({cached})")
