@@ -711,10 +711,13 @@ def finding_rows(experiments: list | None = None, # experiment names, files or `
         exp = e if isinstance(e, Experiment) else read_experiment(e)
         res = load_results(exp.name, root)
         if res is not None and res.get('scale') != 'lab': res = None  # smoke results are not findings
+        stale = res is not None and [(c['better'], c['worse']) for c in res['claims']] != [(c.better, c.worse) for c in exp.claims]
+        if stale: res = None  # results of other claims than the experiment's: they answer another question
         first = len(rows)
         for k, claim in enumerate(exp.claims):
             label = f"{claim.better} vs {claim.worse}" + (' (MTP acceptance)' if claim.metric == 'acceptance' else '')
-            rows.append(dict(experiment=exp.name, comparison=label, paper=claim.paper, lab='', verdict='not run yet'))
+            rows.append(dict(experiment=exp.name, comparison=label, paper=claim.paper, lab='results of other claims: rerun' if stale else '',
+                             verdict='not run yet'))
             if res is not None: rows[-1] |= dict(lab=lab_numbers(res['claims'][k], res['tokens']), verdict=res['claims'][k]['verdict'])
         if exp.ranking is not None:
             rows.append(dict(experiment=exp.name, comparison=f"one-shot vs recovered ranking ({len(exp.arms)} candidates)",
