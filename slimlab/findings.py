@@ -18,7 +18,7 @@ from .mtp import (MTP_FILE, MTPHeads, MTPTrainConfig, acceptance, base_states, g
                           speculative_decode, train_mtp, two_ahead_nll)
 from .recipes import (RECIPE_FILE, SUMMARY_FILE, Recipe, check_recipe_data, clear_run, from_dict, to_plain, load_recipe, plan_recipe, read_bundled_yaml,
                              recovery_curve, run_recipe)
-from .results import RESULTS_FILE, check_results_dest, claim_lines, load_results, plot_results, result_figures, results_dir
+from .results import RESULTS_FILE, check_results_dest, claim_lines, load_results, plot_results, result_figures, results_dir, seeds_text
 import torch
 from tqdm.auto import tqdm
 
@@ -751,10 +751,8 @@ def lab_numbers(record: dict, # a claim record, or the ranking record
         return (f"1-token {rate(1, 'better')} vs {rate(1, 'worse')}, {last}-token {rate(last, 'better')} vs {rate(last, 'worse')} "
                 f"(1-token difference {100*record['diff']:+.1f} points, 95% CI {100*record['diff_ci'][0]:+.1f} "
                 f"to {100*record['diff_ci'][1]:+.1f}; {record['prompts']} prompts, {tokens:,} tokens{one_seed})")
-    seeds = '' if 'seeds' not in record else (f"; {len(record['seeds'])} seeds, mean of their losses, seed ratios "
-                                              f"{record['ratio_range'][0]:.3f}–{record['ratio_range'][1]:.3f}")
     return (f"ppl {record['ppl_better']:.2f} vs {record['ppl_worse']:.2f} (ratio {record['ratio']:.3f}, 95% CI "
-            f"{record['ratio_ci'][0]:.3f}–{record['ratio_ci'][1]:.3f}; {tokens:,} tokens{seeds}{one_seed})")
+            f"{record['ratio_ci'][0]:.3f}–{record['ratio_ci'][1]:.3f}; {tokens:,} tokens{seeds_text(record)}{one_seed})")
 
 def findings_markdown(rows: list[dict] # from `finding_rows`
                      ) -> str:

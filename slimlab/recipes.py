@@ -909,7 +909,8 @@ def prepare_cache(recipe: Recipe, run_dir: Path, teacher, train: torch.Tensor, t
     if spec.path is not None: cache = check_cache_path(recipe, None, teacher, train, num_processes)  # k, block length and tokenizer: checked before the models loaded
     else: cache = write_teacher_cache(teacher, cache_blocks(recipe, train, num_processes), run_dir/'teacher-cache', spec.k, tokenizer, dtype=spec.dtype,
                                       job=replace(job, resume=True, overwrite=False))
-    return TeacherCache(cache.folder, tail=True) if spec.tail else cache
+    cache.tail = spec.tail  # the tail bucket, as the recipe asks (the cache is open already)
+    return cache
 
 # %% ../nbs/15_recipes.ipynb #e5a06578
 @dataclass

@@ -11,9 +11,9 @@ from .lab import lab_data_dir
 from . import plots
 
 # %% auto #0
-__all__ = ['RESULTS_FILE', 'VERDICT_COLORS', 'results_dir', 'check_results_dest', 'load_results', 'show_results', 'claim_line',
-           'ranking_line', 'claim_lines', 'plot_arms', 'plot_claims', 'plot_recovery_curves', 'plot_acceptance',
-           'plot_ranking', 'result_figures', 'plot_results']
+__all__ = ['RESULTS_FILE', 'VERDICT_COLORS', 'results_dir', 'check_results_dest', 'load_results', 'show_results', 'seeds_text',
+           'claim_line', 'ranking_line', 'claim_lines', 'plot_arms', 'plot_claims', 'plot_recovery_curves',
+           'plot_acceptance', 'plot_ranking', 'result_figures', 'plot_results']
 
 # %% ../nbs/02_results.ipynb #75c52d5a
 RESULTS_FILE = 'results.json' # one experiment's results, in its results folder
@@ -53,6 +53,11 @@ def show_results(name: str, # an experiment's name
     return results
 
 # %% ../nbs/02_results.ipynb #26bb4790
+def seeds_text(c: dict # a claim record
+              ) -> str:
+    "'; N seeds, their ratios lo–hi' for a claim decided over seeds, '' for one decided on one run."
+    return f"; {len(c['seeds'])} seeds, their ratios {c['ratio_range'][0]:.3f}–{c['ratio_range'][1]:.3f}" if 'seeds' in c else ''
+
 def claim_line(c: dict # a claim record
               ) -> str:
     "A loss claim as the two perplexities and the paired ratio; an acceptance claim as the two 1-token rates and their difference."
@@ -61,7 +66,7 @@ def claim_line(c: dict # a claim record
                 f"{100*c['diff']:+.1f} points (95% CI {100*c['diff_ci'][0]:+.1f} to {100*c['diff_ci'][1]:+.1f}; {c['prompts']} prompts) -> {c['verdict']}")
     lo, hi = c['ratio_ci']
     ci = "no 95% CI: too few test tokens" if math.isnan(lo) else f"95% CI {lo:.3f}–{hi:.3f}"
-    if 'seeds' in c: ci += f"; {len(c['seeds'])} seeds, their ratios {c['ratio_range'][0]:.3f}–{c['ratio_range'][1]:.3f}"
+    ci += seeds_text(c)
     return f"{c['better']} vs {c['worse']}: ppl {c['ppl_better']:.2f} vs {c['ppl_worse']:.2f}, ratio {c['ratio']:.3f} ({ci}) -> {c['verdict']}"
 
 def ranking_line(r: dict # a ranking record
