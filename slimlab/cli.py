@@ -554,11 +554,13 @@ def _add_experiment(sub, # the `slimlab` sub-parsers
     s.add_argument('--scale', default='lab', help="a key of the experiment's scales: lab, or smoke for a few steps (default: lab)")
     s.add_argument('--resume', action='store_true', help='keep the finished arms in --out, continue an unfinished one')
     s.add_argument('--save', action='store_true', help='also write the results to lab_data/results/<experiment>/ (what the docs show; a clone only, or with SLIMLAB_DATA)')
+    s.add_argument('--seeds', type=int, nargs='+', default=None, metavar='SEED',
+                   help="run every arm once per seed (distill.seed) and decide the claims over the runs, e.g. --seeds 0 1 2 (default: the experiment's)")
 
 def _experiment_command(args: argparse.Namespace):
     "`slimlab experiment NAME`."
     from slimlab.findings import run_experiment
-    run_experiment(args.experiment, args.out, args.scale, args.save, job_of(args), recipe_sets(args))
+    run_experiment(args.experiment, args.out, args.scale, args.save, job_of(args), recipe_sets(args), args.seeds)
 
 # %% ../nbs/18_cli.ipynb #87f7dca6
 DEFAULT_LAB_DIR = 'slimlab-chapters' # where `slimlab lab` puts the chapters when no DIR is given

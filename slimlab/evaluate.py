@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_eval.ipynb #0ed51c01
 from __future__ import annotations
-import contextlib, csv, io, json, logging, math, random, re, statistics, tempfile, time
+import contextlib, csv, functools, io, json, logging, math, random, re, statistics, tempfile, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, NamedTuple
@@ -13,21 +13,21 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .lab import Hardware, Job, atomic_dir, check_out_dir, lab_data_dir, load_model, load_tokenizer, resolve_model
+from .lab import Hardware, Job, atomic_dir, check_out_dir, did_you_mean, lab_data_dir, load_model, load_tokenizer, resolve_model
 from .anatomy import count_params, kv_cache_bytes_per_token
 from .data import LAB_TEXT, TextSource, as_source, check_source, load_lab_corpus, source_tokens, token_stream, write_jsonl
 
 # %% auto #0
-__all__ = ['TASK_BUILDERS', 'LOCAL_TASKS', 'TASK_FIELDS', 'EVAL_PRESETS', 'RUN_MODEL_DIRS', 'Window', 'sliding_windows',
-           'WindowBatch', 'window_batches', 'check_positions', 'token_nll', 'block_bootstrap', 'ci_text', 'ci_json',
-           'Perplexity', 'perplexity', 'PairedComparison', 'compare_nll', 'TokenAgreement', 'logit_agreement',
-           'shared_vocab', 'Agreement', 'agreement', 'prose_paragraphs', 'is_prose', 'cloze_examples',
-           'continuation_examples', 'task_file', 'build_task_files', 'read_task', 'write_task_configs', 'check_tasks',
-           'TaskResults', 'run_lm_eval', 'continuation_logliks', 'score_local_task', 'Speed', 'measure_speed',
-           'speed_ratios', 'memory_bytes', 'EvalConfig', 'ModelEval', 'evaluate_models', 'retention_table',
-           'plot_retention', 'eval_rows', 'report_markdown', 'write_report', 'model_reference', 'model_tokenizer',
-           'ref_tokenizers', 'labelled_references', 'eval_source', 'held_out_tokens', 'evaluate_references',
-           'retention_report']
+__all__ = ['TASK_BUILDERS', 'LOCAL_TASKS', 'TASK_FIELDS', 'TASK_MEASURES', 'EVAL_PRESETS', 'RUN_MODEL_DIRS', 'Window',
+           'sliding_windows', 'WindowBatch', 'window_batches', 'check_positions', 'token_nll', 'block_bootstrap',
+           'ci_text', 'ci_json', 'Perplexity', 'perplexity', 'PairedComparison', 'compare_nll', 'TokenAgreement',
+           'logit_agreement', 'shared_vocab', 'Agreement', 'agreement', 'prose_paragraphs', 'is_prose',
+           'cloze_examples', 'continuation_examples', 'task_file', 'build_task_files', 'read_task',
+           'write_task_configs', 'lm_eval_tasks', 'check_tasks', 'TaskResults', 'run_lm_eval', 'continuation_logliks',
+           'score_local_task', 'check_task_measure', 'task_score', 'Speed', 'measure_speed', 'speed_ratios',
+           'memory_bytes', 'EvalConfig', 'ModelEval', 'evaluate_models', 'retention_table', 'plot_retention',
+           'eval_rows', 'report_markdown', 'write_report', 'model_reference', 'model_tokenizer', 'ref_tokenizers',
+           'labelled_references', 'eval_source', 'held_out_tokens', 'evaluate_references', 'retention_report']
 
 # %% ../nbs/05_eval.ipynb #c0d8504a
 @dataclass(frozen=True)
@@ -463,15 +463,19 @@ def write_task_configs(out_dir: str | Path # folder for `<task>.yaml`; pass it t
     return out
 
 # %% ../nbs/05_eval.ipynb #292104f4
+@functools.cache
+def lm_eval_tasks() -> frozenset[str]:
+    "Every task and group lm-eval knows (indexed once per process: it reads a few thousand YAML files)."
+    from lm_eval.tasks import TaskManager
+    return frozenset(TaskManager().all_tasks)
+
 def check_tasks(tasks: list[str] # task names
                ) -> tuple[str, ...]:
     "The task names, checked: the local tasks, or any task or group that lm-eval knows."
     tasks = tuple(tasks)
     others = [t for t in tasks if t not in LOCAL_TASKS]
     if others:
-        from lm_eval.tasks import TaskManager
-        known = set(TaskManager().all_tasks)
-        unknown = [t for t in others if t not in known]
+        unknown = [t for t in others if t not in lm_eval_tasks()]
         if unknown: raise ValueError(f"tasks {', '.join(unknown)} unknown; allowed: {', '.join(LOCAL_TASKS)}, or any lm-eval "
                                      "task or group (list them with `lm_eval ls tasks`)")
     return tasks
@@ -571,6 +575,32 @@ def score_local_task(model, tokenizer,
     "A local task's metrics computed directly, without lm-eval, with every example's log-likelihoods (`loglik`)."
     docs = read_task(name, limit)
     return _SCORERS[LOCAL_TASKS[name]['output_type']](model, tokenizer, docs, batch_size)
+
+# %% ../nbs/05_eval.ipynb #7fe14476
+TASK_MEASURES = ('acc', 'loglik') # what `task_score` reads: accuracy, or the mean log-likelihood of the right answers (local tasks only)
+
+def check_task_measure(task: str, # a task name (see `check_tasks`)
+                       measure: str, # one of `TASK_MEASURES`
+                      ):
+    "Refuse a measure `task_score` cannot read from the task."
+    if measure not in TASK_MEASURES:
+        raise ValueError(f"measure={measure!r} is not allowed{did_you_mean(measure, TASK_MEASURES)}; allowed: {', '.join(TASK_MEASURES)}")
+    if measure == 'loglik' and task not in LOCAL_TASKS:
+        raise ValueError(f"measure='loglik' reads the right answers' log-likelihoods, which only the local tasks give "
+                         f"({', '.join(LOCAL_TASKS)}); use measure='acc' for {task}")
+
+def task_score(model, tokenizer,
+               task: str, # a local task (`LOCAL_TASKS`), or an lm-eval task that reports `acc`
+               measure: str = 'acc', # one of `TASK_MEASURES`
+               limit: int | None = None, # first examples (None: all)
+               batch_size: int = 8, # requests per forward pass
+              ) -> float:
+    "One higher-is-better number for a model on a task: its accuracy, or (local tasks) the mean log-likelihood of the right answers."
+    check_task_measure(task, measure)
+    if task not in LOCAL_TASKS: return run_lm_eval(model, tokenizer, [task], limit, batch_size).scores[f'{task}/acc']
+    scores = score_local_task(model, tokenizer, task, limit, batch_size)
+    if measure == 'acc': return scores['acc']
+    return statistics.mean(ll[d.get('label', 0)] for ll, d in zip(scores['loglik'], read_task(task, limit)))  # a cloze record has one answer
 
 # %% ../nbs/05_eval.ipynb #06c38a23
 @dataclass(frozen=True)

@@ -169,10 +169,12 @@ def check_acceptance(spec: AcceptanceSpec, # the experiment's acceptance section
             raise ValueError(f"acceptance decodes with every arm's MTP heads, but arms.{arm} trains none (training.mtp_depth is 0); "
                              "set training.mtp_depth (and loss.beta) in that arm, or drop acceptance")
 
-def check_seeds(exp: Experiment, # the experiment at its scale
+def check_seeds(exp: Experiment, # the experiment
+                scale: str = 'lab', # one of `exp.scales`
                 sets: dict | None = None, # the user's recipe overrides of every arm
                ):
     "Refuse seeds that cannot be pooled: fewer than two, repeated, beside acceptance, ranking or MTP claims, or with distill.seed set elsewhere."
+    exp = at_scale(exp, scale)
     seeds = exp.seeds
     if seeds is None: return
     if not isinstance(seeds, list) or len(seeds) < 2 or len(set(seeds)) < len(seeds) or not all(type(s) is int for s in seeds):
@@ -180,7 +182,8 @@ def check_seeds(exp: Experiment, # the experiment at its scale
     for what in ('acceptance', 'ranking', 'mtp'):
         if getattr(exp, what) is not None:
             raise ValueError(f"seeds pools perplexity claims over runs, and this experiment has {what}, which is measured on one run per arm; drop seeds or {what}")
-    setters = [f"arms.{a}" for a, arm in exp.arms.items() if 'distill.seed' in arm.overrides] + (['the overrides'] if 'distill.seed' in (sets or {}) else [])
+    setters = ([f"scales.{scale}"] if 'distill.seed' in _scale(exp, scale) else []) + [f"arms.{a}" for a, arm in exp.arms.items() if 'distill.seed' in arm.overrides] \
+              + (['the overrides'] if 'distill.seed' in (sets or {}) else [])
     if setters: raise ValueError(f"seeds sets distill.seed of every run, and {', '.join(setters)} set it too; drop one of them")
 
 def check_ranking(claim: RankingClaim, # the experiment's ranking claim
@@ -241,7 +244,7 @@ def arm_recipes(exp: Experiment, # the experiment
         if c.metric == 'acceptance' and exp.acceptance is None:
             raise ValueError(f"claims[{i}] compares acceptance, but the experiment has no acceptance section; add acceptance: {{prompts: 16}}")
     if not exp.claims and exp.ranking is None: raise ValueError("claims is empty: name at least one comparison {better: ARM, worse: ARM} (or give a ranking claim)")
-    check_seeds(at_scale(exp, scale), sets)
+    check_seeds(exp, scale, sets)
     if seed is not None: sets = (sets or {}) | {'distill.seed': seed}
     if exp.mtp is not None: return check_mtp(at_scale(exp, scale), sets)
     if exp.ranking is not None: check_ranking(exp.ranking, len(exp.arms))
@@ -433,8 +436,11 @@ def evaluate_seeds(exp: Experiment, # the experiment, with `seeds`
                    log=print, # where progress lines go
                    progress: bool = False, # tqdm bars
                   ) -> dict:
-    "Every seed's arms on the same test tokens; each arm's perplexity averaged over its seeds (every seed's under `seeds`), each claim decided over seeds (`seeds_claim_record`); curves, tasks and agreement are the first seed's."
-    per = {s: _evaluate(exp, recipes[s], run_dirs[s], log, progress) for s in recipes}
+    "Every seed's arms on the same test tokens, in one evaluation beside one of the teacher; each arm's perplexity averaged over its seeds (every seed's under `seeds`), each claim decided over seeds (`seeds_claim_record`); curves, tasks and agreement are the first seed's."
+    first = next(iter(recipes[next(iter(recipes))].values()))
+    tokenizer, models, evals = _evaluate_runs(exp, first, {f"{a}@seed{s}": d for s, dirs in run_dirs.items() for a, d in dirs.items()}, log)
+    of_seed = lambda s, by_label: {'teacher': by_label['teacher']} | {a: by_label[f"{a}@seed{s}"] for a in exp.arms}
+    per = {s: _evaluate(exp, recipes[s], run_dirs[s], log, progress, (tokenizer, of_seed(s, models), of_seed(s, evals))) for s in recipes}
     results, evals = per[next(iter(per))]
     for a, record in results['arms'].items():
         mean = seed_mean([e[a].ppl for _, e in per.values()])
@@ -443,16 +449,21 @@ def evaluate_seeds(exp: Experiment, # the experiment, with `seeds`
                        seeds={str(s): {k: r['arms'][a][k] for k in ('ppl', 'ppl_ci', 'pruned_ppl', 'recovered_ppl')} for s, (r, _) in per.items()})
     return results | dict(claims=[seeds_claim_record(c, {s: e for s, (_, e) in per.items()}) for c in exp.claims], seeds=list(per))
 
-def _evaluate(exp: Experiment, recipes: dict[str, Recipe], run_dirs: dict[str, Path], log, progress: bool) -> tuple[dict, dict]:
-    "`evaluate_arms`'s results, and the evaluations (label -> `ModelEval`) they come from."
-    first = next(iter(recipes.values()))
+def _evaluate_runs(exp: Experiment, first: Recipe, run_dirs: dict[str, Path], log) -> tuple:
+    "The teacher and the student of every run, evaluated together on the same test tokens: (tokenizer, label -> model, label -> `ModelEval`)."
     tokenizer = load_tokenizer(first.teacher.model)
     ids = held_out_tokens(tokenizer, first.data.eval, first.report.max_tokens)
     config = EvalConfig(seq_len=first.report.seq_len, stride=first.report.seq_len, tasks=tuple(exp.tasks), task_limit=exp.task_limit,
                         speed_batch_sizes=(1, 8) if exp.speed else ())
     load = lambda name: load_model(name, **first.hardware.load_kwargs())
-    models = {'teacher': load(first.teacher.model)} | {a: load(run_dirs[a]/'schedule'/'model') for a in exp.arms}
-    evals = {e.name: e for e in evaluate_models(models, tokenizer, ids, config, teacher='teacher', log=log)}
+    models = {'teacher': load(first.teacher.model)} | {label: load(d/'schedule'/'model') for label, d in run_dirs.items()}
+    return tokenizer, models, {e.name: e for e in evaluate_models(models, tokenizer, ids, config, teacher='teacher', log=log)}
+
+def _evaluate(exp: Experiment, recipes: dict[str, Recipe], run_dirs: dict[str, Path], log, progress: bool,
+              measured: tuple | None = None) -> tuple[dict, dict]:
+    "`evaluate_arms`'s results, and the evaluations (label -> `ModelEval`) they come from; `measured`: `_evaluate_runs` of these runs, done already."
+    first = next(iter(recipes.values()))
+    tokenizer, models, evals = measured or _evaluate_runs(exp, first, {a: run_dirs[a] for a in exp.arms}, log)
     t = evals['teacher']
     arms = {a: _arm_record(evals[a], run_dirs[a]) | dict(recipe=recipes[a].name, overrides=exp.arms[a].overrides) for a in exp.arms}
     if exp.acceptance is not None:
@@ -635,10 +646,12 @@ def run_experiment(experiment: str | Path | Experiment, # an experiment file, a 
                    save: bool = False, # also write the results to `lab_data/results/<name>/` (what the chapters load)
                    job: Job = Job(), # keep finished arms and continue an unfinished one, or replace what `out` holds; progress bars, log lines
                    sets: dict | None = None, # the user's recipe overrides of every arm, e.g. {'data.train': 'chat.jsonl'} (None: none)
+                   seeds: list[int] | None = None, # one run per seed and arm, in place of the scale's `seeds` (None: the experiment's)
                   ) -> dict:
     "Run every arm's recipe at equal budgets (or, for an MTP experiment, train every arm's module on one frozen base), evaluate all arms on the same tokens, decide each claim; `seconds` is the wall time of the call."
     t0, say = time.perf_counter(), job.say
     exp = experiment if isinstance(experiment, Experiment) else read_experiment(experiment)
+    if seeds is not None: exp = replace(exp, scales=exp.scales | {scale: _scale(exp, scale) | {'seeds': list(seeds)}})
     runs, exp = seed_recipes(exp, scale, sets), at_scale(exp, scale)
     recipes = next(iter(runs.values()))
     # the arms share their teacher (`arm_recipes` checks it), or the base of an MTP experiment

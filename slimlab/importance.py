@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from .anatomy import Anatomy
 from .data import LAB_TEXT, TextSource, as_source, check_source, source_samples
+from .evaluate import TASK_MEASURES, check_task_measure, check_tasks, task_score
 from .lab import Hardware, Job, atomic_dir, check_out_dir, did_you_mean
 
 # %% auto #0
@@ -28,9 +29,10 @@ __all__ = ['AGGREGATIONS', 'SUM_KEYS', 'COLLECTORS', 'METRICS', 'Score', 'token_
            'BoundaryStats', 'RouterStats', 'ExpertStats', 'GradientStats', 'CalibrationPass', 'calibrate',
            'check_blocks', 'blocks_removed', 'Metric', 'register', 'channel', 'head', 'neuron', 'taylor',
            'sample_perplexity', 'block_influence', 'angular_distance', 'last_n', 'random_layers', 'ppl_drop',
-           'expert_frequency', 'expert_soft', 'reap', 'expert_norm', 'expert_neuron', 'Request', 'check_request',
-           'check_calibration', 'default_metrics', 'Calibration', 'Importance', 'compute', 'importance', 'plot_score',
-           'rank', 'spearman', 'layers_to_remove', 'save_importance', 'start_job', 'LoadedModel', 'run_importance']
+           'task_drop', 'expert_frequency', 'expert_soft', 'reap', 'expert_norm', 'expert_neuron', 'Request',
+           'check_request', 'check_calibration', 'default_metrics', 'Calibration', 'Importance', 'compute',
+           'importance', 'plot_score', 'rank', 'spearman', 'layers_to_remove', 'save_importance', 'start_job',
+           'LoadedModel', 'run_importance']
 
 # %% ../nbs/06_importance.ipynb #4fd90fb6
 @dataclass
@@ -357,6 +359,7 @@ class CalibrationPass:
     batch_size: int = 8 # samples per forward pass (metrics that run extra passes use it too)
     seed: int = 0 # seed of randomised metrics
     progress: bool = True # show tqdm bars in extra passes
+    tokenizer: object = None # the model's tokenizer (metrics that score a task read it)
 
 def _loss_sum(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     "Summed next-token cross-entropy of a batch."
@@ -369,6 +372,7 @@ def calibrate(model: nn.Module, # a causal LM slimlab has an adapter for
               batch_size: int = 8, # samples per forward pass
               seed: int = 0, # seed of randomised metrics
               progress: bool = True, # show a tqdm bar
+              tokenizer=None, # the model's tokenizer, for metrics that score a task
              ) -> CalibrationPass:
     "One sweep over `samples` with every statistic in `needs` hooked in; backward passes only if one needs gradients."
     a = Anatomy(model)
@@ -387,7 +391,7 @@ def calibrate(model: nn.Module, # a causal LM slimlab has an adapter for
                 else:
                     with torch.no_grad(): model(input_ids=ids, use_cache=False)
     finally: model.train(training)
-    return CalibrationPass(model, a, samples, {c.name: c for c in collectors}, batch_size, seed, progress)
+    return CalibrationPass(model, a, samples, {c.name: c for c in collectors}, batch_size, seed, progress, tokenizer)
 
 # %% ../nbs/06_importance.ipynb #31e34d5f
 def check_blocks(anatomy: Anatomy, # the model's anatomy
@@ -439,6 +443,8 @@ class Metric:
     choices: dict = field(default_factory=dict) # option -> allowed values, or a function of the `Anatomy` that gives them
     moe_only: bool = False # applies only to models with routed experts
     extra_passes: bool = False # runs its own forward passes after the calibration pass
+    tokenizer: bool = False # reads the model's tokenizer (it scores a task)
+    check: Callable[[dict], None] | None = None # the metric's own check of its options (all of them, defaults filled in)
 
     @property
     def defaults(self) -> dict:
@@ -461,11 +467,13 @@ def register(kind: str, # 'width', 'depth' or 'expert'
              moe_only: bool = False, # applies only to models with routed experts
              extra_passes: bool = False, # runs its own forward passes
              name: str | None = None, # registry key (default: the function's name)
+             tokenizer: bool = False, # reads the model's tokenizer
+             check: Callable[[dict], None] | None = None, # checks the options before any pass
             ):
     "Decorator: add a metric function to `METRICS`."
     def decorator(fn):
         key = name or fn.__name__
-        METRICS[key] = Metric(key, fn, kind, tuple(needs), choices or {}, moe_only, extra_passes)
+        METRICS[key] = Metric(key, fn, kind, tuple(needs), choices or {}, moe_only, extra_passes, tokenizer, check)
         return fn
     return decorator
 
@@ -570,13 +578,32 @@ def ppl_drop(cal: CalibrationPass,
              scorer: Callable[[nn.Module], float] | None = None, # higher-is-better score of a model (default: −perplexity on the samples)
             ) -> Score:
     "How much worse the model gets without each window of `n` blocks: score(full) − score(without): (layer,) or (window_start,)."
+    return _removal_drops(cal, n, scorer or (lambda m: -sample_perplexity(m, cal.samples, cal.batch_size)), 'ppl_drop')
+
+def _removal_drops(cal: CalibrationPass, n: int, scorer: Callable[[nn.Module], float], desc: str) -> Score:
+    "score(full) − score(without the window) for every window of `n` blocks, the windows removed in memory one at a time."
     model = cal.model
-    scorer = scorer or (lambda m: -sample_perplexity(m, cal.samples, cal.batch_size))
     starts = range(cal.anatomy.num_layers - n + 1)
     full, drops = scorer(model), []
-    for start in tqdm(starts, desc=f'ppl_drop n={n}', disable=not cal.progress, leave=False):
+    for start in tqdm(starts, desc=f'{desc} n={n}', disable=not cal.progress, leave=False):
         with blocks_removed(model, range(start, start + n)): drops.append(full - scorer(model))
     return _depth_score(torch.tensor(drops), n, full=full)
+
+def _check_task_drop(options: dict):
+    "task_drop's options: a task the lab or lm-eval knows, a measure that task gives, at least one example."
+    check_tasks([options['task']])
+    check_task_measure(options['task'], options['measure'])
+    if options['limit'] is not None and options['limit'] < 1: raise ValueError(f"limit={options['limit']} must be at least 1 (examples of the task)")
+
+@register('depth', choices=dict(n=_windows, measure=TASK_MEASURES), extra_passes=True, tokenizer=True, check=_check_task_drop)
+def task_drop(cal: CalibrationPass,
+              n: int = 1, # blocks per window
+              task: str = 'slimlab_continuation', # a local task, or an lm-eval task that reports `acc` (Minitron: winogrande)
+              measure: str = 'acc', # `acc`, or `loglik` (local tasks): see `slimlab.evaluate.task_score`
+              limit: int = 64, # first examples of the task
+             ) -> Score:
+    "Minitron's depth criterion: how much a downstream task's score falls without each window of `n` blocks: (layer,) or (window_start,)."
+    return _removal_drops(cal, n, lambda m: task_score(m, cal.tokenizer, task, measure, limit, cal.batch_size), 'task_drop')
 
 # %% ../nbs/06_importance.ipynb #764ffd15
 def _per_routed(cal: CalibrationPass, key: str) -> torch.Tensor:
@@ -667,6 +694,9 @@ def check_request(request: Request, # a metric request
         if value not in allowed:
             raise ValueError(f"option {key}={value!r} of metric {m.name!r} is not allowed for this {anatomy.family.name} model; "
                              f"allowed: {_allowed_text(allowed)}")
+    if m.check:
+        try: m.check(defaults | options)
+        except ValueError as e: raise ValueError(f"metric {m.name!r}: {e}") from None
     return Request(m.name, options)
 
 # %% ../nbs/06_importance.ipynb #fd7eec05
@@ -763,6 +793,7 @@ def importance(model: nn.Module, # a causal LM slimlab has an adapter for
                batch_size: int = 8, # samples per forward pass
                seed: int = 0, # seed of randomised metrics
                progress: bool = True, # show tqdm bars
+               tokenizer=None, # the model's tokenizer (needed by metrics that score a task)
               ) -> Importance:
     "Every requested score from one calibration pass over `samples` (plus the extra passes of removal metrics)."
     a = Anatomy(model)
@@ -770,7 +801,9 @@ def importance(model: nn.Module, # a causal LM slimlab has an adapter for
     if samples.ndim != 2: raise ValueError(f"samples must be a (N, T) tensor of token ids; got shape {tuple(samples.shape)}")
     if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"batch_size={batch_size!r} must be an integer >= 1")
     requests = check_calibration(a, samples.shape[0], samples.shape[1], default_metrics(a) if metrics is None else metrics)
-    cal = calibrate(model, samples, [n for r in requests for n in METRICS[r.metric].needs], batch_size, seed, progress)
+    if tokenizer is None and (tasked := [r.label for r in requests if METRICS[r.metric].tokenizer]):
+        raise ValueError(f"metrics {', '.join(tasked)} score a task, so they need the model's tokenizer: pass tokenizer=")
+    cal = calibrate(model, samples, [n for r in requests for n in METRICS[r.metric].needs], batch_size, seed, progress, tokenizer)
     meta = dict(model=Path(getattr(a.config, 'name_or_path', '') or a.family.name).name, family=a.family.name, samples=samples.shape[0],
                 seq_len=samples.shape[1], seed=seed)
     return Importance({r.label: compute(r, cal) for r in requests}, meta)
@@ -924,7 +957,7 @@ class LoadedModel:
               progress: bool = True, # show tqdm bars
              ) -> Importance:
         "The requested scores from one calibration pass over the samples, batched and seeded as the calibration says."
-        return importance(self.model, self.samples, requests, self.calibration.batch_size, self.calibration.seed, progress)
+        return importance(self.model, self.samples, requests, self.calibration.batch_size, self.calibration.seed, progress, self.tokenizer)
 
 # %% ../nbs/06_importance.ipynb #8400d9d9
 def run_importance(model: str, # model name, folder or hub id (see `slimlab.lab.resolve_model`)

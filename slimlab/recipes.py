@@ -24,7 +24,7 @@ from .ship import QUANT_RECORD, QUANT_SCHEMES, check_scheme, quantized_card, run
 from .losses import SPARSE_KD_LOSSES, CompositeConfig
 from .distill import (CACHE_DTYPES, CACHE_FILE, DistillConfig, DistillData, TeacherCache, cache_bytes_per_token, check_cache_loss, check_integer,
                              correct_teacher, correction_config, finished_run, minitron_loss, write_teacher_cache)
-from .schedules import (SCHEDULE_FILE, PruneSchedule, Stage, ScheduleResult, StageRecord, StageTraining, check_expert_strategy, check_init,
+from .schedules import (SCHEDULE_FILE, PruneSchedule, Stage, ScheduleResult, StageRecord, StageTraining, check_cut_metrics, check_expert_strategy, check_init,
                                check_schedule, check_training, final_shape, run_schedule)
 from .plots import curves, new_figure
 
@@ -508,6 +508,7 @@ def plan_recipe(recipe: Recipe, # a checked recipe (see `load_recipe`)
     configs = [stage_config(source, s.targets) for s in stages]
     p = recipe.prune
     _prefixed('prune', lambda: check_expert_strategy(source, configs, p.experts), sep='.')
+    _prefixed('prune', lambda: check_cut_metrics([source, *configs], shapes, recipe.calibration, p))
     _prefixed('training', lambda: check_training(source, source, shapes, configs, distill_config(recipe), recipe.training, p.experts))
     check_budgets(recipe, stages)
     if recipe.quantize: check_quantize(recipe.quantize, ModelShape.of(configs[-1]))

@@ -29,7 +29,7 @@ __all__ = ['SCHEDULES', 'SHAPE_FIELDS', 'WIDTH_AXES', 'INITS', 'EXPERT_GROUPS_FI
            'StageRecord', 'ScheduleResult', 'prune_mtp', 'compose_maps', 'feature_maps', 'check_init', 'random_init',
            'check_expert_strategy', 'base_scores', 'groups_to_dict', 'groups_from_dict', 'StageTraining',
            'check_channel_metric', 'PruneSchedule', 'check_schedule_dir', 'stage_requests', 'check_training',
-           'SchedulePlan', 'plan_schedule', 'ScheduleRun', 'run_schedule']
+           'SchedulePlan', 'check_cut_metrics', 'plan_schedule', 'ScheduleRun', 'run_schedule']
 
 # %% ../nbs/12_progressive.ipynb #685daa19
 SCHEDULES = ('one-shot', 'depth-first', 'width-first', 'joint') # the named schedules of `make_schedule`
@@ -734,17 +734,24 @@ def _config_chain(model, shapes: list[ModelShape]) -> list:
         before = shape
     return chain
 
-def _stage_distill_configs(stages: list[Stage], shapes: list[ModelShape], chain: list, source: ModelShape, config: DistillConfig,
-                           calibration: Calibration, prune: PruneSchedule) -> list[DistillConfig]:
-    "Each stage's distillation config (its budget: the stage's tokens), every cut's calibration metrics checked on the shape it cuts."
+def check_cut_metrics(chain: list, # the config each cut scores, in order (more entries are ignored)
+                      shapes: list[ModelShape], # the shape after each cut
+                      calibration: Calibration, # the samples every cut is scored on
+                      prune: PruneSchedule, # the metrics of every cut
+                     ):
+    "Every cut's importance requests checked on the config it cuts (metric names, options, windows, tasks), before any weights load."
+    for k, (cfg, shape) in enumerate(zip(chain, shapes), 1):
+        anatomy = Anatomy(cfg)
+        requests = stage_requests(relative_targets(ModelShape.of(cfg), shape), prune.layer_metric, prune.expert_metric, anatomy, prune.channel_metric)
+        try: calibration.check(anatomy, requests or ['channel'])
+        except ValueError as e: raise ValueError(f"stage {k} of {len(shapes)}: {e}") from None
+
+def _stage_distill_configs(stages: list[Stage], config: DistillConfig) -> list[DistillConfig]:
+    "Each stage's distillation config: its budget is the stage's tokens."
     out = []
-    for k, (stage, cfg, shape, prev) in enumerate(zip(stages, chain, shapes, [source, *shapes]), 1):
-        try:
-            c = replace(config, max_steps=None, max_tokens=stage.tokens)
-            c.total_steps()
-            anatomy = Anatomy(cfg)
-            calibration.check(anatomy, stage_requests(relative_targets(prev, shape), prune.layer_metric, prune.expert_metric, anatomy,
-                                                      prune.channel_metric) or ['channel'])
+    for k, stage in enumerate(stages, 1):
+        c = replace(config, max_steps=None, max_tokens=stage.tokens)
+        try: c.total_steps()
         except ValueError as e: raise ValueError(f"stage {k} of {len(stages)}: {e}") from None
         out.append(c)
     return out
@@ -763,7 +770,8 @@ def plan_schedule(model, # the source model (never modified)
     shapes = check_schedule(model, stages, prune.final)
     chain = _config_chain(model, shapes)
     settings = check_training(model, teacher, shapes, chain[1:], config, training, prune.experts)
-    configs = _stage_distill_configs(stages, shapes, chain, ModelShape.of(model), config, calibration, prune)
+    check_cut_metrics(chain, shapes, calibration, prune)
+    configs = _stage_distill_configs(stages, config)
     return SchedulePlan(stages, shapes, chain, [sum(count_params(c).values()) for c in chain[1:]], configs, settings)
 
 # %% ../nbs/12_progressive.ipynb #acce017f
@@ -845,7 +853,7 @@ def score_and_plan(self: ScheduleRun, current, # the model this stage cuts
     if p.scores == 'random': scores = random_scores(current, self.seed)  # every axis: the baseline importance must beat
     else:
         requests = stage_requests(rel, p.layer_metric, p.expert_metric, Anatomy(current), p.channel_metric)
-        report = importance(current, self.calibration_ids, requests, c.batch_size, c.seed, self.job.progress) if requests else None
+        report = importance(current, self.calibration_ids, requests, c.batch_size, c.seed, self.job.progress, self.data.tokenizer) if requests else None
         scores = plan_scores(report, n_drop, layers=_layer_request(p.layer_metric, n_drop), channels=Request.parse(p.channel_metric).label,
                              experts=p.expert_metric) if report else {}
     if stage_dir.exists(): shutil.rmtree(stage_dir)  # a stage folder without its plan holds no usable run

@@ -95,3 +95,16 @@ def test_home_page_shows_the_current_findings():
     cell = next(c for c in nb['cells'] if c['cell_type'] == 'code' and 'Markdown(findings_markdown' in ''.join(c['source']))
     shown = ''.join(next(o for o in cell['outputs'] if 'data' in o)['data']['text/markdown'])
     assert shown == findings_markdown(finding_rows()), 're-run nbs/index.ipynb (and make readme) after committing results'
+
+
+def test_seeds_from_the_command_line(tiny_experiment, tmp_path):
+    "`--seeds` runs every arm once per seed and pools the claim; a single seed is refused before anything is written."
+    from helpers import slimlab
+    bad = slimlab('experiment', tiny_experiment, '--out', tmp_path/'never', '--seeds', '3', '--no-progress')
+    assert bad.returncode == 2 and 'seeds=[3] must be a list of at least two different integers' in bad.stderr, bad.stderr
+    assert not (tmp_path/'never').exists()
+    r = slimlab('experiment', tiny_experiment, '--out', tmp_path/'exp', '--seeds', '0', '1', '--no-progress')
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path/'exp'/'results.json').read_text())
+    assert res['seeds'] == [0, 1] and sorted(res['claims'][0]['seeds']) == ['0', '1']
+    assert {p.name for p in (tmp_path/'exp').iterdir() if p.is_dir()} == {'first@seed0', 'first@seed1', 'second@seed0', 'second@seed1'}

@@ -86,12 +86,28 @@ def test_refuses_an_existing_run(finished, tiny, extra, expected):
     (['prune.schedule=custom', 'prune.stages=[{targets: {drop_layers: 1}, tokens: 256}]'],
      "the stage plans don't reach the final architecture: the last stage ends with num_layers 3 instead of 2"),
     (['teacher.model=./no/such/teacher'], "teacher.model: model folder './no/such/teacher' does not exist"),
+    (['prune.layer_metric=task_drop:task=slimlab_clozed'], "prune: stage 1 of 2: metric 'task_drop': tasks slimlab_clozed unknown"),
+    (['prune.layer_metric=angular_distanse'], "metric 'angular_distanse' is unknown (did you mean 'angular_distance'?)"),
 ])
 def test_bad_recipe_fails_before_any_work(tiny, tmp_path, sets, expected):
     out = tmp_path/'never'
     r = slimlab('run', tiny/'tiny.yaml', '--out', out, *[a for s in sets for a in ('--set', s)])
     assert r.returncode == 2 and r.stderr.count('\n') == 1 and expected in r.stderr, r.stderr
     assert not out.exists()
+
+
+def test_task_scored_depth_choice(tiny, tmp_path):
+    "Minitron's criterion inside a recipe: the first cut removes the window of blocks whose removal costs the corrected teacher the least on the task."
+    import torch
+    from slimlab.importance import importance
+    from slimlab.lab import load_model, load_tokenizer
+    metric = 'task_drop:measure=loglik,limit=2'
+    r = slimlab('run', tiny/'tiny.yaml', '--out', tmp_path/'run', '--no-progress', '--set', f'prune.layer_metric={metric}')
+    assert r.returncode == 0, r.stderr
+    corrected, label = load_model(tmp_path/'run'/'correction'/'model'), 'task_drop:n=2,measure=loglik,limit=2'  # the cut's window: n=2
+    windows = importance(corrected, torch.zeros(1, 2, dtype=torch.long), [label], progress=False, tokenizer=load_tokenizer(tiny/'teacher'))[label]
+    start = int(windows.values.argmin())
+    assert json.loads((tmp_path/'run'/'schedule'/'stage-1'/'plan.json').read_text())['layers'] == [i for i in range(4) if i not in (start, start + 1)]
 
 
 def test_unknown_recipe_key_in_file(tmp_path):
