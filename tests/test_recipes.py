@@ -102,7 +102,7 @@ def test_task_scored_depth_choice(tiny, tmp_path):
     from slimlab.importance import importance
     from slimlab.lab import load_model, load_tokenizer
     metric = 'task_drop:measure=loglik,limit=2'
-    r = slimlab('run', tiny/'tiny.yaml', '--out', tmp_path/'run', '--no-progress', '--set', f'prune.layer_metric={metric}')
+    r = slimlab('run', tiny/'tiny.yaml', '--out', tmp_path/'run', '--no-progress', '--set', f'prune.layer_metric={metric}', '--set', 'distill.max_tokens=128')
     assert r.returncode == 0, r.stderr
     corrected, label = load_model(tmp_path/'run'/'correction'/'model'), 'task_drop:n=2,measure=loglik,limit=2'  # the cut's window: n=2
     windows = importance(corrected, torch.zeros(1, 2, dtype=torch.long), [label], progress=False, tokenizer=load_tokenizer(tiny/'teacher'))[label]
