@@ -598,9 +598,10 @@ def task_score(model, tokenizer,
     "One higher-is-better number for a model on a task: its accuracy, or (local tasks) the mean log-likelihood of the right answers."
     check_task_measure(task, measure)
     if task not in LOCAL_TASKS: return run_lm_eval(model, tokenizer, [task], limit, batch_size).scores[f'{task}/acc']
-    scores = score_local_task(model, tokenizer, task, limit, batch_size)
+    docs = read_task(task, limit)  # read once: the log-likelihood measure needs each record's label
+    scores = _SCORERS[LOCAL_TASKS[task]['output_type']](model, tokenizer, docs, batch_size)
     if measure == 'acc': return scores['acc']
-    return statistics.mean(ll[d.get('label', 0)] for ll, d in zip(scores['loglik'], read_task(task, limit)))  # a cloze record has one answer
+    return statistics.mean(ll[d.get('label', 0)] for ll, d in zip(scores['loglik'], docs))  # a cloze record has one answer
 
 # %% ../nbs/05_eval.ipynb #06c38a23
 @dataclass(frozen=True)
