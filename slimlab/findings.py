@@ -4,17 +4,17 @@
 
 # %% ../nbs/17_findings.ipynb #a2521725
 from __future__ import annotations
-import csv, itertools, json, math, time
+import copy, csv, itertools, json, math, time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .lab import Job, did_you_mean, lab_data_dir, load_model, load_tokenizer
+from .lab import DTYPES, Job, did_you_mean, lab_data_dir, load_model, load_tokenizer
 from .data import LAB_TEXT, TextSource, source_tokens
 from .distill import check_integer
 from .evaluate import EvalConfig, Perplexity, block_bootstrap, check_tasks, compare_nll, evaluate_models, held_out_tokens
 from .importance import rank, spearman
 from .losses import TeacherStates, output_layer
-from .mtp import (MTP_FILE, MTPHeads, MTPTrainConfig, acceptance, base_states, greedy_decode, load_mtp, mtp_eval, save_mtp,
+from .mtp import (MTP_FILE, MTPHeads, MTPTrainConfig, acceptance, base_states, greedy_decode, load_mtp, mtp_eval, residual_rms, save_mtp,
                           speculative_decode, train_mtp, two_ahead_nll)
 from .recipes import (RECIPE_FILE, SUMMARY_FILE, Recipe, check_recipe_data, clear_run, from_dict, to_plain, load_recipe, plan_recipe, read_bundled_yaml,
                              recovery_curve, run_recipe)
@@ -23,15 +23,16 @@ import torch
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['CLAIM_METRICS', 'MTP_ARM_KEYS', 'RANKING_EXPECTATIONS', 'EXPERIMENT_KEYS', 'RANKING_ARMS', 'VERDICTS', 'MIN_BLOCKS',
-           'MIN_PROMPTS', 'MTP_ARM_FILE', 'EXPERIMENT_FILE', 'SEED_MARGIN', 'Arm', 'Claim', 'AcceptanceSpec', 'MTPSpec',
-           'RankingClaim', 'Experiment', 'experiments_dir', 'bundled_experiments', 'read_experiment', 'at_scale',
-           'arm_sets', 'arm_recipe_path', 'check_acceptance', 'check_seeds', 'check_ranking', 'check_mtp',
-           'arm_recipes', 'seed_recipes', 'verdict', 'acceptance_prompts', 'measure_acceptance', 'acceptance_record',
-           'spearman_critical', 'ranking_record', 'claim_record', 'seed_mean', 'seeds_claim_record', 'evaluate_arms',
-           'evaluate_seeds', 'decode_prompts', 'decoding_record', 'mtp_tokens', 'train_mtp_arm', 'run_mtp_arms',
-           'clear_experiment', 'check_experiment_dir', 'run_arms', 'run_experiment', 'arm_rows', 'ranking_rows',
-           'save_results', 'finding_rows', 'needs_seeds', 'lab_numbers', 'findings_markdown']
+__all__ = ['CLAIM_METRICS', 'DECODING_DTYPES', 'MTP_ARM_KEYS', 'RANKING_EXPECTATIONS', 'EXPERIMENT_KEYS', 'RANKING_ARMS',
+           'VERDICTS', 'MIN_BLOCKS', 'MIN_PROMPTS', 'MTP_ARM_FILE', 'EXPERIMENT_FILE', 'SEED_MARGIN', 'Arm', 'Claim',
+           'AcceptanceSpec', 'MTPSpec', 'RankingClaim', 'Experiment', 'experiments_dir', 'bundled_experiments',
+           'read_experiment', 'at_scale', 'arm_sets', 'arm_recipe_path', 'check_acceptance', 'check_seeds',
+           'check_ranking', 'check_mtp', 'arm_recipes', 'seed_recipes', 'verdict', 'acceptance_prompts', 'in_dtype',
+           'measure_acceptance', 'acceptance_record', 'spearman_critical', 'ranking_record', 'claim_record',
+           'seed_mean', 'seeds_claim_record', 'evaluate_arms', 'evaluate_seeds', 'decode_prompts', 'decoding_record',
+           'mtp_tokens', 'train_mtp_arm', 'run_mtp_arms', 'clear_experiment', 'check_experiment_dir', 'run_arms',
+           'run_experiment', 'arm_rows', 'ranking_rows', 'save_results', 'finding_rows', 'needs_seeds', 'lab_numbers',
+           'findings_markdown']
 
 # %% ../nbs/17_findings.ipynb #4535cbe9
 @dataclass
@@ -57,6 +58,9 @@ class AcceptanceSpec:
     prompt_len: int = 64 # tokens per prompt (consecutive windows of the test split)
     new_tokens: int = 48 # tokens decoded per prompt
     draft_len: int = 4 # drafts proposed per round (rates are reported for 1..draft_len accepted in a row)
+    dtype: str = 'float32' # model and modules while decoding: float32, or bfloat16 (a CPU verifies a few tokens for about the price of one)
+
+DECODING_DTYPES = ('float32', 'bfloat16') # what speculative decoding runs in
 
 MTP_ARM_KEYS = ('mode',) # what the arms of an MTP experiment may set: they differ only in the MTP target
 
@@ -65,11 +69,13 @@ class MTPSpec:
     "An MTP experiment: one frozen base; each arm trains its own MTP module on the base's states of the same tokens, computed once."
     base: str = 'smollm2-135m' # the frozen main model: it verifies the drafts
     teacher: str | None = None # MTP-KD's teacher (same tokenizer as the base); None: the base itself
-    tokens: int = 131_072 # training tokens of every arm: the first ones of the train split, one pass in blocks of `seq_len`
+    tokens: int = 131_072 # training tokens of every arm: the first ones of the train split, in blocks of `seq_len`
+    epochs: int = 1 # passes over those tokens, each in a new order
     seq_len: int = 256 # tokens per training block
     batch_size: int = 4 # blocks per optimiser step
     lr: float = 1e-3 # peak learning rate (linear warm-up, cosine decay)
     warmup: int = 10 # warm-up steps
+    scaled_start: bool = False # start the pass-through at the RMS the base's last block reads (`residual_rms` of 8 training blocks) instead of 1
     eval_tokens: int = 4_096 # held-out tokens (the valid split) for the module's loss, agreement and curve
     eval_points: int = 2 # held-out evaluations along training, besides the one at the start
     speed_draft_lens: list[int] = field(default_factory=lambda: [1]) # draft lengths timed against greedy decoding besides `acceptance.draft_len`
@@ -164,6 +170,8 @@ def check_acceptance(spec: AcceptanceSpec, # the experiment's acceptance section
     "Refuse acceptance settings that cannot run: counts below their minimum, an arm that trains no MTP heads."
     for name, least in (('prompts', 1), ('prompt_len', 2), ('new_tokens', 1), ('draft_len', 1)):
         if getattr(spec, name) < least: raise ValueError(f"acceptance.{name}={getattr(spec, name)} must be at least {least}")
+    if spec.dtype not in DECODING_DTYPES:
+        raise ValueError(f"acceptance.dtype={spec.dtype!r} is not allowed{did_you_mean(str(spec.dtype), DECODING_DTYPES)}; allowed: {', '.join(DECODING_DTYPES)}")
     for arm, r in recipes.items():
         if not r.training.mtp_depth:
             raise ValueError(f"acceptance decodes with every arm's MTP heads, but arms.{arm} trains none (training.mtp_depth is 0); "
@@ -203,7 +211,7 @@ def check_mtp(exp: Experiment, # an MTP experiment, at its scale
     if sets: raise ValueError(f"overrides {', '.join(sets)} are recipe keys; MTP experiment {exp.name} runs no recipe: set its mtp section instead")
     if exp.recipe is not None or any(a.recipe for a in exp.arms.values()):
         raise ValueError(f"MTP experiment {exp.name} trains modules on one frozen base (mtp.base={spec.base}); remove recipe from it and its arms")
-    for name, least in (('tokens', 1), ('seq_len', 3), ('batch_size', 1), ('eval_tokens', 1), ('eval_points', 1)):
+    for name, least in (('tokens', 1), ('epochs', 1), ('seq_len', 3), ('batch_size', 1), ('eval_tokens', 1), ('eval_points', 1)):
         check_integer(f'mtp.{name}', getattr(spec, name), least)
     for name in ('tokens', 'eval_tokens'):
         if getattr(spec, name) % spec.seq_len: raise ValueError(f"mtp.{name}={getattr(spec, name):,} must be a multiple of mtp.seq_len={spec.seq_len}")
@@ -298,6 +306,11 @@ def acceptance_prompts(tokenizer, # the teacher's tokenizer
     if len(stream) < need: raise ValueError(f"acceptance needs {spec.prompts} x {spec.prompt_len} = {need:,} test tokens; {data.describe('test')} has {len(stream):,}")
     return stream[:need].view(spec.prompts, spec.prompt_len)
 
+def in_dtype(module: torch.nn.Module, dtype: str # one of `DECODING_DTYPES`
+            ) -> torch.nn.Module:
+    "The module itself when it is in `dtype` already, else a copy in it: decoding leaves the caller's model as it was."
+    return module if next(module.parameters()).dtype == DTYPES[dtype] else copy.deepcopy(module).to(DTYPES[dtype])
+
 def measure_acceptance(model, # a student
                        heads, # its `slimlab.mtp.MTPHeads`
                        prompts: torch.Tensor, # (N, T) from `acceptance_prompts`
@@ -305,6 +318,7 @@ def measure_acceptance(model, # a student
                        progress: bool = False, # a tqdm bar over the prompts
                       ) -> dict:
     "Speculative decoding of every prompt: the pooled acceptance rates (`slimlab.mtp.acceptance`) and the accepted drafts of each round, per prompt."
+    model, heads = in_dtype(model, spec.dtype), in_dtype(heads, spec.dtype)
     decoded = [speculative_decode(model, heads, p[None], spec.new_tokens, spec.draft_len)
                for p in tqdm(prompts, desc='speculative decoding', disable=not progress, leave=False)]
     return dict(acceptance=acceptance(decoded), accepted=[d.accepted for d in decoded])
@@ -507,8 +521,9 @@ def decoding_record(runs: dict, # from `decode_prompts`
     greedy = runs['greedy']
     n, g_s = sum(len(d.tokens) for d in greedy), sum(d.seconds for d in greedy)
     ratio = lambda t: (s := t.view(-1, 2).sum(0))[0]/s[1]  # greedy seconds / speculative seconds
+    same = [d.tokens == g.tokens for k, ds in runs.items() if k != 'greedy' for d, g in zip(ds, greedy)]
     out = dict(threads=torch.get_num_threads(), prompts=len(greedy), tokens=n, greedy_tokens_per_s=n/g_s, arms={},
-               identical=all(d.tokens == g.tokens for k, ds in runs.items() if k != 'greedy' for d, g in zip(ds, greedy)))
+               identical=all(same), identical_share=sum(same)/len(same))
     for (arm, L), ds in ((k, v) for k, v in runs.items() if k != 'greedy'):
         table = torch.tensor([[g.seconds, d.seconds] for g, d in zip(greedy, ds)], dtype=torch.float64).flatten()
         out['arms'].setdefault(arm, {})[str(L)] = dict(tokens_per_s=n/sum(d.seconds for d in ds), speedup=ratio(table).item(),
@@ -536,10 +551,11 @@ def train_mtp_arm(base, spec: MTPSpec, overrides: dict, # the arm's MTPTrainConf
                   held: torch.Tensor, held_states: torch.Tensor, base_nll: torch.Tensor, # held-out blocks, states, the base's loss
                   say) -> tuple[MTPHeads, dict]:
     "One arm: a module started from the base's last block, trained on the cached states, evaluated on the held-out blocks as it learns; the module and its record."
-    steps = len(blocks)//spec.batch_size
+    steps = spec.epochs*len(blocks)//spec.batch_size
     cfg = MTPTrainConfig(**overrides, steps=steps, batch_size=spec.batch_size, lr=spec.lr, warmup=min(spec.warmup, steps), log_every=max(1, steps//4))
     marks = {round(k*steps/spec.eval_points) - 1 for k in range(1, spec.eval_points + 1)}
-    heads = MTPHeads(base, depth=1)
+    gain = residual_rms(base, blocks[:8]) if spec.scaled_start else 1.0
+    heads = MTPHeads(base, depth=1, gain=gain)
     last = mtp_eval(base, heads, held, held_states)
     curve = [dict(tokens=0, ppl=math.exp(last['nll'].mean()))]
     def evaluate(step, trained):
@@ -549,7 +565,7 @@ def train_mtp_arm(base, spec: MTPSpec, overrides: dict, # the arm's MTPTrainConf
         curve.append(dict(tokens=(step + 1)*spec.batch_size*spec.seq_len, ppl=math.exp(last['nll'].mean())))
     t = time.perf_counter()
     hist = train_mtp(base, heads, blocks, cfg, states, teacher, log=say, callback=evaluate)
-    return heads, dict(mode=cfg.mode, kd_teacher=spec.teacher or spec.base, params=sum(p.numel() for p in heads.parameters()),
+    return heads, dict(mode=cfg.mode, kd_teacher=spec.teacher or spec.base, params=sum(p.numel() for p in heads.parameters()), gain=gain,
                        train_tokens=steps*spec.batch_size*spec.seq_len, steps=steps, train_seconds=time.perf_counter() - t,
                        top1=last['top1'], kl=last['kl'], tasks={}, speed=[], curve=curve,
                        last_step={k: hist[-1][k] for k in ('mtp_lm', 'mtp_kd')}) | _loss_record(last['nll'], base_nll, spec.seq_len - 2)
@@ -590,7 +606,8 @@ def run_mtp_arms(exp: Experiment, # an MTP experiment at its scale (checked by `
     lens = sorted({exp.acceptance.draft_len, *spec.speed_draft_lens})
     say(f"decoding {len(prompts)} test prompts greedily and with each arm's module at draft lengths {', '.join(map(str, lens))}")
     t = time.perf_counter()
-    runs = decode_prompts(base, heads, prompts, exp.acceptance.new_tokens, lens, job.progress)
+    dtype = exp.acceptance.dtype
+    runs = decode_prompts(in_dtype(base, dtype), {a: in_dtype(h, dtype) for a, h in heads.items()}, prompts, exp.acceptance.new_tokens, lens, job.progress)
     for a in exp.arms:
         ds = runs[(a, exp.acceptance.draft_len)]
         arms[a] |= dict(acceptance=acceptance(ds), accepted=[d.accepted for d in ds])
@@ -663,7 +680,7 @@ def run_experiment(experiment: str | Path | Experiment, # an experiment file, a 
     out.mkdir(parents=True, exist_ok=True)
     (out/EXPERIMENT_FILE).write_text(json.dumps(dict(experiment=exp.name, scale=scale)))
     results = dict(experiment=exp.name, finding=exp.finding, source=exp.source, note=exp.note, scale=scale)
-    if exp.mtp is not None: results |= dict(tokens=exp.mtp.tokens) | run_mtp_arms(exp, out, tokenizer, job)
+    if exp.mtp is not None: results |= dict(tokens=exp.mtp.epochs*exp.mtp.tokens) | run_mtp_arms(exp, out, tokenizer, job)  # tokens each module trained on
     else:
         dirs = run_arms(exp, runs, out, job)
         results |= dict(tokens=recipes[next(iter(exp.arms))].distill.max_tokens)

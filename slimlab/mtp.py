@@ -16,9 +16,9 @@ from .lab import atomic_dir, atomic_write, check_out_dir
 from .losses import CompositeConfig, CompositeLoss, TeacherStates, Divergence, Schedule, lr_schedule, output_layer
 
 # %% auto #0
-__all__ = ['MTP_INITS', 'MTP_FILE', 'mtp_block_config', 'MTPModule', 'pass_through', 'MTPHeads', 'mtp_states', 'mtp_loss',
-           'save_mtp', 'load_mtp', 'save_with_mtp', 'MTPTrainConfig', 'base_states', 'train_mtp', 'two_ahead_nll',
-           'mtp_eval', 'Decoded', 'greedy_decode', 'speculative_decode', 'acceptance']
+__all__ = ['MTP_INITS', 'MTP_FILE', 'mtp_block_config', 'MTPModule', 'pass_through', 'MTPHeads', 'residual_rms', 'mtp_states',
+           'mtp_loss', 'save_mtp', 'load_mtp', 'save_with_mtp', 'MTPTrainConfig', 'base_states', 'train_mtp',
+           'two_ahead_nll', 'mtp_eval', 'Decoded', 'greedy_decode', 'speculative_decode', 'acceptance']
 
 # %% ../nbs/09_mtp.ipynb #3fadf11d
 def mtp_block_config(model):
@@ -61,20 +61,23 @@ class MTPModule(nn.Module):
 # %% ../nbs/09_mtp.ipynb #4b28065a
 MTP_INITS = ('last_block', 'random') # how a new MTP module starts
 
-def pass_through(d: int # the hidden size
+def pass_through(d: int, # the hidden size
+                 gain: float = 1.0, # how much the projection scales the hidden state
                 ) -> torch.Tensor:
-    "The projection [I | 0] of shape (d, 2d): it keeps the normalised hidden state and ignores the token embedding."
-    return torch.cat([torch.eye(d), torch.zeros(d, d)], 1)
+    "The projection [gain·I | 0] of shape (d, 2d): it keeps the normalised hidden state (scaled) and ignores the token embedding."
+    return torch.cat([gain*torch.eye(d), torch.zeros(d, d)], 1)
 
 class MTPHeads(nn.Module):
     "K multi-token-prediction modules for one model; the embedding and output layer stay the model's."
     def __init__(self, model, # the main model (a causal LM of a supported family)
                  depth: int = 1, # number of modules K
                  init: str = 'last_block', # 'last_block': pass-through projection, the last block and the final norm copied; 'random'
+                 gain: float = 1.0, # 'last_block': the pass-through's gain, e.g. `residual_rms(model, ids)` to feed the block its usual scale
                 ):
         super().__init__()
         if not isinstance(depth, int) or depth < 1: raise ValueError(f"MTP depth={depth!r} must be an integer >= 1")
         if init not in MTP_INITS: raise ValueError(f"MTP init {init!r} is unknown; allowed: {', '.join(MTP_INITS)}")
+        if not gain > 0: raise ValueError(f"MTP gain={gain!r} must be > 0")
         a = Anatomy(model)
         self.config = mtp_block_config(model)
         self.model_type, self.depth = self.config.model_type, depth
@@ -86,7 +89,7 @@ class MTPHeads(nn.Module):
         std = getattr(self.config, 'initializer_range', 0.02)
         for layer in self.layers:
             if init == 'last_block':
-                with torch.no_grad(): layer.proj.weight.copy_(pass_through(a.config.hidden_size))
+                with torch.no_grad(): layer.proj.weight.copy_(pass_through(a.config.hidden_size, gain))
                 layer.block.load_state_dict(a.blocks[-1].state_dict())
                 layer.out_norm.load_state_dict(a.final_norm.state_dict())
             else:
@@ -132,6 +135,22 @@ class MTPHeads(nn.Module):
             prev = layer(prev[:, :T - k], emb, rope, mask, pos)
             out.append(layer.out_norm(prev))
         return out
+
+# %% ../nbs/09_mtp.ipynb #949c7ffd
+@torch.no_grad()
+def residual_rms(model, input_ids: torch.Tensor, # (B, T) token blocks
+                 batch_size: int = 8, # blocks per forward pass
+                ) -> float:
+    "The mean RMS of the residual stream entering the model's last block: the pass-through gain that gives the copied block inputs of its usual size."
+    block, seen = Anatomy(model).blocks[-1], []
+    def note(module, args, kwargs):
+        x = args[0] if args else kwargs['hidden_states']
+        seen.append(x.float().pow(2).mean(-1).sqrt().flatten())
+    hook = block.register_forward_pre_hook(note, with_kwargs=True)
+    try:
+        for ids in input_ids.split(batch_size): model.get_decoder()(input_ids=ids)
+    finally: hook.remove()
+    return torch.cat(seen).mean().item()
 
 # %% ../nbs/09_mtp.ipynb #7d262d12
 def mtp_states(model, heads: MTPHeads, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
