@@ -78,6 +78,7 @@ class MTPHeads(nn.Module):
         if not isinstance(depth, int) or depth < 1: raise ValueError(f"MTP depth={depth!r} must be an integer >= 1")
         if init not in MTP_INITS: raise ValueError(f"MTP init {init!r} is unknown; allowed: {', '.join(MTP_INITS)}")
         if not gain > 0: raise ValueError(f"MTP gain={gain!r} must be > 0")
+        if gain != 1 and init != 'last_block': raise ValueError(f"MTP gain={gain} scales the pass-through of init='last_block'; init={init!r} has none")
         a = Anatomy(model)
         self.config = mtp_block_config(model)
         self.model_type, self.depth = self.config.model_type, depth
