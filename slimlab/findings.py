@@ -548,13 +548,14 @@ def mtp_tokens(spec: MTPSpec, # the experiment's mtp section
 
 def train_mtp_arm(base, spec: MTPSpec, overrides: dict, # the arm's MTPTrainConfig fields (its `mode`)
                   blocks: torch.Tensor, states: torch.Tensor, teacher, # training blocks, the base's states, the MTP-KD teacher's (or None)
-                  held: torch.Tensor, held_states: torch.Tensor, base_nll: torch.Tensor, # held-out blocks, states, the base's loss
+                  held_out: tuple, # (held-out blocks, the base's states of them, the base's loss of their tokens t+2)
+                  gain: float, # the pass-through's gain at the start (see `MTPSpec.scaled_start`)
                   say) -> tuple[MTPHeads, dict]:
     "One arm: a module started from the base's last block, trained on the cached states, evaluated on the held-out blocks as it learns; the module and its record."
+    held, held_states, base_nll = held_out
     steps = spec.epochs*len(blocks)//spec.batch_size
     cfg = MTPTrainConfig(**overrides, steps=steps, batch_size=spec.batch_size, lr=spec.lr, warmup=min(spec.warmup, steps), log_every=max(1, steps//4))
     marks = {round(k*steps/spec.eval_points) - 1 for k in range(1, spec.eval_points + 1)}
-    gain = residual_rms(base, blocks[:8]) if spec.scaled_start else 1.0
     heads = MTPHeads(base, depth=1, gain=gain)
     last = mtp_eval(base, heads, held, held_states)
     curve = [dict(tokens=0, ppl=math.exp(last['nll'].mean()))]
@@ -591,13 +592,14 @@ def run_mtp_arms(exp: Experiment, # an MTP experiment at its scale (checked by `
     if todo:
         say(f"states of {spec.base} on {spec.tokens:,} training tokens, computed once for {len(todo)} arms")
         states = base_states(base, blocks, dtype=torch.bfloat16)
+        gain = residual_rms(base, blocks[:8]) if spec.scaled_start else 1.0  # one start for every arm
         if tmodel is not None: teacher = TeacherStates(base_states(tmodel, blocks, dtype=torch.bfloat16), output_layer(tmodel))
     states_seconds = time.perf_counter() - t0
     heads, arms = {}, {}
     for arm in exp.arms:
         folder = out/arm
         if arm in todo:
-            heads[arm], arms[arm] = train_mtp_arm(base, spec, exp.arms[arm].overrides, blocks, states, teacher, held, held_states, base_nll,
+            heads[arm], arms[arm] = train_mtp_arm(base, spec, exp.arms[arm].overrides, blocks, states, teacher, (held, held_states, base_nll), gain,
                                                   lambda line, arm=arm: say(f"{arm}: {line}"))
             folder.mkdir(parents=True, exist_ok=True)
             save_mtp(heads[arm], folder, overwrite=True)
