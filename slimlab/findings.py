@@ -14,7 +14,7 @@ from .distill import check_integer
 from .evaluate import EvalConfig, Perplexity, block_bootstrap, check_tasks, compare_nll, evaluate_models, held_out_tokens
 from .importance import rank, spearman
 from .losses import TeacherStates, output_layer
-from .mtp import (MTP_FILE, MTPHeads, MTPTrainConfig, acceptance, base_states, greedy_decode, load_mtp, mtp_eval, residual_rms, save_mtp,
+from .mtp import (MTP_FILE, Decoded, MTPHeads, MTPTrainConfig, acceptance, base_states, greedy_decode, load_mtp, mtp_eval, residual_rms, save_mtp,
                           speculative_decode, train_mtp, two_ahead_nll)
 from .recipes import (RECIPE_FILE, SUMMARY_FILE, Recipe, check_recipe_data, clear_run, from_dict, to_plain, load_recipe, plan_recipe, read_bundled_yaml,
                              recovery_curve, run_recipe)
@@ -29,10 +29,11 @@ __all__ = ['CLAIM_METRICS', 'DECODING_DTYPES', 'MTP_ARM_KEYS', 'RANKING_EXPECTAT
            'read_experiment', 'at_scale', 'arm_sets', 'arm_recipe_path', 'check_acceptance', 'check_seeds',
            'check_ranking', 'check_mtp', 'arm_recipes', 'seed_recipes', 'verdict', 'acceptance_prompts', 'in_dtype',
            'measure_acceptance', 'acceptance_record', 'spearman_critical', 'ranking_record', 'claim_record',
-           'seed_mean', 'seeds_claim_record', 'evaluate_arms', 'evaluate_seeds', 'decode_prompts', 'decoding_record',
-           'mtp_tokens', 'train_mtp_arm', 'run_mtp_arms', 'clear_experiment', 'check_experiment_dir', 'run_arms',
-           'run_experiment', 'arm_rows', 'ranking_rows', 'save_results', 'finding_rows', 'needs_seeds', 'lab_numbers',
-           'findings_markdown']
+           'convergence_record', 'seed_mean', 'seed_verdict', 'seeds_claim_record', 'evaluate_arms', 'evaluate_seeds',
+           'decode_prompts', 'decoding_record', 'mtp_tokens', 'train_mtp_arm', 'seeds_acceptance_record',
+           'pooled_rounds', 'mtp_folder', 'mtp_modules', 'run_mtp_arms', 'clear_experiment', 'check_experiment_dir',
+           'run_arms', 'run_experiment', 'arm_rows', 'ranking_rows', 'save_results', 'finding_rows', 'needs_seeds',
+           'lab_numbers', 'findings_markdown']
 
 # %% ../nbs/17_findings.ipynb #4535cbe9
 @dataclass
@@ -41,15 +42,15 @@ class Arm:
     recipe: str | None = None # a bundled recipe's name or a recipe file (None: the experiment's `recipe`)
     overrides: dict = field(default_factory=dict) # dotted recipe key -> value, applied after the experiment's scale
 
-CLAIM_METRICS = ('loss', 'acceptance') # what a claim compares
+CLAIM_METRICS = ('loss', 'acceptance', 'convergence') # what a claim compares
 
 @dataclass
 class Claim:
-    "A source's finding as a comparison: arm `better` beats arm `worse` on `metric`."
-    better: str # the arm the source finds better
-    worse: str # the arm it finds worse
+    "A source's finding as a comparison: arm `better` beats arm `worse` on `metric` (or, for 'convergence', the two arms end closer than they start)."
+    better: str # the arm the source finds better ('convergence': either arm of the pair)
+    worse: str # the arm it finds worse ('convergence': the other arm)
     paper: str = '' # the source's numbers for this comparison
-    metric: str = 'loss' # 'loss': lower held-out loss; 'acceptance': higher 1-token acceptance of the MTP drafts (needs `acceptance`)
+    metric: str = 'loss' # 'loss': lower held-out loss; 'acceptance': higher 1-token acceptance of the MTP drafts (needs `acceptance`); 'convergence': a smaller perplexity gap after recovery than right after the cut
 
 @dataclass
 class AcceptanceSpec:
@@ -105,7 +106,7 @@ class Experiment:
     acceptance: AcceptanceSpec | None = None # also decode test prompts with every arm's MTP heads and record their acceptance
     ranking: RankingClaim | None = None # also rank the arms (candidates of one size) one-shot and after recovery
     mtp: MTPSpec | None = None # an MTP experiment: no recipes; the arms train MTP modules on one frozen base (see `MTPSpec`)
-    seeds: list[int] | None = None # distill.seed of each run of every arm (data order, random init or scores, MTP heads); the claims pool the runs (None: one run per arm, the recipe's seed)
+    seeds: list[int] | None = None # distill.seed of each run of every arm (data order, random init or scores, MTP heads), or in an MTP experiment the order of each module's training blocks; the claims pool the runs (None: one run per arm, the recipe's seed)
 
 # %% ../nbs/17_findings.ipynb #c04f81f9
 def experiments_dir() -> Path:
@@ -181,15 +182,17 @@ def check_seeds(exp: Experiment, # the experiment
                 scale: str = 'lab', # one of `exp.scales`
                 sets: dict | None = None, # the user's recipe overrides of every arm
                ):
-    "Refuse seeds that cannot be pooled: fewer than two, repeated, beside acceptance, ranking or MTP claims, or with distill.seed set elsewhere."
+    "Refuse seeds that cannot be pooled: fewer than two, repeated, beside acceptance, ranking or convergence claims of recipe runs, or with distill.seed set elsewhere."
     exp = at_scale(exp, scale)
     seeds = exp.seeds
     if seeds is None: return
     if not isinstance(seeds, list) or len(seeds) < 2 or len(set(seeds)) < len(seeds) or not all(type(s) is int for s in seeds):
         raise ValueError(f"seeds={seeds!r} must be a list of at least two different integers (distill.seed of each run of every arm)")
-    for what in ('acceptance', 'ranking', 'mtp'):
+    for what in () if exp.mtp is not None else ('acceptance', 'ranking'):  # an MTP experiment decodes with every seed's modules
         if getattr(exp, what) is not None:
             raise ValueError(f"seeds pools perplexity claims over runs, and this experiment has {what}, which is measured on one run per arm; drop seeds or {what}")
+    if conv := [i for i, c in enumerate(exp.claims) if c.metric == 'convergence']:
+        raise ValueError(f"seeds pools perplexity claims over runs, and claims{conv} are convergence claims, which read each arm's one-shot perplexity of one run; drop seeds or those claims")
     setters = ([f"scales.{scale}"] if 'distill.seed' in _scale(exp, scale) else []) + [f"arms.{a}" for a, arm in exp.arms.items() if 'distill.seed' in arm.overrides] \
               + (['the overrides'] if 'distill.seed' in (sets or {}) else [])
     if setters: raise ValueError(f"seeds sets distill.seed of every run, and {', '.join(setters)} set it too; drop one of them")
@@ -253,8 +256,8 @@ def arm_recipes(exp: Experiment, # the experiment
             raise ValueError(f"claims[{i}] compares acceptance, but the experiment has no acceptance section; add acceptance: {{prompts: 16}}")
     if not exp.claims and exp.ranking is None: raise ValueError("claims is empty: name at least one comparison {better: ARM, worse: ARM} (or give a ranking claim)")
     check_seeds(exp, scale, sets)
+    if exp.mtp is not None: return check_mtp(at_scale(exp, scale), sets)  # its seeds order the training blocks of every module
     if seed is not None: sets = (sets or {}) | {'distill.seed': seed}
-    if exp.mtp is not None: return check_mtp(at_scale(exp, scale), sets)
     if exp.ranking is not None: check_ranking(exp.ranking, len(exp.arms))
     check_tasks(exp.tasks)
     recipes = {}
@@ -417,10 +420,34 @@ def claim_record(claim: Claim, evals: dict) -> dict:
     "A claim decided from the paired per-token losses of its two arms (`evals`: label -> `ModelEval`)."
     return _paired_claim(claim, evals[claim.better].ppl, evals[claim.worse].ppl)
 
+def convergence_record(claim: Claim, # a claim with metric 'convergence': its two arms, in either order
+                       one_shot: dict[str, float | None], # arm -> held-out perplexity right after its cut (validation stream)
+                       evals: dict, # label -> `ModelEval` after recovery, on the same test tokens
+                      ) -> dict:
+    "Do two arms end closer than they start? The one-shot gap |ln(ppl ratio)| (fixed) against the recovered gap, whose interval comes from the paired per-token losses; 'agrees' when the whole interval of the recovered gap lies below the one-shot gap."
+    if missing := [a for a in (claim.better, claim.worse) if one_shot.get(a) is None]:
+        raise ValueError(f"arms {missing} have no one-shot perplexity (their runs recorded no held-out evaluation after the cut)")
+    record, ppl = _paired_claim(claim, evals[claim.better].ppl, evals[claim.worse].ppl), evals[claim.better].ppl
+    start = abs(math.log(one_shot[claim.worse]/one_shot[claim.better]))  # nats per token, like the paired difference
+    lo, hi = record['diff_ci']
+    gap_ci = [max(lo, -hi, 0.0), max(abs(lo), abs(hi))]  # the interval of |worse - better| after recovery
+    shrink_ci = [start - gap_ci[1], start - gap_ci[0]]
+    return record | dict(metric='convergence', one_shot_better=one_shot[claim.better], one_shot_worse=one_shot[claim.worse],
+                         one_shot_ratio=one_shot[claim.worse]/one_shot[claim.better], one_shot_gap=start, gap=abs(record['diff']),
+                         gap_ci=gap_ci, shrink=start - abs(record['diff']), shrink_ci=shrink_ci,
+                         verdict=verdict(shrink_ci, len(ppl.nll)//ppl.block))
+
 def seed_mean(ppls: list[Perplexity] # one arm's evaluations of the same tokens, one per seed
              ) -> Perplexity:
     "The arm's per-token losses averaged over its seeds: the perplexity of the seeds' geometric mean."
     return Perplexity(torch.stack([p.nll for p in ppls]).mean(0), ppls[0].block)
+
+def seed_verdict(pooled: str, # the verdict of the seeds pooled
+                 diffs: list[float], # each seed's own difference (positive: the source's direction)
+                ) -> str:
+    "'agrees' or 'disagrees' only when every seed's difference points that way; otherwise 'inconclusive'."
+    sign = {'agrees': 1, 'disagrees': -1}.get(pooled)
+    return 'inconclusive' if sign is None or not all(sign*d > 0 for d in diffs) else pooled
 
 def seeds_claim_record(claim: Claim,
                        evals: dict[int, dict], # seed -> {label: `ModelEval`} of that seed's runs
@@ -428,8 +455,7 @@ def seeds_claim_record(claim: Claim,
     "A claim over seeds: decided from the seed-averaged per-token losses, and 'agrees' or 'disagrees' only when every seed's difference has that sign; each seed's record and the range of their ratios beside it."
     per = {s: claim_record(claim, e) for s, e in evals.items()}
     pooled = _paired_claim(claim, *(seed_mean([e[side].ppl for e in evals.values()]) for side in (claim.better, claim.worse)))
-    sign = {'agrees': 1, 'disagrees': -1}.get(pooled['verdict'])
-    if sign is not None and not all(sign*r['diff'] > 0 for r in per.values()): pooled['verdict'] = 'inconclusive'
+    pooled['verdict'] = seed_verdict(pooled['verdict'], [r['diff'] for r in per.values()])
     ratios = [r['ratio'] for r in per.values()]
     return pooled | dict(seeds={str(s): {k: r[k] for k in ('diff', 'ratio', 'ratio_ci', 'verdict')} for s, r in per.items()},
                          ratio_range=[min(ratios), max(ratios)])
@@ -473,6 +499,12 @@ def _evaluate_runs(exp: Experiment, first: Recipe, run_dirs: dict[str, Path], lo
     models = {'teacher': load(first.teacher.model)} | {label: load(d/'schedule'/'model') for label, d in run_dirs.items()}
     return tokenizer, models, {e.name: e for e in evaluate_models(models, tokenizer, ids, config, teacher='teacher', log=log)}
 
+def _decide(claim: Claim, arms: dict, evals: dict) -> dict:
+    "A claim's record, by its metric: from the arms' records (acceptance, and one-shot perplexities for convergence) and their evaluations."
+    if claim.metric == 'acceptance': return acceptance_record(claim, arms)
+    if claim.metric == 'convergence': return convergence_record(claim, {a: r['pruned_ppl'] for a, r in arms.items()}, evals)
+    return claim_record(claim, evals)
+
 def _evaluate(exp: Experiment, recipes: dict[str, Recipe], run_dirs: dict[str, Path], log, progress: bool,
               measured: tuple | None = None) -> tuple[dict, dict]:
     "`evaluate_arms`'s results, and the evaluations (label -> `ModelEval`) they come from; `measured`: `_evaluate_runs` of these runs, done already."
@@ -489,7 +521,7 @@ def _evaluate(exp: Experiment, recipes: dict[str, Recipe], run_dirs: dict[str, P
                    teacher=dict(params=t.params, ppl=t.ppl.value, ppl_ci=list(t.ppl.ci()), tasks=dict(t.tasks.scores) if t.tasks else {},
                                 speed=[asdict(s) for s in t.speed]),
                    arms=arms,
-                   claims=[acceptance_record(c, arms) if c.metric == 'acceptance' else claim_record(c, evals) for c in exp.claims])
+                   claims=[_decide(c, arms, evals) for c in exp.claims])
     if exp.acceptance is not None: results['acceptance'] = asdict(exp.acceptance)
     if exp.ranking is not None:
         results['ranking'] = ranking_record(exp.ranking, {a: arms[a]['pruned_ppl'] for a in exp.arms}, {a: evals[a].ppl.nll for a in exp.arms},
@@ -571,53 +603,92 @@ def train_mtp_arm(base, spec: MTPSpec, overrides: dict, # the arm's MTPTrainConf
                        top1=last['top1'], kl=last['kl'], tasks={}, speed=[], curve=curve,
                        last_step={k: hist[-1][k] for k in ('mtp_lm', 'mtp_kd')}) | _loss_record(last['nll'], base_nll, spec.seq_len - 2)
 
+def seeds_acceptance_record(claim: Claim, # a claim with metric 'acceptance'
+                            arms: dict[int, dict], # seed -> arm -> record with `acceptance` and `accepted`
+                           ) -> dict:
+    "An acceptance claim over seeds: decided from every prompt's rounds of all seeds together, and 'agrees' or 'disagrees' only when every seed's own difference has that sign; each seed's record and the range of their differences beside it."
+    per = {s: acceptance_record(claim, a) for s, a in arms.items()}
+    pooled = acceptance_record(claim, {side: pooled_rounds([a[side] for a in arms.values()]) for side in (claim.better, claim.worse)})
+    diffs = [r['diff'] for r in per.values()]
+    return pooled | dict(verdict=seed_verdict(pooled['verdict'], diffs), diff_range=[min(diffs), max(diffs)],
+                         seeds={str(s): {k: r[k] for k in ('rate_better', 'rate_worse', 'diff', 'diff_ci', 'verdict')} for s, r in per.items()})
+
+def pooled_rounds(records: list[dict] # one arm's records of several seeds, each with `acceptance` and `accepted`
+                 ) -> dict:
+    "One arm's acceptance over seeds: each prompt's rounds of every seed together, and the rates of all those rounds."
+    accepted = [sum(rounds, []) for rounds in zip(*(r['accepted'] for r in records))]
+    draft_len = sum(k.endswith('-token') for k in records[0]['acceptance'])
+    return dict(accepted=accepted, acceptance=acceptance([Decoded([], 0.0, a, draft_len) for a in accepted]))
+
+def mtp_folder(arm: str, seed: int | None) -> str:
+    "The folder of one arm's module: `ARM`, or `ARM@seedS` when the experiment has seeds."
+    return arm if seed is None else f"{arm}@seed{seed}"
+
+def mtp_modules(exp: Experiment, # an MTP experiment at its scale
+                base, tmodel, # the frozen base; MTP-KD's teacher (None: the base)
+                blocks: torch.Tensor, # the training blocks
+                held_out: tuple, # (held-out blocks, the base's states of them, the base's loss of their tokens t+2)
+                out: Path, # the experiment folder
+                job: Job, # resume keeps finished modules; log lines
+               ) -> tuple[dict, dict, float]:
+    "Every (seed, arm)'s module and record (seed None without seeds): trained on the base's states of the training blocks, computed once and only when a module is missing, or loaded from its folder on resume; and the seconds the states took."
+    spec, keys = exp.mtp, [(s, a) for s in exp.seeds or [None] for a in exp.arms]
+    todo = [k for k in keys if not (job.resume and (out/mtp_folder(k[1], k[0])/MTP_ARM_FILE).exists())]
+    t0, states, teacher, gain = time.perf_counter(), None, None, 1.0
+    if todo:
+        job.say(f"states of {spec.base} on {spec.tokens:,} training tokens, computed once for {len(todo)} modules")
+        states = base_states(base, blocks, dtype=torch.bfloat16)
+        if spec.scaled_start: gain = residual_rms(base, blocks[:8])  # one start for every module
+        if tmodel is not None: teacher = TeacherStates(base_states(tmodel, blocks, dtype=torch.bfloat16), output_layer(tmodel))
+    states_seconds, heads, records = time.perf_counter() - t0, {}, {}
+    for seed, arm in keys:
+        folder = out/mtp_folder(arm, seed)
+        if (seed, arm) not in todo:
+            heads[seed, arm], records[seed, arm] = load_mtp(base, folder), json.loads((folder/MTP_ARM_FILE).read_text())
+            continue
+        overrides = exp.arms[arm].overrides | ({} if seed is None else {'seed': seed})  # a seed sets the order of the training blocks
+        heads[seed, arm], records[seed, arm] = train_mtp_arm(base, spec, overrides, blocks, states, teacher, held_out, gain,
+                                                             lambda line, label=folder.name: job.say(f"{label}: {line}"))
+        folder.mkdir(parents=True, exist_ok=True)
+        save_mtp(heads[seed, arm], folder, overwrite=True)
+        (folder/MTP_ARM_FILE).write_text(json.dumps(records[seed, arm], indent=1))
+    return heads, records, states_seconds
+
 def run_mtp_arms(exp: Experiment, # an MTP experiment at its scale (checked by `check_mtp`)
-                 out: Path, # the experiment folder: one folder per arm with its module and record
+                 out: Path, # the experiment folder: one folder per arm (and seed) with its module and record
                  tokenizer, # the base's tokenizer
-                 job: Job = Job(), # resume keeps finished arms; progress bars, log lines
+                 job: Job = Job(), # resume keeps finished modules; progress bars, log lines
                 ) -> dict:
-    "Train every arm's MTP module on the frozen base's cached states of the same tokens, evaluate them on held-out blocks, decode the test prompts; the results' arms, claims and decoding speed."
-    spec, say = exp.mtp, job.say
+    "Train every arm's MTP module (once per seed) on the frozen base's cached states of the same tokens, evaluate them on held-out blocks, decode the test prompts; the results' arms, claims and decoding speed (timed with the first seed's modules)."
+    spec, say, seeds = exp.mtp, job.say, exp.seeds or [None]
     base = load_model(spec.base)
     tmodel = None if spec.teacher is None else load_model(spec.teacher)
     if tmodel is not None and load_tokenizer(spec.teacher).get_vocab() != tokenizer.get_vocab():
         raise ValueError(f"mtp.teacher={spec.teacher} has another tokenizer than mtp.base={spec.base}; MTP-KD compares their distributions token by token")
     blocks, held = mtp_tokens(spec, tokenizer)
     prompts = acceptance_prompts(tokenizer, exp.acceptance)
-    todo = [a for a in exp.arms if not (job.resume and (out/a/MTP_ARM_FILE).exists())]
-    t0 = time.perf_counter()
     held_states = base_states(base, held)
     base_nll = two_ahead_nll(base, held, held_states)
-    states = teacher = None
-    if todo:
-        say(f"states of {spec.base} on {spec.tokens:,} training tokens, computed once for {len(todo)} arms")
-        states = base_states(base, blocks, dtype=torch.bfloat16)
-        gain = residual_rms(base, blocks[:8]) if spec.scaled_start else 1.0  # one start for every arm
-        if tmodel is not None: teacher = TeacherStates(base_states(tmodel, blocks, dtype=torch.bfloat16), output_layer(tmodel))
-    states_seconds = time.perf_counter() - t0
-    heads, arms = {}, {}
-    for arm in exp.arms:
-        folder = out/arm
-        if arm in todo:
-            heads[arm], arms[arm] = train_mtp_arm(base, spec, exp.arms[arm].overrides, blocks, states, teacher, (held, held_states, base_nll), gain,
-                                                  lambda line, arm=arm: say(f"{arm}: {line}"))
-            folder.mkdir(parents=True, exist_ok=True)
-            save_mtp(heads[arm], folder, overwrite=True)
-            (folder/MTP_ARM_FILE).write_text(json.dumps(arms[arm], indent=1))
-        else: heads[arm], arms[arm] = load_mtp(base, folder), json.loads((folder/MTP_ARM_FILE).read_text())
-    lens = sorted({exp.acceptance.draft_len, *spec.speed_draft_lens})
+    heads, records, states_seconds = mtp_modules(exp, base, tmodel, blocks, (held, held_states, base_nll), out, job)
+    lens, dtype, t = sorted({exp.acceptance.draft_len, *spec.speed_draft_lens}), exp.acceptance.dtype, time.perf_counter()
     say(f"decoding {len(prompts)} test prompts greedily and with each arm's module at draft lengths {', '.join(map(str, lens))}")
-    t = time.perf_counter()
-    dtype = exp.acceptance.dtype
-    runs = decode_prompts(in_dtype(base, dtype), {a: in_dtype(h, dtype) for a, h in heads.items()}, prompts, exp.acceptance.new_tokens, lens, job.progress)
+    runs = decode_prompts(in_dtype(base, dtype), {a: in_dtype(heads[seeds[0], a], dtype) for a in exp.arms}, prompts,
+                          exp.acceptance.new_tokens, lens, job.progress)
     for a in exp.arms:
         ds = runs[(a, exp.acceptance.draft_len)]
-        arms[a] |= dict(acceptance=acceptance(ds), accepted=[d.accepted for d in ds])
+        records[seeds[0], a] |= dict(acceptance=acceptance(ds), accepted=[d.accepted for d in ds])
+    for seed, a in [(s, a) for s in seeds[1:] for a in exp.arms]:  # the other seeds' modules: acceptance only
+        say(f"{mtp_folder(a, seed)}: speculative decoding of {len(prompts)} test prompts ({exp.acceptance.draft_len} drafts per round)")
+        records[seed, a] |= measure_acceptance(base, heads[seed, a], prompts, exp.acceptance, job.progress)
+    by_seed = {s: {a: records[s, a] for a in exp.arms} for s in seeds}
+    arms = {a: r | ({} if exp.seeds is None else pooled_rounds([by_seed[s][a] for s in seeds]) | dict(
+                seeds={str(s): {k: by_seed[s][a][k] for k in ('ppl', 'ppl_ci', 'top1', 'acceptance')} for s in seeds}))
+            for a, r in by_seed[seeds[0]].items()}
+    claims = [acceptance_record(c, arms) if exp.seeds is None else seeds_acceptance_record(c, by_seed) for c in exp.claims]
     base_rec = dict(model=spec.base, params=sum(p.numel() for p in base.parameters()), tasks={}, speed=[]) | _loss_record(base_nll, base_nll, spec.seq_len - 2)
     return dict(test_tokens=len(base_nll), teacher={k: v for k, v in base_rec.items() if not k.startswith('ppl_ratio')}, arms=arms,
-                claims=[acceptance_record(c, arms) for c in exp.claims], acceptance=asdict(exp.acceptance), mtp=asdict(spec),
-                decoding=decoding_record(runs), phase_seconds=dict(states=states_seconds, decoding=time.perf_counter() - t))
-
+                claims=claims, acceptance=asdict(exp.acceptance), mtp=asdict(spec), decoding=decoding_record(runs),
+                phase_seconds=dict(states=states_seconds, decoding=time.perf_counter() - t)) | ({} if exp.seeds is None else dict(seeds=seeds))
 
 # %% ../nbs/17_findings.ipynb #abea352f
 EXPERIMENT_FILE = 'experiment.json' # written first: which experiment, at which scale, the folder holds
@@ -747,7 +818,7 @@ def finding_rows(experiments: list | None = None, # experiment names, files or `
         if stale: res = None  # results of other claims than the experiment's: they answer another question
         first = len(rows)
         for k, claim in enumerate(exp.claims):
-            label = f"{claim.better} vs {claim.worse}" + (' (MTP acceptance)' if claim.metric == 'acceptance' else '')
+            label = f"{claim.better} vs {claim.worse}" + {'acceptance': ' (MTP acceptance)', 'convergence': ' (convergence)'}.get(claim.metric, '')
             rows.append(dict(experiment=exp.name, comparison=label, paper=claim.paper, lab='results of other claims: rerun' if stale else '',
                              verdict='not run yet'))
             if res is not None: rows[-1] |= dict(lab=lab_numbers(res['claims'][k], res['tokens']), verdict=res['claims'][k]['verdict'])
@@ -764,13 +835,14 @@ def needs_seeds(record: dict # a claim record
                ) -> bool:
     "Is this a claim decided on one seed whose effect lies within `SEED_MARGIN` half-widths of its interval, so that another seed could turn it?"
     if 'seeds' in record or 'diff_ci' not in record: return False
-    lo, hi = record['diff_ci']
-    return abs(record['diff']) < SEED_MARGIN*(hi - lo)/2
+    effect = 'shrink' if record.get('metric') == 'convergence' else 'diff'  # what the verdict reads
+    lo, hi = record[f'{effect}_ci']
+    return abs(record[effect]) < SEED_MARGIN*(hi - lo)/2
 
 def lab_numbers(record: dict, # a claim record, or the ranking record
                 tokens: int, # distillation tokens per arm
                ) -> str:
-    "The lab's numbers for the findings table: perplexities and their paired ratio, acceptance rates, or the rank correlation."
+    "The lab's numbers for the findings table: perplexities and their paired ratio (one-shot and recovered, for convergence), acceptance rates, or the rank correlation."
     if 'rho' in record:
         return (f"Spearman ρ {record['rho']:.2f} (95% CI {record['rho_ci'][0]:.2f}–{record['rho_ci'][1]:.2f}; ≥ {record['critical']:.2f} "
                 f"predicts); best one-shot {record['best_one_shot']}, best recovered {record['best_final']}; {tokens:,} tokens")
@@ -782,7 +854,11 @@ def lab_numbers(record: dict, # a claim record, or the ranking record
         last = max(int(k.split('-')[0]) for k in iv)
         return (f"1-token {rate(1, 'better')} vs {rate(1, 'worse')}, {last}-token {rate(last, 'better')} vs {rate(last, 'worse')} "
                 f"(1-token difference {100*record['diff']:+.1f} points, 95% CI {100*record['diff_ci'][0]:+.1f} "
-                f"to {100*record['diff_ci'][1]:+.1f}; {record['prompts']} prompts, {tokens:,} tokens{one_seed})")
+                f"to {100*record['diff_ci'][1]:+.1f}; {record['prompts']} prompts, {tokens:,} tokens{seeds_text(record)}{one_seed})")
+    if record.get('metric') == 'convergence':
+        return (f"one-shot ppl {record['one_shot_better']:.2f} vs {record['one_shot_worse']:.2f} (ratio {record['one_shot_ratio']:.3f}), recovered "
+                f"{record['ppl_better']:.2f} vs {record['ppl_worse']:.2f} (ratio {record['ratio']:.3f}, 95% CI {record['ratio_ci'][0]:.3f}–"
+                f"{record['ratio_ci'][1]:.3f}; {tokens:,} tokens{one_seed})")
     return (f"ppl {record['ppl_better']:.2f} vs {record['ppl_worse']:.2f} (ratio {record['ratio']:.3f}, 95% CI "
             f"{record['ratio_ci'][0]:.3f}–{record['ratio_ci'][1]:.3f}; {tokens:,} tokens{seeds_text(record)}{one_seed})")
 

@@ -7,13 +7,15 @@ from __future__ import annotations
 import json, math
 from pathlib import Path
 
+import matplotlib
+
 from .lab import lab_data_dir
 from . import plots
 
 # %% auto #0
 __all__ = ['RESULTS_FILE', 'VERDICT_COLORS', 'results_dir', 'check_results_dest', 'load_results', 'show_results', 'seeds_text',
            'claim_line', 'ranking_line', 'claim_lines', 'plot_arms', 'plot_claims', 'plot_recovery_curves',
-           'plot_acceptance', 'plot_ranking', 'result_figures', 'plot_results']
+           'plot_acceptance', 'plot_ranking', 'plot_convergence', 'result_figures', 'plot_results']
 
 # %% ../nbs/02_results.ipynb #75c52d5a
 RESULTS_FILE = 'results.json' # one experiment's results, in its results folder
@@ -55,17 +57,23 @@ def show_results(name: str, # an experiment's name
 # %% ../nbs/02_results.ipynb #26bb4790
 def seeds_text(c: dict # a claim record
               ) -> str:
-    "'; N seeds, their ratios lo–hi' for a claim decided over seeds, '' for one decided on one run."
-    return f"; {len(c['seeds'])} seeds, their ratios {c['ratio_range'][0]:.3f}–{c['ratio_range'][1]:.3f}" if 'seeds' in c else ''
+    "'; N seeds, their ratios lo–hi' for a loss claim decided over seeds ('their differences lo to hi points' for an acceptance claim), '' for one decided on one run."
+    if 'seeds' not in c: return ''
+    if 'diff_range' in c: return f"; {len(c['seeds'])} seeds, their differences {100*c['diff_range'][0]:+.1f} to {100*c['diff_range'][1]:+.1f} points"
+    return f"; {len(c['seeds'])} seeds, their ratios {c['ratio_range'][0]:.3f}–{c['ratio_range'][1]:.3f}"
 
 def claim_line(c: dict # a claim record
               ) -> str:
-    "A loss claim as the two perplexities and the paired ratio; an acceptance claim as the two 1-token rates and their difference."
+    "A loss claim as the two perplexities and the paired ratio; an acceptance claim as the two 1-token rates and their difference; a convergence claim as both pairs of perplexities, one-shot and recovered."
     if c.get('metric', 'loss') == 'acceptance':
         return (f"{c['better']} vs {c['worse']}: 1-token acceptance {c['rate_better']:.1%} vs {c['rate_worse']:.1%}, difference "
-                f"{100*c['diff']:+.1f} points (95% CI {100*c['diff_ci'][0]:+.1f} to {100*c['diff_ci'][1]:+.1f}; {c['prompts']} prompts) -> {c['verdict']}")
+                f"{100*c['diff']:+.1f} points (95% CI {100*c['diff_ci'][0]:+.1f} to {100*c['diff_ci'][1]:+.1f}; {c['prompts']} prompts{seeds_text(c)}) -> {c['verdict']}")
     lo, hi = c['ratio_ci']
     ci = "no 95% CI: too few test tokens" if math.isnan(lo) else f"95% CI {lo:.3f}–{hi:.3f}"
+    if c.get('metric') == 'convergence':
+        moved = {'agrees': 'the gap closed', 'disagrees': 'the gap widened'}.get(c['verdict'], 'the gap within the interval')
+        return (f"{c['better']} vs {c['worse']}: one-shot ppl {c['one_shot_better']:.2f} vs {c['one_shot_worse']:.2f} (ratio {c['one_shot_ratio']:.3f}), "
+                f"recovered {c['ppl_better']:.2f} vs {c['ppl_worse']:.2f} (ratio {c['ratio']:.3f}, {ci}): {moved} -> {c['verdict']}")
     ci += seeds_text(c)
     return f"{c['better']} vs {c['worse']}: ppl {c['ppl_better']:.2f} vs {c['ppl_worse']:.2f}, ratio {c['ratio']:.3f} ({ci}) -> {c['verdict']}"
 
@@ -149,12 +157,34 @@ def plot_ranking(results: dict, # from `run_experiment` or `load_results`, with 
            title=f"{results['experiment']}: Spearman ρ = {r['rho']:.2f} ({r['outcome']})")
     return ax
 
+# %% ../nbs/02_results.ipynb #b7c1d2e3
+@plots.styled((6.4, 2.2))
+def plot_convergence(results: dict, # from `run_experiment` or `load_results`, with convergence claims
+                     ax=None): # matplotlib axes (default: a new pyplot figure)
+    "Each convergence claim as an arrow from its one-shot perplexity ratio (worse/better) to its recovered ratio, which carries its 95% interval; coloured by verdict, on a log axis."
+    cs = [c for c in results['claims'] if c.get('metric') == 'convergence']
+    for k, c in enumerate(cs):
+        color, (lo, hi) = VERDICT_COLORS[c['verdict']], c['ratio_ci']
+        ax.annotate('', (c['ratio'], k), (c['one_shot_ratio'], k), arrowprops=dict(arrowstyle='->', color=color, lw=1.2, shrinkA=5, shrinkB=7))
+        ax.scatter([c['one_shot_ratio']], [k], marker='o', facecolors='white', edgecolors=color, zorder=3)
+        ax.errorbar(c['ratio'], k, xerr=[[c['ratio'] - lo], [hi - c['ratio']]], fmt='o', capsize=4, color=color)
+        ax.annotate(c['verdict'], (max(hi, c['one_shot_ratio']), k), xytext=(6, 0), textcoords='offset points', va='center',
+                    fontsize=8, color=color)
+    ax.axvline(1, color='0.3', ls=':', lw=1); ax.set_xscale('log')
+    for axis_ticks in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):  # ratios near 1: 0.9 and 1.2, not 9×10⁻¹
+        axis_ticks(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_yticks(range(len(cs)), [f"{c['worse']} / {c['better']}" for c in cs]); ax.set_ylim(len(cs) - 0.5, -0.5)
+    ax.grid(axis='y', visible=False)
+    ax.set(xlabel='perplexity ratio: one-shot (open) -> recovered (95% CI)', title=f"{results['experiment']}: convergence")
+    return ax
+
 # %% ../nbs/02_results.ipynb #dac86d09
 def result_figures(results: dict # from `run_experiment` or `load_results`
                   ) -> dict:
-    "The figures the results call for: file name -> drawing function (claims only with loss claims; acceptance, ranking where measured)."
+    "The figures the results call for: file name -> drawing function (claims only with loss claims, convergence with convergence claims; acceptance, ranking where measured)."
     figures = {'arms.png': plot_arms}
     if any(c.get('metric', 'loss') == 'loss' for c in results['claims']): figures['claims.png'] = plot_claims
+    if any(c.get('metric') == 'convergence' for c in results['claims']): figures['convergence.png'] = plot_convergence
     figures['recovery.png'] = plot_recovery_curves
     if 'acceptance' in results: figures['acceptance.png'] = plot_acceptance
     if 'ranking' in results: figures['ranking.png'] = plot_ranking

@@ -18,6 +18,10 @@ def test_bundled_experiment_at_smoke_scale(name, tmp_path):
     assert list(res['arms']) == list(exp.arms) and res['scale'] == 'smoke'
     assert [(c['better'], c['worse']) for c in res['claims']] == [(c.better, c.worse) for c in exp.claims]
     assert all(c['verdict'] in VERDICTS for c in res['claims'])
+    for c in res['claims']:
+        if c.get('metric') == 'convergence':  # both ends of the gap: the one-shot perplexities and the recovered ones
+            assert c['one_shot_better'] > 0 and c['one_shot_worse'] > 0 and c['gap'] >= 0
+            assert c['shrink'] == pytest.approx(c['one_shot_gap'] - c['gap'])
     assert res['seconds'] > 0  # every experiment records its wall time
     for arm, r in res['arms'].items():
         if exp.mtp is not None:  # one frozen base: every arm trained its own module on the same tokens
