@@ -357,6 +357,7 @@ def _add_experts(sub, # the `slimlab` sub-parsers
     s.add_argument('model', help='MoE model: scaled name, saved folder (e.g. from slimlab moefy) or hub id')
     s.add_argument('--num-experts', type=int, required=True, help='routed experts per block after compression')
     s.add_argument('--strategy', default='partial', help='drop, merge or partial (default: partial)')
+    s.add_argument('--align', action='store_true', help='merge and partial: match the neurons of every merged expert to its base\'s before averaging')
     s.add_argument('--metric', default='reap', help='expert importance: expert_frequency, expert_soft, reap, expert_norm (default: reap)')
     s.add_argument('--similarity', default='router', help='router, weights or output (default: router)')
     s.add_argument('--preserve', type=float, default=0.5, help='partial: share of the target experts kept intact (default: 0.5)')
@@ -371,7 +372,7 @@ def _moefy_command(args: argparse.Namespace):
 def _merge_command(args: argparse.Namespace):
     "`slimlab merge MODEL --num-experts T --out DIR`."
     from slimlab.experts import ExpertCompression, run_merge
-    run_merge(args.model, args.out, args.num_experts, ExpertCompression(args.strategy, args.preserve, args.similarity), args.metric,
+    run_merge(args.model, args.out, args.num_experts, ExpertCompression(args.strategy, args.preserve, args.similarity, args.align), args.metric,
               calibration=calibration_of(args), job=job_of(args), hardware=hardware_of(args))
 
 # %% ../nbs/18_cli.ipynb #1eb61847
@@ -555,7 +556,7 @@ def _add_experiment(sub, # the `slimlab` sub-parsers
     s.add_argument('--resume', action='store_true', help='keep the finished arms in --out, continue an unfinished one')
     s.add_argument('--save', action='store_true', help='also write the results to lab_data/results/<experiment>/ (what the docs show; a clone only, or with SLIMLAB_DATA)')
     s.add_argument('--seeds', type=int, nargs='+', default=None, metavar='SEED',
-                   help="run every arm once per seed (distill.seed) and decide the claims over the runs, e.g. --seeds 0 1 2 (default: the experiment's)")
+                   help="run every arm once per seed (distill.seed, or in an MTP experiment the order of the training blocks) and decide the claims over the runs, e.g. --seeds 0 1 2 (default: the experiment's)")
 
 def _experiment_command(args: argparse.Namespace):
     "`slimlab experiment NAME`."

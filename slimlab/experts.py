@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .anatomy import Anatomy, count_params
+from .anatomy import Anatomy, ExpertTensors, count_params
 from .importance import Calibration, LoadedModel, start_job
 from .lab import Hardware, Job, atomic_dir, did_you_mean, model_card, save_model
 from .prune import EXPERT_ALIGN, ModelShape, apply_plan, keep_all_plan, shape_table
@@ -25,8 +25,8 @@ __all__ = ['MOE_TARGETS', 'SHARED_EXPERT_TYPES', 'ROUTERS', 'Groups', 'STRATEGIE
            'NeuronSplit', 'split_neurons', 'expert_mass', 'fit_router', 'MoefyConfig', 'moefy', 'check_similarity',
            'check_strategy', 'ExpertCompression', 'check_compression', 'expert_outputs', 'expert_similarity',
            'drop_groups', 'assign_to_bases', 'cluster_groups', 'partial_groups', 'check_groups', 'group_weights',
-           'fold_experts', 'merge_experts', 'expert_groups', 'compress_experts', 'save_moe', 'moe_card', 'run_moefy',
-           'run_merge']
+           'fold_experts', 'merge_experts', 'neuron_features', 'match_neurons', 'align_experts', 'expert_groups',
+           'compress_experts', 'save_moe', 'moe_card', 'run_moefy', 'run_merge']
 
 # %% ../nbs/11_experts.ipynb #457a057a
 MOE_TARGETS = {'llama': ('qwen2_moe', 'mixtral'), 'qwen3': ('qwen3_moe',)} # dense model type -> MoE types that express it exactly
@@ -271,13 +271,17 @@ def check_strategy(strategy: str = 'partial', # see `STRATEGIES`
                    preserve: float = 0.5, # partial preservation: share of the targets kept intact, in [0, 1]
                    similarity: str = 'router', # see `SIMILARITIES`
                    prefix: str = '', # put before `strategy` and `similarity` in messages, as the caller names them (e.g. 'expert_')
+                   align: bool = False, # reorder the neurons of every merged expert to match its base's before averaging
                   ) -> None:
-    "Refuse an unknown strategy or similarity, or a preserve share that is not a number in [0, 1] (no model needed)."
+    "Refuse an unknown strategy or similarity, a preserve share that is not a number in [0, 1], or neuron alignment where nothing is merged (no model needed)."
     if strategy not in STRATEGIES:
         raise ValueError(f"{prefix}strategy={strategy!r} is unknown{did_you_mean(strategy, STRATEGIES)}; allowed: {', '.join(STRATEGIES)}")
     check_similarity(similarity, prefix)
     if isinstance(preserve, bool) or not isinstance(preserve, (int, float)) or not 0 <= preserve <= 1:
         raise ValueError(f"preserve={preserve!r} must be a number in [0, 1] (the share of the kept experts preserved intact)")
+    if not isinstance(align, bool): raise ValueError(f"align={align!r} must be true or false")
+    if align and strategy == 'drop':
+        raise ValueError(f"align=True reorders the neurons of merged experts, and {prefix}strategy='drop' merges none; use merge or partial, or align=False")
 
 # %% ../nbs/11_experts.ipynb #a0f47723
 @dataclass
@@ -286,8 +290,9 @@ class ExpertCompression:
     strategy: str = 'drop' # 'drop', 'merge' or 'partial'
     preserve: float = 0.5 # 'partial': share of the kept experts preserved intact
     similarity: str = 'router' # 'merge' and 'partial': what expert similarity compares (`SIMILARITIES`)
+    align: bool = False # 'merge' and 'partial': reorder each merged expert's neurons to match its base's before averaging (`align_experts`)
 
-    def __post_init__(self): check_strategy(self.strategy, self.preserve, self.similarity)
+    def __post_init__(self): check_strategy(self.strategy, self.preserve, self.similarity, align=self.align)
 
 # %% ../nbs/11_experts.ipynb #a7caa596
 def check_compression(model_or_config, # the MoE model (or its config)
@@ -439,6 +444,46 @@ def _set_norm_topk(model, value: bool):
     anatomy = Anatomy(model)
     for i in anatomy.moe_layers: anatomy.router(i).norm_topk_prob = value
 
+# %% ../nbs/11_experts.ipynb #aa11e002
+def neuron_features(t: ExpertTensors, # a block's experts in the common form (`Anatomy.expert_layout.read`)
+                    e: int, # an expert
+                   ) -> torch.Tensor:
+    "Each neuron of expert `e` as one row (I, 3H): its gate row and up row (what it reads) and its down column (what it writes)."
+    return torch.cat([t.gate[e], t.up[e], t.down[e].T], dim=1)
+
+def match_neurons(base: torch.Tensor, # (I, F) one row per neuron of the base expert
+                  other: torch.Tensor, # (I, F) one row per neuron of the expert merged into it
+                 ) -> torch.Tensor:
+    "The order of `other`'s neurons that best matches `base`'s one to one: the permutation of largest total cosine similarity (a linear assignment)."
+    from scipy.optimize import linear_sum_assignment
+    sim = F.normalize(base.detach().double(), dim=1) @ F.normalize(other.detach().double(), dim=1).T
+    _, order = linear_sum_assignment(sim.numpy(), maximize=True)
+    return torch.as_tensor(order, dtype=torch.long)
+
+def _permute_expert(t: ExpertTensors, e: int, order: torch.Tensor) -> ExpertTensors:
+    "Expert `e`'s neurons taken in `order` (gate, up and their biases by row, down by column); the other experts as they were."
+    def one(name: str, x: torch.Tensor | None):
+        if x is None or name == 'down_bias': return x
+        x = x.clone()
+        x[e] = x[e][:, order] if name == 'down' else x[e][order]
+        return x
+    return ExpertTensors(*(one(name, x) for name, x in t._asdict().items()))
+
+@torch.no_grad()
+def align_experts(model, # an MoE causal LM, never modified
+                  groups: Groups, # per MoE block, groups of expert ids (base first)
+                 ):
+    "A copy of the model in which every expert of a group has its neurons reordered to match the group's base (`match_neurons`); every expert computes what it did, so the model does too."
+    check_groups(groups, model)
+    aligned = copy.deepcopy(model)
+    a = Anatomy(aligned)
+    for i, block in groups.items():
+        t = a.expert_layout.read(a.experts(i))
+        for group in (g for g in block if len(g) > 1):
+            for e in group[1:]: t = _permute_expert(t, e, match_neurons(neuron_features(t, group[0]), neuron_features(t, e)))
+        for name, value in a.expert_layout.native(t).items(): getattr(a.experts(i), name).copy_(value)
+    return aligned
+
 # %% ../nbs/11_experts.ipynb #dfff77de
 def expert_groups(model, # an MoE causal LM
                   num_experts: int, # experts per block after compression
@@ -468,10 +513,12 @@ def compress_experts(model, # an MoE causal LM, never modified
                      similarity: str = 'router', # see `SIMILARITIES`
                      inputs: dict[int, torch.Tensor] | None = None, # block inputs, for similarity='output'
                      norm_topk_prob: bool | None = None, # renormalise the top-k weights (None: as the source)
+                     align: bool = False, # match each merged expert's neurons to its base's before averaging (`align_experts`)
                     ):
     "Drop, merge or partially preserve experts: returns (compressed model, groups)."
+    check_strategy(strategy, preserve, similarity, align=align)
     groups = expert_groups(model, num_experts, importance, strategy, preserve, similarity, inputs)
-    return merge_experts(model, groups, importance, norm_topk_prob), groups
+    return merge_experts(align_experts(model, groups) if align else model, groups, importance, norm_topk_prob), groups
 
 # %% ../nbs/11_experts.ipynb #fde3acf2
 def save_moe(model, # the MoE to save
@@ -545,11 +592,11 @@ def run_merge(model: str, # MoE model: name, folder or hub id
     c = compression
     inputs = (mlp_inputs(loaded.model, loaded.samples, calibration.batch_size, job.progress)
               if c.similarity == 'output' and c.strategy != 'drop' else None)
-    result, groups = compress_experts(loaded.model, num_experts, scores, c.strategy, c.preserve, c.similarity, inputs, norm_topk_prob)
-    record = dict(num_experts=num_experts, strategy=c.strategy, metric=metric, similarity=c.similarity, preserve=c.preserve,
+    result, groups = compress_experts(loaded.model, num_experts, scores, c.strategy, c.preserve, c.similarity, inputs, norm_topk_prob, c.align)
+    record = dict(num_experts=num_experts, strategy=c.strategy, metric=metric, similarity=c.similarity, preserve=c.preserve, align=c.align,
                   groups={str(i): g for i, g in groups.items()})
-    what = (f"Experts cut from {Anatomy(loaded.model).num_experts} to {num_experts} per block: strategy {c.strategy}"
-            f"{f' (preserve {c.preserve}, similarity {c.similarity})' if c.strategy != 'drop' else ''}, ranked by `{metric}`.")
+    merged = f" (preserve {c.preserve}, similarity {c.similarity}{', neurons aligned' if c.align else ''})" if c.strategy != 'drop' else ''
+    what = f"Experts cut from {Anatomy(loaded.model).num_experts} to {num_experts} per block: strategy {c.strategy}{merged}, ranked by `{metric}`."
     save_moe(result, out, loaded.tokenizer, record, 'slimlab_merge.json', job.overwrite, moe_card(model, loaded.model, result, what, calibration))
     job.say(f"{model}: {Anatomy(loaded.model).num_experts} -> {num_experts} experts per block ({c.strategy}, {metric}); written to {out}")
     return groups

@@ -19,7 +19,7 @@ from .prune import (TARGETS, ModelShape, PruningPlan, apply_plan, make_plan, nee
 from .importance import Calibration
 from .losses import FEATURE_DISTANCES, FeatureDistiller, layer_map_from_plan
 from .mtp import MTPHeads, load_mtp, mtp_block_config
-from .experts import ExpertCompression, Groups, check_compression, expert_groups, fold_experts, mlp_inputs
+from .experts import ExpertCompression, Groups, align_experts, check_compression, expert_groups, fold_experts, mlp_inputs
 from .distill import DONE_FILE, Alongside, DistillConfig, DistillData, TeacherCache, distill, finished_run, read_metrics
 
 # %% auto #0
@@ -27,9 +27,9 @@ __all__ = ['SCHEDULES', 'SHAPE_FIELDS', 'WIDTH_AXES', 'INITS', 'EXPERT_GROUPS_FI
            'PLAN_FILE', 'NO_EXTRAS', 'Stage', 'describe', 'relative_targets', 'final_shape', 'check_schedule',
            'stage_fractions', 'split_tokens', 'make_schedule', 'trajectory', 'plot_trajectories', 'plot_schedule_runs',
            'StageRecord', 'ScheduleResult', 'prune_mtp', 'compose_maps', 'feature_maps', 'check_init', 'random_init',
-           'check_expert_strategy', 'base_scores', 'groups_to_dict', 'groups_from_dict', 'StageTraining',
-           'check_channel_metric', 'PruneSchedule', 'check_schedule_dir', 'stage_requests', 'check_training',
-           'SchedulePlan', 'check_cut_metrics', 'plan_schedule', 'ScheduleRun', 'run_schedule']
+           'check_expert_strategy', 'base_scores', 'groups_to_dict', 'groups_from_dict', 'fold_saved_groups',
+           'StageTraining', 'check_channel_metric', 'PruneSchedule', 'check_schedule_dir', 'stage_requests',
+           'check_training', 'SchedulePlan', 'check_cut_metrics', 'plan_schedule', 'ScheduleRun', 'run_schedule']
 
 # %% ../nbs/12_progressive.ipynb #685daa19
 SCHEDULES = ('one-shot', 'depth-first', 'width-first', 'joint') # the named schedules of `make_schedule`
@@ -503,7 +503,8 @@ def check_expert_strategy(model_or_config, # the source model or its config
     for k in cuts:
         try: check_compression(chain[k - 1], ModelShape.of(chain[k]).num_experts, experts)
         except ValueError as e: raise ValueError(f"experts.strategy={strategy!r} at stage {k} of {len(configs)}: {e}") from None
-    return dict(strategy=strategy, preserve=float(experts.preserve) if strategy == 'partial' else None, similarity=experts.similarity)
+    return dict(strategy=strategy, preserve=float(experts.preserve) if strategy == 'partial' else None, similarity=experts.similarity,
+                align=experts.align)
 
 def base_scores(groups: Groups, # per MoE block, groups of expert ids (base first)
                 importance: torch.Tensor, # (L, E) the expert scores of the cut
@@ -520,6 +521,14 @@ def groups_to_dict(groups: Groups, importance: torch.Tensor, settings: dict) -> 
 def groups_from_dict(d: dict) -> tuple[Groups, torch.Tensor]:
     "The groups and importance `groups_to_dict` wrote (float32 values read back exactly)."
     return {int(i): block for i, block in d['groups'].items()}, torch.tensor(d['importance'], dtype=torch.float32)
+
+def fold_saved_groups(model, # the model a cut starts from
+                      saved: dict | None, # what `groups_to_dict` wrote for the cut (None: the cut merges no experts)
+                     ):
+    "The model with each saved group of experts averaged into its base, their neurons aligned first when the settings say so; the model itself when nothing is merged."
+    if saved is None: return model
+    groups, importance = groups_from_dict(saved)
+    return fold_experts(align_experts(model, groups) if saved.get('align') else model, groups, importance)
 
 # %% ../nbs/12_progressive.ipynb #426eac32
 @dataclass
@@ -874,7 +883,7 @@ def cut(self: ScheduleRun, k: int, current, heads) -> tuple:
         self.wait()
     plan = plan_from_dict(json.loads((stage_dir/PLAN_FILE).read_text()))
     groups_file = stage_dir/EXPERT_GROUPS_FILE  # written by a cut that merges experts
-    folded = fold_experts(current, *groups_from_dict(json.loads(groups_file.read_text()))) if groups_file.exists() else current
+    folded = fold_saved_groups(current, json.loads(groups_file.read_text()) if groups_file.exists() else None)
     student = apply_plan(folded, plan)
     if target_shape(plan) != shape: raise RuntimeError(f"stage {k}: the plan gives {describe(target_shape(plan))}, not {describe(shape)}")
     if self.training.init == 'random' and k == 1:  # the same architecture from scratch: nothing of the source is kept
