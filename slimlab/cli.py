@@ -352,6 +352,7 @@ def _add_experts(sub, # the `slimlab` sub-parsers
     s.add_argument('--shared', type=int, default=0, help='neurons of the always-on shared expert (default: 0, none; qwen2_moe only)')
     s.add_argument('--model-type', default=None, help='target MoE type: qwen2_moe or mixtral for llama, qwen3_moe for qwen3 (default: the first)')
     s.add_argument('--router', default='fitted', help='fitted (predicts expert mass) or uniform (all logits 0) (default: fitted)')
+    s.add_argument('--overlap', type=int, default=1, help='neuron clusters per expert; above 1 neighbouring experts share neurons, like upcycled ones (default: 1, disjoint)')
     s.add_argument('--out', type=Path, required=True, help='output folder: a stock Hugging Face MoE')
     s = sub.add_parser('merge', parents=parents, help='halve (or otherwise cut) the experts of an MoE: drop, full merge, or partial preservation')
     s.add_argument('model', help='MoE model: scaled name, saved folder (e.g. from slimlab moefy) or hub id')
@@ -366,7 +367,7 @@ def _add_experts(sub, # the `slimlab` sub-parsers
 def _moefy_command(args: argparse.Namespace):
     "`slimlab moefy MODEL --experts E --top-k K --out DIR`."
     from slimlab.experts import MoefyConfig, run_moefy
-    config = MoefyConfig(args.experts, args.top_k, args.shared, args.model_type, args.router)
+    config = MoefyConfig(args.experts, args.top_k, args.shared, args.model_type, args.router, overlap=args.overlap)
     run_moefy(args.model, args.out, config, calibration_of(args), job_of(args), hardware_of(args))
 
 def _merge_command(args: argparse.Namespace):

@@ -22,11 +22,11 @@ from .prune import EXPERT_ALIGN, ModelShape, apply_plan, keep_all_plan, shape_ta
 # %% auto #0
 __all__ = ['MOE_TARGETS', 'SHARED_EXPERT_TYPES', 'ROUTERS', 'Groups', 'STRATEGIES', 'SIMILARITIES', 'EXPERT_METRICS',
            'check_moefy', 'moe_config', 'mlp_inputs', 'neuron_activations', 'active_pattern', 'balanced_kmeans',
-           'NeuronSplit', 'split_neurons', 'expert_mass', 'fit_router', 'MoefyConfig', 'moefy', 'check_similarity',
-           'check_strategy', 'ExpertCompression', 'check_compression', 'expert_outputs', 'expert_similarity',
-           'drop_groups', 'assign_to_bases', 'cluster_groups', 'partial_groups', 'check_groups', 'group_weights',
-           'fold_experts', 'merge_experts', 'neuron_features', 'match_neurons', 'align_experts', 'expert_groups',
-           'compress_experts', 'save_moe', 'moe_card', 'run_moefy', 'run_merge']
+           'NeuronSplit', 'split_neurons', 'expert_mass', 'fit_router', 'MoefyConfig', 'expert_neurons', 'moefy',
+           'check_similarity', 'check_strategy', 'ExpertCompression', 'check_compression', 'expert_outputs',
+           'expert_similarity', 'drop_groups', 'assign_to_bases', 'cluster_groups', 'partial_groups', 'check_groups',
+           'group_weights', 'fold_experts', 'merge_experts', 'neuron_features', 'match_neurons', 'align_experts',
+           'expert_groups', 'compress_experts', 'save_moe', 'moe_card', 'run_moefy', 'run_merge']
 
 # %% ../nbs/11_experts.ipynb #457a057a
 MOE_TARGETS = {'llama': ('qwen2_moe', 'mixtral'), 'qwen3': ('qwen3_moe',)} # dense model type -> MoE types that express it exactly
@@ -39,6 +39,7 @@ def check_moefy(config, # the dense model's config
                 top_k: int, # experts per token, 1..num_experts
                 shared_size: int = 0, # neurons of the always-on shared expert (0: none)
                 model_type: str | None = None, # target MoE type (default: the first of `MOE_TARGETS[config.model_type]`)
+                overlap: int = 1, # neuron clusters per expert (see `MoefyConfig.overlap`), 1..num_experts
                ) -> int:
     "Validate a MoEfication from the config alone; return the neurons per routed expert."
     source = getattr(config, 'model_type', None)
@@ -52,6 +53,8 @@ def check_moefy(config, # the dense model's config
         raise ValueError(f"{model_type} has no output-projection bias; this llama model has attention_bias=True")
     if num_experts < 2: raise ValueError(f"num_experts={num_experts} must be at least 2")
     if not 1 <= top_k <= num_experts: raise ValueError(f"top_k={top_k} must be between 1 and num_experts ({num_experts})")
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 1 <= overlap <= num_experts:
+        raise ValueError(f"overlap={overlap!r} must be an integer between 1 (disjoint experts) and num_experts ({num_experts}, every expert the whole MLP)")
     size = config.intermediate_size
     if shared_size and model_type not in SHARED_EXPERT_TYPES:
         raise ValueError(f"shared_size={shared_size} needs a type with a shared expert ({', '.join(SHARED_EXPERT_TYPES)}); "
@@ -63,7 +66,7 @@ def check_moefy(config, # the dense model's config
         raise ValueError(f"the neurons cannot be split into balanced experts: {routed} routed neurons (intermediate_size {size} "
                          f"- shared_size {shared_size}) do not divide into num_experts={num_experts} experts of a multiple of "
                          f"{EXPERT_ALIGN} neurons (the grouped expert matmul); allowed num_experts: {allowed[:12]}")
-    return routed // num_experts
+    return routed // num_experts * overlap
 
 # %% ../nbs/11_experts.ipynb #ceb99308
 _SHARED_FIELDS = ('vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads', 'num_key_value_heads', 'hidden_act',
@@ -75,10 +78,11 @@ def moe_config(config, # the dense model's config
                top_k: int, # experts per token
                shared_size: int = 0, # neurons of the shared expert
                model_type: str | None = None, # target MoE type (see `MOE_TARGETS`)
+               overlap: int = 1, # neuron clusters per expert (see `MoefyConfig.overlap`)
               ):
     "The stock MoE config that holds `config`'s model split into experts."
     from transformers import AutoConfig
-    expert_size = check_moefy(config, num_experts, top_k, shared_size, model_type)
+    expert_size = check_moefy(config, num_experts, top_k, shared_size, model_type, overlap)
     model_type = model_type or MOE_TARGETS[config.model_type][0]
     fields = {k: getattr(config, k) for k in _SHARED_FIELDS if hasattr(config, k)}
     fields['head_dim'] = getattr(config, 'head_dim', None) or config.hidden_size // config.num_attention_heads
@@ -205,12 +209,20 @@ class MoefyConfig:
     iters: int = 20 # balanced k-means rounds
     ridge: float = 1e-2 # router regression penalty
     seed: int = 0 # seed of the clustering
+    overlap: int = 1 # neuron clusters per expert: expert e holds clusters e, e+1, ... (mod num_experts), so neighbours share neurons (1: disjoint)
 
     def check(self, config) -> int:
         "Validate against a dense config; return the routed expert size."
         if self.router not in ROUTERS: raise ValueError(f"router={self.router!r}; allowed: {', '.join(ROUTERS)}")
         if self.router_scale <= 0: raise ValueError(f"router_scale={self.router_scale} must be positive")
-        return check_moefy(config, self.num_experts, self.top_k, self.shared_size, self.model_type)
+        return check_moefy(config, self.num_experts, self.top_k, self.shared_size, self.model_type, self.overlap)
+
+def expert_neurons(split: NeuronSplit, # the clusters of one MLP (`split_neurons`)
+                   overlap: int = 1, # clusters per expert
+                  ) -> list[torch.Tensor]:
+    "Each routed expert's neurons: `overlap` consecutive clusters, e, e+1, ... (mod the number of clusters), in that order."
+    n = len(split.experts)
+    return [torch.cat([split.experts[(e + j) % n] for j in range(overlap)]) for e in range(n)]
 
 def _copy_non_mlp(dst: nn.Module, src: nn.Module):
     "Copy every weight outside the MLPs by name; refuse if anything else differs."
@@ -223,12 +235,12 @@ def _fill_block(dst: Anatomy, i: int, mlp: nn.Module, x: torch.Tensor, cfg: Moef
     "Experts, router and shared expert of MoE block `i` from dense `mlp` and its inputs `x`."
     split = split_neurons(neuron_activations(mlp, x), cfg.num_experts, cfg.shared_size, cfg.quantile, cfg.iters, cfg.seed)
     gate, up, down = mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight
-    experts = dst.experts(i)
-    experts.gate_up_proj.copy_(torch.stack([torch.cat([gate[g], up[g]]) for g in split.experts]))
-    experts.down_proj.copy_(torch.stack([down[:, g] * cfg.top_k for g in split.experts]))
+    experts, neurons = dst.experts(i), expert_neurons(split, cfg.overlap)
+    experts.gate_up_proj.copy_(torch.stack([torch.cat([gate[g], up[g]]) for g in neurons]))
+    experts.down_proj.copy_(torch.stack([down[:, g] * cfg.top_k / cfg.overlap for g in neurons]))  # each neuron sits in `overlap` experts
     router = dst.router(i).weight
     if cfg.router == 'uniform': router.zero_()
-    else: router.copy_(cfg.router_scale * fit_router(x, expert_mass(mlp, x, split.experts), cfg.ridge))
+    else: router.copy_(cfg.router_scale * fit_router(x, expert_mass(mlp, x, neurons), cfg.ridge))
     if dst.shared_expert(i) is not None:
         shared = dst.shared_expert(i)
         shared.gate_proj.weight.copy_(gate[split.shared]); shared.up_proj.weight.copy_(up[split.shared])
@@ -245,7 +257,7 @@ def moefy(model, # a dense causal LM (see `MOE_TARGETS`), never modified
     "A stock MoE model holding `model` with each MLP split into experts, a fitted router and an optional shared expert."
     from transformers import AutoModelForCausalLM
     config.check(model.config)
-    target = moe_config(model.config, config.num_experts, config.top_k, config.shared_size, config.model_type)
+    target = moe_config(model.config, config.num_experts, config.top_k, config.shared_size, config.model_type, config.overlap)
     moe = AutoModelForCausalLM.from_config(target, dtype=model.dtype).to(model.device).eval()
     _copy_non_mlp(moe, model)
     inputs = mlp_inputs(model, samples, batch_size, progress)

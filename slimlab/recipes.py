@@ -396,7 +396,7 @@ def source_config(recipe: Recipe, config):
     "The config the schedule starts from: the teacher's, or the MoE that MoEfication makes of it."
     if recipe.moefy is None: return config
     m = recipe.moefy
-    return _prefixed('moefy', lambda: moe_config(config, m.num_experts, m.top_k, m.shared_size, m.model_type))
+    return _prefixed('moefy', lambda: moe_config(config, m.num_experts, m.top_k, m.shared_size, m.model_type, m.overlap))
 
 def recipe_stages(recipe: Recipe, config) -> list:
     "The schedule's stages for a source config: written out in the recipe, or made by `make_schedule`."
