@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from slimlab.findings import VERDICTS, at_scale, bundled_experiments, finding_rows, findings_markdown, read_experiment, run_experiment, save_results
+from slimlab.recipes import plan_recipe
+from slimlab.findings import VERDICTS, arm_recipes, at_scale, bundled_experiments, finding_rows, findings_markdown, read_experiment, run_experiment, save_results
 from slimlab.results import result_figures
 from slimlab.lab import Job
 
@@ -31,7 +32,8 @@ def test_bundled_experiment_at_smoke_scale(name, tmp_path):
             assert res['decoding']['identical'] or res['acceptance']['dtype'] == 'bfloat16'  # bfloat16 may round a near-tie differently
         else:
             assert r['distill_tokens'] == res['tokens'] == 256  # equal budgets
-            assert r['params'] < res['teacher']['params'] and r['curve']
+            distilled_from = plan_recipe(arm_recipes(exp, 'smoke')[arm]).rows[-2].total  # the teacher, its MoE or the previous stage
+            assert r['params'] < distilled_from and r['curve']
             AutoModelForCausalLM.from_pretrained(tmp_path/name/arm/'schedule'/'model')  # a stock folder
         if exp.acceptance is not None:  # every arm decoded the same prompts with its MTP heads
             assert len(r['accepted']) == res['acceptance']['prompts'] and r['acceptance']['1-token'] >= r['acceptance']['2-token']
