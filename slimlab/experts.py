@@ -504,9 +504,10 @@ def expert_groups(model, # an MoE causal LM
                   preserve: float = 0.5, # partial preservation: share of the targets kept intact
                   similarity: str = 'router', # see `SIMILARITIES`
                   inputs: dict[int, torch.Tensor] | None = None, # block inputs (`mlp_inputs`), for similarity='output'
+                  align: bool = False, # the merge will align neurons first (checked here with the rest; the grouping is the same)
                  ) -> Groups:
     "The grouping of every MoE block's experts for one strategy."
-    check_compression(model, num_experts, ExpertCompression(strategy, preserve, similarity))
+    check_compression(model, num_experts, ExpertCompression(strategy, preserve, similarity, align))
     if similarity == 'output' and strategy != 'drop' and inputs is None:
         raise ValueError("similarity='output' needs the block inputs (see `mlp_inputs`)")
     groups = {}
@@ -528,8 +529,7 @@ def compress_experts(model, # an MoE causal LM, never modified
                      align: bool = False, # match each merged expert's neurons to its base's before averaging (`align_experts`)
                     ):
     "Drop, merge or partially preserve experts: returns (compressed model, groups)."
-    check_strategy(strategy, preserve, similarity, align=align)
-    groups = expert_groups(model, num_experts, importance, strategy, preserve, similarity, inputs)
+    groups = expert_groups(model, num_experts, importance, strategy, preserve, similarity, inputs, align)
     return merge_experts(align_experts(model, groups) if align else model, groups, importance, norm_topk_prob), groups
 
 # %% ../nbs/11_experts.ipynb #fde3acf2
