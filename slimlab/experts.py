@@ -574,7 +574,7 @@ def run_moefy(model: str, # dense model: name, folder or hub id (see `slimlab.la
     moe = moefy(loaded.model, loaded.samples, config, calibration.batch_size, job.progress)
     what = (f"The dense MLPs split into {config.num_experts} experts (co-activation clustering of the neurons), top-{config.top_k}, "
             f"router {config.router}" + (f", a shared expert of {config.shared_size} neurons" if config.shared_size else '')
-            + (f", each expert {config.overlap} neighbouring clusters (every neuron in {config.overlap} experts)." if config.overlap > 1 else '.'))
+            + (f", each expert holding {config.overlap} neighbouring clusters (every neuron in {config.overlap} experts)." if config.overlap > 1 else '.'))
     save_moe(moe, out, loaded.tokenizer, asdict(config), 'slimlab_moefy.json', job.overwrite, moe_card(model, loaded.model, moe, what, calibration))
     a = Anatomy(moe)
     job.say(f"{model}: {a.family.name}, {a.num_experts} experts of {a.expert_size} neurons, top-{a.top_k}, "
