@@ -572,13 +572,14 @@ def run_moefy(model: str, # dense model: name, folder or hub id (see `slimlab.la
     config.check(dense_config)
     loaded = LoadedModel.load(model, calibration, hardware)
     moe = moefy(loaded.model, loaded.samples, config, calibration.batch_size, job.progress)
+    overlapping = f", every neuron in {config.overlap} experts" if config.overlap > 1 else ''
     what = (f"The dense MLPs split into {config.num_experts} experts (co-activation clustering of the neurons), top-{config.top_k}, "
             f"router {config.router}" + (f", a shared expert of {config.shared_size} neurons" if config.shared_size else '')
-            + (f", each expert holding {config.overlap} neighbouring clusters (every neuron in {config.overlap} experts)." if config.overlap > 1 else '.'))
+            + (f", each expert holding {config.overlap} neighbouring clusters ({overlapping[2:]})." if overlapping else '.'))
     save_moe(moe, out, loaded.tokenizer, asdict(config), 'slimlab_moefy.json', job.overwrite, moe_card(model, loaded.model, moe, what, calibration))
     a = Anatomy(moe)
     job.say(f"{model}: {a.family.name}, {a.num_experts} experts of {a.expert_size} neurons, top-{a.top_k}, "
-        f"shared expert {a.shared_expert_size}{f', every neuron in {config.overlap} experts' if config.overlap > 1 else ''}; written to {out}")
+        f"shared expert {a.shared_expert_size}{overlapping}; written to {out}")
     return out
 
 # %% ../nbs/11_experts.ipynb #ec582333
@@ -608,8 +609,9 @@ def run_merge(model: str, # MoE model: name, folder or hub id
     result, groups = compress_experts(loaded.model, num_experts, scores, c.strategy, c.preserve, c.similarity, inputs, norm_topk_prob, c.align)
     record = dict(num_experts=num_experts, strategy=c.strategy, metric=metric, similarity=c.similarity, preserve=c.preserve, align=c.align,
                   groups={str(i): g for i, g in groups.items()})
-    merged = f" (preserve {c.preserve}, similarity {c.similarity}{', neurons aligned' if c.align else ''})" if c.strategy != 'drop' else ''
+    aligned = ', neurons aligned' if c.align else ''
+    merged = f" (preserve {c.preserve}, similarity {c.similarity}{aligned})" if c.strategy != 'drop' else ''
     what = f"Experts cut from {Anatomy(loaded.model).num_experts} to {num_experts} per block: strategy {c.strategy}{merged}, ranked by `{metric}`."
     save_moe(result, out, loaded.tokenizer, record, 'slimlab_merge.json', job.overwrite, moe_card(model, loaded.model, result, what, calibration))
-    job.say(f"{model}: {Anatomy(loaded.model).num_experts} -> {num_experts} experts per block ({c.strategy}{', neurons aligned' if c.align else ''}, {metric}); written to {out}")
+    job.say(f"{model}: {Anatomy(loaded.model).num_experts} -> {num_experts} experts per block ({c.strategy}{aligned}, {metric}); written to {out}")
     return groups
