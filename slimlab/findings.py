@@ -16,7 +16,7 @@ from .importance import rank, spearman
 from .losses import TeacherStates, output_layer
 from .mtp import (MTP_FILE, Decoded, MTPHeads, MTPTrainConfig, acceptance, base_states, greedy_decode, load_mtp, mtp_eval, residual_rms, save_mtp,
                           speculative_decode, train_mtp, two_ahead_nll)
-from .recipes import (RECIPE_FILE, SUMMARY_FILE, Recipe, check_recipe_data, clear_run, from_dict, to_plain, load_recipe, plan_recipe, read_bundled_yaml,
+from .recipes import (RECIPE_FILE, Recipe, check_recipe_data, clear_run, from_dict, to_plain, load_recipe, plan_recipe, read_bundled_yaml,
                              recovery_curve, run_recipe)
 from .results import RESULTS_FILE, check_results_dest, claim_lines, load_results, plot_results, result_figures, results_dir, seeds_text
 import torch
@@ -399,14 +399,13 @@ def ranking_record(claim: RankingClaim, # the experiment's ranking claim
 
 # %% ../nbs/17_findings.ipynb #f366e191
 def _arm_record(e, run_dir: Path) -> dict:
-    "The numbers of one evaluated arm (an `evaluate.ModelEval` against the teacher) and of its run."
-    summary = json.loads((run_dir/'report'/SUMMARY_FILE).read_text())
-    lo, hi = e.ppl.ci()
+    "The numbers of one evaluated arm (an `evaluate.ModelEval` against the teacher) and of its run's recovery curve."
+    curve, (lo, hi) = recovery_curve(run_dir/'schedule'), e.ppl.ci()
     return dict(params=e.params, ppl=e.ppl.value, ppl_ci=[lo, hi], ppl_ratio=e.comparison.ppl_ratio,
                 ppl_ratio_ci=list(e.comparison.ratio_ci()), top1=e.agreement.top1_rate, kl=e.agreement.mean_kl_fwd,
                 tasks=dict(e.tasks.scores) if e.tasks else {}, speed=[asdict(s) for s in e.speed],
-                pruned_ppl=summary.get('pruned_ppl'), recovered_ppl=summary.get('recovered_ppl'),
-                distill_tokens=summary.get('distill_tokens'), curve=recovery_curve(run_dir/'schedule'))
+                pruned_ppl=curve[0]['ppl'] if curve else None, recovered_ppl=curve[-1]['ppl'] if curve else None,
+                distill_tokens=curve[-1]['tokens'] if curve else 0, curve=curve)
 
 def _paired_claim(claim: Claim, better: Perplexity, worse: Perplexity) -> dict:
     "A claim's record from the per-token losses of its two arms on the same tokens."
@@ -718,7 +717,7 @@ def run_arms(exp: Experiment, # the experiment
              out: Path, # the experiment folder: run directories `ARM` (no seeds) or `ARM@seedS`
              job: Job, # progress bars, log lines
             ) -> dict:
-    "Run every arm's recipe, once per seed, each in its own folder; a folder that holds a run is resumed (a finished run is left as it is). Seed -> arm -> run directory."
+    "Run every arm's recipe up to its student (no report: `evaluate_arms` measures the arms together), once per seed, each in its own folder; a folder that holds a run is resumed (a finished run is left as it is). Seed -> arm -> run directory."
     dirs, n, k = {}, sum(map(len, runs.values())), 0
     for seed, recipes in runs.items():
         dirs[seed] = {}
@@ -727,7 +726,7 @@ def run_arms(exp: Experiment, # the experiment
             sets = ''.join(f' --set {key}={json.dumps(v)}' for key, v in exp.arms[arm].overrides.items())
             job.say(f"arm {k}/{n}: {arm}{'' if seed is None else f' (seed {seed})'} ({recipe.name}{sets})")
             folder = dirs[seed][arm] = out/(arm if seed is None else f"{arm}@seed{seed}")
-            run_recipe(recipe, folder, job=Job(resume=(folder/RECIPE_FILE).exists(), progress=job.progress, log=job.log))
+            run_recipe(recipe, folder, job=Job(resume=(folder/RECIPE_FILE).exists(), progress=job.progress, log=job.log), report=False)
     return dirs
 
 def run_experiment(experiment: str | Path | Experiment, # an experiment file, a bundled experiment's name, or an `Experiment`

@@ -919,17 +919,24 @@ class RecipeRun:
     "Where a recipe run left its results."
     run_dir: Path # the run directory
     model_dir: Path # the final student, a stock Hugging Face folder
-    summary: dict # the report's key numbers (see `recipe_report`)
+    summary: dict # the report's key numbers (see `recipe_report`); empty for a run without a report
 
 def _source_line(source: str, scale: str | None, sets: dict) -> str:
     "How the run was asked for, for the header of its recipe.yaml."
     return source + (f" --scale {scale}" if scale else '') + ''.join(f" --set {k}={json.dumps(v)}" for k, v in sets.items())
 
+def _run_done(run_dir: Path, recipe: Recipe, report: bool) -> bool:
+    "Whether a run has nothing left to do: its report written, or (a run without one) its student and quantized copies."
+    if report: return (run_dir/'report'/SUMMARY_FILE).exists()
+    schemes = recipe.quantize.schemes if recipe.quantize else []
+    return _ready(run_dir/'schedule'/'model') and all(_ready(run_dir/'quantized'/s) for s in schemes)
+
 def _finished(run_dir: Path, recipe: Recipe, say) -> RecipeRun:
-    "A finished run, left as it is: its key numbers."
+    "A finished run, left as it is: its key numbers (none without a report)."
     say(f"{run_dir} is a finished run of {recipe.name}; nothing to do")
-    summary = json.loads((run_dir/'report'/SUMMARY_FILE).read_text())
-    for line in summary_lines(summary): say(line)
+    path = run_dir/'report'/SUMMARY_FILE
+    summary = json.loads(path.read_text()) if path.exists() else {}
+    for line in summary_lines(summary) if summary else []: say(line)
     return RecipeRun(run_dir, run_dir/'schedule'/'model', summary)
 
 def _distill_run(recipe: Recipe, run_dir: Path, state, job: Job) -> ScheduleResult:
@@ -969,6 +976,7 @@ def run_recipe(recipe: str | Path | Recipe, # a recipe file, a bundled recipe's 
                dry_run: bool = False, # only plan: shapes, parameter counts and token schedule on the meta device
                job: Job = Job(), # resume an interrupted run (a finished one is left as it is) or overwrite one; progress bars, log lines
                launch: Launch | None = None, # a dry run's launch, for its memory per GPU (None: one process, no sharding, the teacher online)
+               report: bool = True, # measure the test split and write report/ (False: stop at the student, as an experiment's arms do: it evaluates them together)
               ) -> RecipePlan | RecipeRun:
     "Check and plan a recipe, then MoEfy, correct the teacher, prune and distil stage by stage, and report — resumable."
     from accelerate import PartialState
@@ -989,7 +997,7 @@ def run_recipe(recipe: str | Path | Recipe, # a recipe file, a bundled recipe's 
     if recipe.teacher_cache and recipe.teacher_cache.path: check_cache_path(recipe, tokenizer)  # k, block length, tokenizer: before any model loads
     state = PartialState(cpu=not torch.cuda.is_available())
     job = replace(job, log=job.log if state.is_main_process else None)
-    if job.resume and (run_dir/'report'/SUMMARY_FILE).exists(): return _finished(run_dir, recipe, job.say)
+    if job.resume and _run_done(run_dir, recipe, report): return _finished(run_dir, recipe, job.say)
     state.wait_for_everyone()
     if state.is_main_process:
         if job.overwrite: clear_run(run_dir)
@@ -999,7 +1007,7 @@ def run_recipe(recipe: str | Path | Recipe, # a recipe file, a bundled recipe's 
     for line in plan.lines(): job.say(line)
     result = _distill_run(recipe, run_dir, state, job)
     if state.is_main_process and recipe.quantize: quantize_student(recipe.quantize, run_dir, job)
-    summary = recipe_report(run_dir, overwrite=True, log=job.say) if state.is_main_process else {}
+    summary = recipe_report(run_dir, overwrite=True, log=job.say) if state.is_main_process and report else {}
     state.wait_for_everyone()
     return RecipeRun(run_dir, result.model_dir, summary)
 

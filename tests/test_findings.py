@@ -83,7 +83,7 @@ def test_killed_experiment_resumes_arm_by_arm(tiny_experiment, tmp_path):
     env = {**os.environ, 'HF_HUB_OFFLINE': '1'}
     script = lambda resume: [sys.executable, '-c', EXPERIMENT.format(path=str(tiny_experiment), out=str(out), resume=resume)]
     p = subprocess.Popen(script(False), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first_done, second_ckpt = out/'first'/'report'/'summary.json', out/'second'/'schedule'/'stage-1'/'checkpoints'
+    first_done, second_ckpt = out/'first'/'schedule'/'model'/'config.json', out/'second'/'schedule'/'stage-1'/'checkpoints'
     deadline = time.time() + 600
     while not (second_ckpt.is_dir() and any(second_ckpt.iterdir())) and time.time() < deadline and p.poll() is None: time.sleep(0.2)
     assert first_done.exists() and p.poll() is None, 'the experiment did not reach the second arm\'s distillation in time'
