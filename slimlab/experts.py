@@ -572,14 +572,14 @@ def run_moefy(model: str, # dense model: name, folder or hub id (see `slimlab.la
     config.check(dense_config)
     loaded = LoadedModel.load(model, calibration, hardware)
     moe = moefy(loaded.model, loaded.samples, config, calibration.batch_size, job.progress)
-    overlapping = f", every neuron in {config.overlap} experts" if config.overlap > 1 else ''
+    shared_neurons = f"every neuron in {config.overlap} experts"
     what = (f"The dense MLPs split into {config.num_experts} experts (co-activation clustering of the neurons), top-{config.top_k}, "
             f"router {config.router}" + (f", a shared expert of {config.shared_size} neurons" if config.shared_size else '')
-            + (f", each expert holding {config.overlap} neighbouring clusters ({overlapping[2:]})." if overlapping else '.'))
+            + (f", each expert holding {config.overlap} neighbouring clusters ({shared_neurons})." if config.overlap > 1 else '.'))
     save_moe(moe, out, loaded.tokenizer, asdict(config), 'slimlab_moefy.json', job.overwrite, moe_card(model, loaded.model, moe, what, calibration))
     a = Anatomy(moe)
     job.say(f"{model}: {a.family.name}, {a.num_experts} experts of {a.expert_size} neurons, top-{a.top_k}, "
-        f"shared expert {a.shared_expert_size}{overlapping}; written to {out}")
+        f"shared expert {a.shared_expert_size}{f', {shared_neurons}' if config.overlap > 1 else ''}; written to {out}")
     return out
 
 # %% ../nbs/11_experts.ipynb #ec582333

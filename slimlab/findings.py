@@ -17,7 +17,7 @@ from .losses import TeacherStates, output_layer
 from .mtp import (MTP_FILE, Decoded, MTPHeads, MTPTrainConfig, acceptance, base_states, greedy_decode, load_mtp, mtp_eval, residual_rms, save_mtp,
                           speculative_decode, train_mtp, two_ahead_nll)
 from .recipes import (RECIPE_FILE, Recipe, check_recipe_data, clear_run, from_dict, to_plain, load_recipe, plan_recipe, read_bundled_yaml,
-                             recovery_curve, run_recipe)
+                             curve_summary, recovery_curve, run_recipe)
 from .results import RESULTS_FILE, check_results_dest, claim_lines, load_results, plot_results, result_figures, results_dir, seeds_text
 import torch
 from tqdm.auto import tqdm
@@ -404,8 +404,7 @@ def _arm_record(e, run_dir: Path) -> dict:
     return dict(params=e.params, ppl=e.ppl.value, ppl_ci=[lo, hi], ppl_ratio=e.comparison.ppl_ratio,
                 ppl_ratio_ci=list(e.comparison.ratio_ci()), top1=e.agreement.top1_rate, kl=e.agreement.mean_kl_fwd,
                 tasks=dict(e.tasks.scores) if e.tasks else {}, speed=[asdict(s) for s in e.speed],
-                pruned_ppl=curve[0]['ppl'] if curve else None, recovered_ppl=curve[-1]['ppl'] if curve else None,
-                distill_tokens=curve[-1]['tokens'] if curve else 0, curve=curve)
+                **curve_summary(curve), curve=curve)
 
 def _paired_claim(claim: Claim, better: Perplexity, worse: Perplexity) -> dict:
     "A claim's record from the per-token losses of its two arms on the same tokens."

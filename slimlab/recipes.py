@@ -41,8 +41,9 @@ __all__ = ['RECIPE_DISTILL', 'MOVED_KEYS', 'SHARDINGS', 'TEACHER_SOURCES', 'PREC
            'recipe_data', 'train_blocks', 'validation_stream', 'check_recipe_data', 'moefy_cache_key',
            'prepare_teacher', 'correction_cache_key', 'correction_budget', 'prepare_correction', 'cache_blocks',
            'check_cache_path', 'write_recipe_cache', 'prepare_cache', 'RecipeRun', 'frozen_teacher', 'quantize_student',
-           'run_recipe', 'recovery_curve', 'plot_recovery', 'summary_lines', 'quantize_schemes', 'report_models',
-           'disk_section', 'quantized_summary', 'run_card', 'write_run_card', 'recipe_report', 'show_report']
+           'run_recipe', 'recovery_curve', 'curve_summary', 'plot_recovery', 'summary_lines', 'quantize_schemes',
+           'report_models', 'disk_section', 'quantized_summary', 'run_card', 'write_run_card', 'recipe_report',
+           'show_report']
 
 # %% ../nbs/15_recipes.ipynb #65d77271
 @dataclass
@@ -928,8 +929,7 @@ def _source_line(source: str, scale: str | None, sets: dict) -> str:
 def _run_done(run_dir: Path, recipe: Recipe, report: bool) -> bool:
     "Whether a run has nothing left to do: its report written, or (a run without one) its student and quantized copies."
     if report: return (run_dir/'report'/SUMMARY_FILE).exists()
-    schemes = recipe.quantize.schemes if recipe.quantize else []
-    return _ready(run_dir/'schedule'/'model') and all(_ready(run_dir/'quantized'/s) for s in schemes)
+    return _ready(run_dir/'schedule'/'model') and not _missing_schemes(recipe.quantize.schemes if recipe.quantize else [], run_dir)
 
 def _finished(run_dir: Path, recipe: Recipe, say) -> RecipeRun:
     "A finished run, left as it is: its key numbers (none without a report)."
@@ -960,14 +960,17 @@ def frozen_teacher(teacher, # the teacher the students are cut from, in float32 
     dtype = hardware.torch_dtype()
     return teacher if dtype == torch.float32 else copy.deepcopy(teacher).to(dtype)
 
+def _missing_schemes(schemes: list[str], run_dir: Path) -> list[str]:
+    "The quantization schemes whose copy of the run's student (run_dir/quantized/<scheme>) is not written yet."
+    return [s for s in schemes if not _ready(run_dir/'quantized'/s)]
+
 def quantize_student(spec: QuantizeSpec, # the recipe's quantize section
                      run_dir: Path, # the run, its student finished
                      job: Job, # progress bars, log lines
                     ):
     "Write run_dir/quantized/<scheme> for each scheme that is not there yet (a resumed run keeps the finished ones)."
-    for scheme in spec.schemes:
-        if not _ready(run_dir/'quantized'/scheme):
-            run_quantize(run_dir/'schedule'/'model', run_dir/'quantized'/scheme, scheme, replace(job, resume=False, overwrite=False))
+    for scheme in _missing_schemes(spec.schemes, run_dir):
+        run_quantize(run_dir/'schedule'/'model', run_dir/'quantized'/scheme, scheme, replace(job, resume=False, overwrite=False))
 
 def run_recipe(recipe: str | Path | Recipe, # a recipe file, a bundled recipe's name, or a loaded `Recipe`
                out: str | Path | None = None, # the run directory (default: runs/<name>-<timestamp>)
@@ -1019,6 +1022,12 @@ def recovery_curve(schedule_dir: Path # the schedule's run directory (schedule.j
     result = ScheduleResult(schedule_dir, schedule_dir/'model', [StageRecord.from_dict(r) for r in doc['records']],
                             ModelShape(**doc['source']), doc['source_params'])
     return [dict(stage=r['stage'], tokens=r['tokens'], ppl=r['ppl']) for r in result.metrics('eval')]
+
+def curve_summary(curve: list[dict] # from `recovery_curve`
+                 ) -> dict:
+    "The curve's key numbers: held-out perplexity right after the first cut and at the end, and the tokens distilled (None, None, 0 without a curve)."
+    return dict(pruned_ppl=curve[0]['ppl'] if curve else None, recovered_ppl=curve[-1]['ppl'] if curve else None,
+                distill_tokens=curve[-1]['tokens'] if curve else 0)
 
 def plot_recovery(curve: list[dict], # from `recovery_curve`
                   teacher_ppl: float, # the teacher's perplexity on the same held-out stream
@@ -1141,8 +1150,7 @@ def recipe_report(run_dir: str | Path, # a recipe run with a final student (sche
     summary = dict(recipe=recipe.name, report=str(out/'report.md'), test_tokens=t.ppl.n_tokens, teacher_ppl=t.ppl.value, student_ppl=s.ppl.value,
                    ppl_ratio=s.comparison.ppl_ratio, ppl_ratio_ci=ci_json(s.comparison.ratio_ci()), top1=s.agreement.top1_rate,
                    teacher_params=t.params, student_params=s.params, teacher_eval_ppl=teacher_eval,
-                   pruned_ppl=curve[0]['ppl'] if curve else None, recovered_ppl=curve[-1]['ppl'] if curve else None,
-                   distill_tokens=curve[-1]['tokens'] if curve else 0, quantized=quantized_summary(evals, refs))
+                   **curve_summary(curve), quantized=quantized_summary(evals, refs))
     (out/SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
     for line in summary_lines(summary): log(line)
     return summary
