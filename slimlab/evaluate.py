@@ -21,7 +21,7 @@ from .data import LAB_TEXT, TextSource, as_source, check_source, load_lab_corpus
 __all__ = ['TASK_BUILDERS', 'LOCAL_TASKS', 'TASK_FIELDS', 'TASK_MEASURES', 'EVAL_PRESETS', 'RUN_MODEL_DIRS', 'Window',
            'sliding_windows', 'WindowBatch', 'window_batches', 'check_positions', 'token_nll', 'block_bootstrap',
            'ci_text', 'ci_json', 'Perplexity', 'perplexity', 'PairedComparison', 'compare_nll', 'TokenAgreement',
-           'logit_agreement', 'shared_vocab', 'Agreement', 'agreement', 'prose_paragraphs', 'is_prose',
+           'logit_agreement', 'shared_vocab', 'Agreement', 'agreements', 'agreement', 'prose_paragraphs', 'is_prose',
            'cloze_examples', 'continuation_examples', 'task_file', 'build_task_files', 'read_task',
            'write_task_configs', 'lm_eval_tasks', 'check_tasks', 'TaskResults', 'run_lm_eval', 'continuation_logliks',
            'score_local_task', 'check_task_measure', 'task_score', 'Speed', 'measure_speed', 'speed_ratios',
@@ -294,30 +294,43 @@ class Agreement:
                 f"nats/token over {len(self.top1)} tokens")
 
 @torch.no_grad()
-def agreement(teacher, student,
-              token_ids: torch.Tensor, # (N,) the token stream
-              seq_len: int = 512, # window length
-              stride: int | None = None, # step between windows (default: seq_len // 2)
-              batch_size: int = 4, # windows per forward pass
-              chunk: int = 256, # tokens per float32 block
-              teacher_tokenizer=None, # to check the vocabularies (needed when the logit widths differ)
-              student_tokenizer=None,
-              progress: bool = True, # show a tqdm bar
-             ) -> Agreement:
-    "Top-1 agreement and forward/reverse KL of a student against its teacher on every token of a stream, with both losses."
-    for m in (teacher, student): check_positions(m, seq_len)
-    vocab = shared_vocab(teacher.config.vocab_size, student.config.vocab_size, teacher_tokenizer, student_tokenizer)
+def agreements(teacher, students: dict, # label -> student
+               token_ids: torch.Tensor, # (N,) the token stream
+               seq_len: int = 512, # window length
+               stride: int | None = None, # step between windows (default: seq_len // 2)
+               batch_size: int = 4, # windows per forward pass
+               chunk: int = 256, # tokens per float32 block
+               teacher_tokenizer=None, # to check the vocabularies (needed when the logit widths differ)
+               student_tokenizers: dict | None = None, # label -> the student's tokenizer (None: none given)
+               progress: bool = True, # show a tqdm bar
+              ) -> dict[str, Agreement]:
+    "`agreement` of every student with one teacher: the teacher runs once per window batch, whatever the number of students."
+    tokenizers = student_tokenizers or {}
+    for m in (teacher, *students.values()): check_positions(m, seq_len)
+    vocabs = {n: shared_vocab(teacher.config.vocab_size, s.config.vocab_size, teacher_tokenizer, tokenizers.get(n)) for n, s in students.items()}
     token_ids = torch.as_tensor(token_ids).flatten()
     windows = sliding_windows(len(token_ids), seq_len, stride or max(1, seq_len//2))
-    out = torch.empty(5, len(token_ids) - 1)  # top1, kl_fwd, kl_rev, teacher_nll, student_nll
-    teacher.eval(); student.eval()
+    out = {n: torch.empty(5, len(token_ids) - 1) for n in students}  # top1, kl_fwd, kl_rev, teacher_nll, student_nll
+    for m in (teacher, *students.values()): m.eval()
     for b in tqdm(window_batches(token_ids, windows, batch_size), total=math.ceil(len(windows)/batch_size),
                   desc='agreement', disable=not progress, leave=False):
-        t = _scored_logits(teacher, b)[:, :vocab]  # (n, V)
-        s = _scored_logits(student, b)[:, :vocab].to(t.device)  # (n, V)
-        ta = logit_agreement(t, s, token_ids[b.targets].to(t.device), chunk)
-        out[:, b.targets - 1] = torch.stack([c.float().cpu() for c in ta])
-    return Agreement(*out)
+        t_logits = _scored_logits(teacher, b)  # (n, V_teacher)
+        for n, student in students.items():
+            t = t_logits[:, :vocabs[n]]  # (n, V)
+            s = _scored_logits(student, b)[:, :vocabs[n]].to(t.device)  # (n, V)
+            ta = logit_agreement(t, s, token_ids[b.targets].to(t.device), chunk)
+            out[n][:, b.targets - 1] = torch.stack([c.float().cpu() for c in ta])
+    return {n: Agreement(*o) for n, o in out.items()}
+
+def agreement(teacher, student,
+              token_ids: torch.Tensor, # (N,) the token stream
+              teacher_tokenizer=None, # to check the vocabularies (needed when the logit widths differ)
+              student_tokenizer=None,
+              **window, # seq_len, stride, batch_size, chunk, progress: as `agreements`
+             ) -> Agreement:
+    "Top-1 agreement and forward/reverse KL of a student against its teacher on every token of a stream, with both losses."
+    return agreements(teacher, {'student': student}, token_ids, teacher_tokenizer=teacher_tokenizer,
+                      student_tokenizers={'student': student_tokenizer}, **window)['student']
 
 # %% ../nbs/05_eval.ipynb #9b1a80b6
 _SENTENCE_END = re.compile(r'(?<=[.!?])\s+(?=[A-Z"(])')
@@ -739,14 +752,14 @@ def evaluate_models(models: dict, # label -> model (the teacher among them)
     token_ids = token_ids[:c.max_tokens]
     speed = measure_speed(models, c.prompt_len, c.new_tokens, c.speed_batch_sizes, c.repeats) if c.speed_batch_sizes else []
     window = dict(seq_len=c.seq_len, stride=c.stride, batch_size=c.batch_size, progress=False)
-    agreements = {n: agreement(models[teacher], models[n], token_ids, chunk=c.chunk, **window,
-                               teacher_tokenizer=_tokenizer_of(tokenizer, teacher), student_tokenizer=_tokenizer_of(tokenizer, n))
-                  for n in names[1:]} if teacher else {}
+    measured = agreements(models[teacher], {n: models[n] for n in names[1:]}, token_ids, chunk=c.chunk, **window,
+                          teacher_tokenizer=_tokenizer_of(tokenizer, teacher),
+                          student_tokenizers={n: _tokenizer_of(tokenizer, n) for n in names[1:]}) if teacher else {}
     evals = []
     for n in names:
-        ag = agreements.get(n)
+        ag = measured.get(n)
         if ag: ppl = ag.student_ppl
-        elif agreements: ppl = next(iter(agreements.values())).teacher_ppl  # the teacher, already scored by the agreement pass
+        elif measured: ppl = next(iter(measured.values())).teacher_ppl  # the teacher, already scored by the agreement pass
         else: ppl = perplexity(models[n], token_ids, **window)
         tasks = run_lm_eval(models[n], _tokenizer_of(tokenizer, n), c.tasks, c.task_limit) if c.tasks else None
         evals.append(ModelEval(n, sum(count_params(models[n]).values()), memory_bytes(models[n], c.memory_context), ppl,

@@ -736,7 +736,7 @@ def run_experiment(experiment: str | Path | Experiment, # an experiment file, a 
                    sets: dict | None = None, # the user's recipe overrides of every arm, e.g. {'data.train': 'chat.jsonl'} (None: none)
                    seeds: list[int] | None = None, # one run per seed and arm, in place of the scale's `seeds` (None: the experiment's)
                   ) -> dict:
-    "Run every arm's recipe at equal budgets (or, for an MTP experiment, train every arm's module on one frozen base), evaluate all arms on the same tokens, decide each claim; `seconds` is the wall time of the call."
+    "Run every arm's recipe at equal budgets (or, for an MTP experiment, train every arm's module on one frozen base), evaluate all arms on the same tokens, decide each claim; `seconds` is the wall time of the call, left out when it resumed an earlier call's work (it would time only part of the experiment)."
     t0, say = time.perf_counter(), job.say
     exp = experiment if isinstance(experiment, Experiment) else read_experiment(experiment)
     if seeds is not None: exp = replace(exp, scales=exp.scales | {scale: _scale(exp, scale) | {'seeds': list(seeds)}})
@@ -748,6 +748,7 @@ def run_experiment(experiment: str | Path | Experiment, # an experiment file, a 
     out = check_experiment_dir(out, dict(experiment=exp.name, scale=scale), job)
     if save: results_dir(write=True)  # refused inside an installed package, before any arm runs
     if job.overwrite: clear_experiment(out)
+    resumed = (out/EXPERIMENT_FILE).exists()  # an earlier call started here (`check_experiment_dir` allowed it: job.resume)
     out.mkdir(parents=True, exist_ok=True)
     (out/EXPERIMENT_FILE).write_text(json.dumps(dict(experiment=exp.name, scale=scale)))
     results = dict(experiment=exp.name, finding=exp.finding, source=exp.source, note=exp.note, scale=scale)
@@ -757,7 +758,7 @@ def run_experiment(experiment: str | Path | Experiment, # an experiment file, a 
         results |= dict(tokens=recipes[next(iter(exp.arms))].distill.max_tokens)
         results |= (evaluate_arms(exp, recipes, dirs[None], say, job.progress) if exp.seeds is None
                     else evaluate_seeds(exp, runs, dirs, say, job.progress))
-    results['seconds'] = time.perf_counter() - t0
+    if not resumed: results['seconds'] = time.perf_counter() - t0
     (out/RESULTS_FILE).write_text(json.dumps(results, indent=1))
     for line in claim_lines(results): say(line)
     if save: save_results(results, results_dir()/exp.name)

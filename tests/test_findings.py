@@ -95,6 +95,7 @@ def test_killed_experiment_resumes_arm_by_arm(tiny_experiment, tmp_path):
     assert first_done.stat().st_mtime_ns == stamp  # the finished arm was not run again
     res = json.loads((out/'results.json').read_text())
     assert set(res['arms']) == {'first', 'second'} and res['arms']['second']['distill_tokens'] == 2048
+    assert 'seconds' not in res  # the resumed call did only part of the work: no wall time
 
 
 def test_home_page_shows_the_current_findings():
