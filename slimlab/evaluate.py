@@ -324,13 +324,17 @@ def agreements(teacher, students: dict, # label -> student
 
 def agreement(teacher, student,
               token_ids: torch.Tensor, # (N,) the token stream
+              seq_len: int = 512, # window length
+              stride: int | None = None, # step between windows (default: seq_len // 2)
+              batch_size: int = 4, # windows per forward pass
+              chunk: int = 256, # tokens per float32 block
               teacher_tokenizer=None, # to check the vocabularies (needed when the logit widths differ)
               student_tokenizer=None,
-              **window, # seq_len, stride, batch_size, chunk, progress: as `agreements`
+              progress: bool = True, # show a tqdm bar
              ) -> Agreement:
     "Top-1 agreement and forward/reverse KL of a student against its teacher on every token of a stream, with both losses."
-    return agreements(teacher, {'student': student}, token_ids, teacher_tokenizer=teacher_tokenizer,
-                      student_tokenizers={'student': student_tokenizer}, **window)['student']
+    return agreements(teacher, {'student': student}, token_ids, seq_len, stride, batch_size, chunk, teacher_tokenizer,
+                      {'student': student_tokenizer}, progress)['student']
 
 # %% ../nbs/05_eval.ipynb #9b1a80b6
 _SENTENCE_END = re.compile(r'(?<=[.!?])\s+(?=[A-Z"(])')
