@@ -41,7 +41,8 @@ def interrupted(recipe, tmp_path_factory):
     "A `slimlab run` stopped with SIGINT once it has written two checkpoints: (run directory, completed process)."
     out = tmp_path_factory.mktemp('runs')/'run'
     proc = subprocess.Popen([str(BIN/'slimlab'), 'run', str(recipe), '--out', str(out), '--no-progress'],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as at a terminal, even when CI runs in the background (SIGINT ignored there)
     checkpoints, deadline = out/'schedule'/'stage-1'/'checkpoints', time.monotonic() + 180
     while len(list(checkpoints.glob('step-????????'))) < 2 and proc.poll() is None and time.monotonic() < deadline: time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
