@@ -29,11 +29,11 @@ __all__ = ['CLAIM_METRICS', 'DECODING_DTYPES', 'MTP_ARM_KEYS', 'RANKING_EXPECTAT
            'read_experiment', 'at_scale', 'arm_sets', 'arm_recipe_path', 'check_acceptance', 'check_seeds',
            'check_ranking', 'check_mtp', 'arm_recipes', 'seed_recipes', 'verdict', 'acceptance_prompts', 'in_dtype',
            'measure_acceptance', 'acceptance_record', 'spearman_critical', 'ranking_record', 'claim_record',
-           'convergence_record', 'seed_mean', 'seed_verdict', 'seeds_claim_record', 'evaluate_arms', 'evaluate_seeds',
-           'decode_prompts', 'decoding_record', 'mtp_tokens', 'train_mtp_arm', 'seeds_acceptance_record',
-           'pooled_rounds', 'mtp_folder', 'mtp_modules', 'run_mtp_arms', 'clear_experiment', 'check_experiment_dir',
-           'run_arms', 'run_experiment', 'arm_rows', 'ranking_rows', 'save_results', 'finding_rows', 'needs_seeds',
-           'lab_numbers', 'findings_markdown']
+           'convergence_record', 'seed_mean', 'seed_verdict', 'seeds_claim_record', 'seeds_ranking_record',
+           'evaluate_arms', 'evaluate_seeds', 'decode_prompts', 'decoding_record', 'mtp_tokens', 'train_mtp_arm',
+           'seeds_acceptance_record', 'pooled_rounds', 'mtp_folder', 'mtp_modules', 'run_mtp_arms', 'clear_experiment',
+           'check_experiment_dir', 'run_arms', 'run_experiment', 'arm_rows', 'ranking_rows', 'save_results',
+           'finding_rows', 'needs_seeds', 'lab_numbers', 'findings_markdown']
 
 # %% ../nbs/17_findings.ipynb #4535cbe9
 @dataclass
@@ -182,15 +182,14 @@ def check_seeds(exp: Experiment, # the experiment
                 scale: str = 'lab', # one of `exp.scales`
                 sets: dict | None = None, # the user's recipe overrides of every arm
                ):
-    "Refuse seeds that cannot be pooled: fewer than two, repeated, beside acceptance, ranking or convergence claims of recipe runs, or with distill.seed set elsewhere."
+    "Refuse seeds that cannot be pooled: fewer than two, repeated, beside acceptance or convergence claims of recipe runs, or with distill.seed set elsewhere."
     exp = at_scale(exp, scale)
     seeds = exp.seeds
     if seeds is None: return
     if not isinstance(seeds, list) or len(seeds) < 2 or len(set(seeds)) < len(seeds) or not all(type(s) is int for s in seeds):
         raise ValueError(f"seeds={seeds!r} must be a list of at least two different integers (distill.seed of each run of every arm)")
-    for what in () if exp.mtp is not None else ('acceptance', 'ranking'):  # an MTP experiment decodes with every seed's modules
-        if getattr(exp, what) is not None:
-            raise ValueError(f"seeds pools perplexity claims over runs, and this experiment has {what}, which is measured on one run per arm; drop seeds or {what}")
+    if exp.acceptance is not None and exp.mtp is None:  # an MTP experiment decodes with every seed's modules
+        raise ValueError("seeds pools perplexity claims over runs, and this experiment has acceptance, which is measured on one run per arm; drop seeds or acceptance")
     if conv := [i for i, c in enumerate(exp.claims) if c.metric == 'convergence']:
         raise ValueError(f"seeds pools perplexity claims over runs, and claims{conv} are convergence claims, which read each arm's one-shot perplexity of one run; drop seeds or those claims")
     setters = ([f"scales.{scale}"] if 'distill.seed' in _scale(exp, scale) else []) + [f"arms.{a}" for a, arm in exp.arms.items() if 'distill.seed' in arm.overrides] \
@@ -458,6 +457,23 @@ def seeds_claim_record(claim: Claim,
     return pooled | dict(seeds={str(s): {k: r[k] for k in ('diff', 'ratio', 'ratio_ci', 'verdict')} for s, r in per.items()},
                          ratio_range=[min(ratios), max(ratios)])
 
+def seeds_ranking_record(claim: RankingClaim, # the experiment's ranking claim
+                         one_shot: dict[int, dict[str, float]], # seed -> arm -> held-out perplexity right after its cut
+                         nll: dict[int, dict[str, torch.Tensor]], # seed -> arm -> per-token test losses after recovery (same tokens)
+                         block: int = 128, # bootstrap block length (tokens)
+                        ) -> dict:
+    "A ranking over seeds: ranked by each arm's seed-averaged losses (one-shot: the geometric mean of its seeds' perplexities); 'agrees' or 'disagrees' only when every seed's own rho lies on the pooled answer's side of the threshold; each seed's rho and their range beside it."
+    per = {s: ranking_record(claim, one_shot[s], nll[s], block) for s in nll}
+    arms = list(one_shot[next(iter(one_shot))])
+    geometric = lambda values: math.exp(sum(map(math.log, values))/len(values))
+    pooled = ranking_record(claim, {a: geometric([o[a] for o in one_shot.values()]) for a in arms},
+                            {a: seed_mean([Perplexity(n[a], block) for n in nll.values()]).nll for a in arms}, block)
+    rhos, crit = [r['rho'] for r in per.values()], pooled['critical'] - 1e-9
+    side = {'predicts': lambda rho: rho >= crit, 'does-not-predict': lambda rho: rho < crit}.get(pooled['outcome'])
+    if side is None or not all(map(side, rhos)): pooled['verdict'] = 'inconclusive'
+    return pooled | dict(seeds={str(s): {k: r[k] for k in ('rho', 'rho_ci', 'final_rank', 'outcome')} for s, r in per.items()},
+                         rho_range=[min(rhos), max(rhos)])
+
 # %% ../nbs/17_findings.ipynb #a216fbc8
 def evaluate_arms(exp: Experiment, # the experiment
                   recipes: dict[str, Recipe], # from `arm_recipes`
@@ -485,6 +501,9 @@ def evaluate_seeds(exp: Experiment, # the experiment, with `seeds`
         paired = compare_nll(evals['teacher'].ppl, mean)
         record |= dict(ppl=mean.value, ppl_ci=list(mean.ci()), ppl_ratio=paired.ppl_ratio, ppl_ratio_ci=list(paired.ratio_ci()),
                        seeds={str(s): {k: r['arms'][a][k] for k in ('ppl', 'ppl_ci', 'pruned_ppl', 'recovered_ppl')} for s, (r, _) in per.items()})
+    if exp.ranking is not None:
+        results['ranking'] = seeds_ranking_record(exp.ranking, {s: {a: r['arms'][a]['pruned_ppl'] for a in exp.arms} for s, (r, _) in per.items()},
+                                                  {s: {a: e[a].ppl.nll for a in exp.arms} for s, (_, e) in per.items()}, block=evals['teacher'].ppl.block)
     return results | dict(claims=[seeds_claim_record(c, {s: e for s, (_, e) in per.items()}) for c in exp.claims], seeds=list(per))
 
 def _evaluate_runs(exp: Experiment, first: Recipe, run_dirs: dict[str, Path], log) -> tuple:
@@ -844,7 +863,7 @@ def lab_numbers(record: dict, # a claim record, or the ranking record
     "The lab's numbers for the findings table: perplexities and their paired ratio (one-shot and recovered, for convergence), acceptance rates, or the rank correlation."
     if 'rho' in record:
         return (f"Spearman ρ {record['rho']:.2f} (95% CI {record['rho_ci'][0]:.2f}–{record['rho_ci'][1]:.2f}; ≥ {record['critical']:.2f} "
-                f"predicts); best one-shot {record['best_one_shot']}, best recovered {record['best_final']}; {tokens:,} tokens")
+                f"predicts); best one-shot {record['best_one_shot']}, best recovered {record['best_final']}; {tokens:,} tokens{seeds_text(record)}")
     one_seed = f"; one seed, the effect within {SEED_MARGIN}× its interval" if needs_seeds(record) else ''
     if record.get('metric', 'loss') == 'acceptance':
         iv = record['intervals']

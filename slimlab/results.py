@@ -57,9 +57,10 @@ def show_results(name: str, # an experiment's name
 # %% ../nbs/02_results.ipynb #26bb4790
 def seeds_text(c: dict # a claim record
               ) -> str:
-    "'; N seeds, their ratios lo–hi' for a loss claim decided over seeds ('their differences lo to hi points' for an acceptance claim), '' for one decided on one run."
+    "'; N seeds, their ratios lo–hi' for a loss claim decided over seeds ('their differences lo to hi points' for an acceptance claim, 'their rho lo to hi' for a ranking), '' for one decided on one run."
     if 'seeds' not in c: return ''
     if 'diff_range' in c: return f"; {len(c['seeds'])} seeds, their differences {100*c['diff_range'][0]:+.1f} to {100*c['diff_range'][1]:+.1f} points"
+    if 'rho_range' in c: return f"; {len(c['seeds'])} seeds, their rho {c['rho_range'][0]:.2f} to {c['rho_range'][1]:.2f}"
     return f"; {len(c['seeds'])} seeds, their ratios {c['ratio_range'][0]:.3f}–{c['ratio_range'][1]:.3f}"
 
 def claim_line(c: dict # a claim record
@@ -81,7 +82,7 @@ def ranking_line(r: dict # a ranking record
                 ) -> str:
     "The ranking record in one line: Spearman's rho with its interval, the threshold, the best candidates, the answer and the verdict."
     return (f"ranking of {len(r['arms'])} candidates: Spearman rho {r['rho']:.2f} (95% CI {r['rho_ci'][0]:.2f} to {r['rho_ci'][1]:.2f}; "
-            f"predicts at >= {r['critical']:.2f}); best one-shot {r['best_one_shot']}, best recovered {r['best_final']} -> "
+            f"predicts at >= {r['critical']:.2f}{seeds_text(r)}); best one-shot {r['best_one_shot']}, best recovered {r['best_final']} -> "
             f"{r['outcome']} (expected {r['expect']}) -> {r['verdict']}")
 
 def claim_lines(results: dict) -> list[str]:
@@ -146,15 +147,17 @@ def plot_acceptance(results: dict, # from `run_experiment` or `load_results`, wi
 @plots.styled((4.8, 3.4))
 def plot_ranking(results: dict, # from `run_experiment` or `load_results`, with a ranking
                  ax=None): # matplotlib axes (default: a new pyplot figure)
-    "One-shot held-out perplexity against test perplexity after recovery, one point per candidate, named in the legend (log axes)."
+    "One-shot held-out perplexity against test perplexity after recovery, one point per candidate, named in the legend (log axes); with seeds, each seed's end as a cross."
     r = results['ranking']
     for k, (a, x, y) in enumerate(zip(r['arms'], r['one_shot_ppl'], r['final_ppl'])):
         lo, hi = results['arms'][a]['ppl_ci']
         ax.errorbar(x, y, yerr=[[y - lo], [hi - y]], fmt='o', capsize=3, color=plots.PALETTE[k % len(plots.PALETTE)], label=a)
+        ends = [s['ppl'] for s in results['arms'][a].get('seeds', {}).values()]  # each seed's own test perplexity
+        ax.scatter([x*1.25]*len(ends), ends, marker='x', s=16, linewidths=1, color=plots.PALETTE[k % len(plots.PALETTE)])
     plots._log_scale(ax, 'x'); plots._log_scale(ax, 'y')
     ax.legend(fontsize=8, loc='upper left')  # a legend, not labels: close candidates would overlap
     ax.set(xlabel='one-shot perplexity (right after the cut)', ylabel='test perplexity after recovery',
-           title=f"{results['experiment']}: Spearman ρ = {r['rho']:.2f} ({r['outcome']})")
+           title=f"{results['experiment']}: Spearman ρ = {r['rho']:.2f} ({r['outcome']}{'; ×: each seed' if 'seeds' in r else ''})")
     return ax
 
 # %% ../nbs/02_results.ipynb #b7c1d2e3
