@@ -41,7 +41,7 @@ nbtest: setup
 	$(VENV)/bin/nbdev_test --n_workers 2 --timing
 
 pytest: setup
-	$(VENV)/bin/pytest tests -ra
+	$(VENV)/bin/pytest tests -ra --durations=25
 
 docs: setup
 	$(PY) tools/build_docs.py

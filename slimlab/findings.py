@@ -448,9 +448,10 @@ def seed_verdict(pooled: str, # the verdict of the seeds pooled
 
 def seeds_claim_record(claim: Claim,
                        evals: dict[int, dict], # seed -> {label: `ModelEval`} of that seed's runs
+                       records: dict[int, dict] | None = None, # seed -> its `claim_record`, where computed already
                       ) -> dict:
     "A claim over seeds: decided from the seed-averaged per-token losses, and 'agrees' or 'disagrees' only when every seed's difference has that sign; each seed's record and the range of their ratios beside it."
-    per = {s: claim_record(claim, e) for s, e in evals.items()}
+    per = records or {s: claim_record(claim, e) for s, e in evals.items()}
     pooled = _paired_claim(claim, *(seed_mean([e[side].ppl for e in evals.values()]) for side in (claim.better, claim.worse)))
     pooled['verdict'] = seed_verdict(pooled['verdict'], [r['diff'] for r in per.values()])
     ratios = [r['ratio'] for r in per.values()]
@@ -461,9 +462,10 @@ def seeds_ranking_record(claim: RankingClaim, # the experiment's ranking claim
                          one_shot: dict[int, dict[str, float]], # seed -> arm -> held-out perplexity right after its cut
                          nll: dict[int, dict[str, torch.Tensor]], # seed -> arm -> per-token test losses after recovery (same tokens)
                          block: int = 128, # bootstrap block length (tokens)
+                         records: dict[int, dict] | None = None, # seed -> its `ranking_record`, where computed already
                         ) -> dict:
     "A ranking over seeds: ranked by each arm's seed-averaged losses (one-shot: the geometric mean of its seeds' perplexities); 'agrees' or 'disagrees' only when every seed's own rho lies on the pooled answer's side of the threshold; each seed's rho and their range beside it."
-    per = {s: ranking_record(claim, one_shot[s], nll[s], block) for s in nll}
+    per = records or {s: ranking_record(claim, one_shot[s], nll[s], block) for s in nll}
     arms = list(one_shot[next(iter(one_shot))])
     geometric = lambda values: math.exp(sum(map(math.log, values))/len(values))
     pooled = ranking_record(claim, {a: geometric([o[a] for o in one_shot.values()]) for a in arms},
@@ -503,8 +505,11 @@ def evaluate_seeds(exp: Experiment, # the experiment, with `seeds`
                        seeds={str(s): {k: r['arms'][a][k] for k in ('ppl', 'ppl_ci', 'pruned_ppl', 'recovered_ppl')} for s, (r, _) in per.items()})
     if exp.ranking is not None:
         results['ranking'] = seeds_ranking_record(exp.ranking, {s: {a: r['arms'][a]['pruned_ppl'] for a in exp.arms} for s, (r, _) in per.items()},
-                                                  {s: {a: e[a].ppl.nll for a in exp.arms} for s, (_, e) in per.items()}, block=evals['teacher'].ppl.block)
-    return results | dict(claims=[seeds_claim_record(c, {s: e for s, (_, e) in per.items()}) for c in exp.claims], seeds=list(per))
+                                                  {s: {a: e[a].ppl.nll for a in exp.arms} for s, (_, e) in per.items()}, block=evals['teacher'].ppl.block,
+                                                  records={s: r['ranking'] for s, (r, _) in per.items()})
+    claims = [seeds_claim_record(c, {s: e for s, (_, e) in per.items()}, {s: r['claims'][i] for s, (r, _) in per.items()})
+              for i, c in enumerate(exp.claims)]
+    return results | dict(claims=claims, seeds=list(per))
 
 def _evaluate_runs(exp: Experiment, first: Recipe, run_dirs: dict[str, Path], log) -> tuple:
     "The teacher and the student of every run, evaluated together on the same test tokens: (tokenizer, label -> model, label -> `ModelEval`)."
