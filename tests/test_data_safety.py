@@ -123,7 +123,7 @@ def test_experiment_overwrite_keeps_user_files(tiny_recipe, tmp_path):
     "`experiment --overwrite` once deleted the whole folder at its start; now it replaces the arms' runs and results.json only."
     exp = dict(name='tiny-depth', finding='f', source='s', recipe=str(tiny_recipe),
                arms={'first': {}, 'second': {'overrides': {'prune.layer_metric': 'last_n'}}},
-               claims=[{'better': 'first', 'worse': 'second'}])
+               claims=[{'better': 'first', 'worse': 'second'}], tasks=['slimlab_cloze'], task_limit=2)  # the files matter here, not the scores
     path = tmp_path/'tiny-depth.yaml'; path.write_text(yaml.safe_dump(exp))
     out = tmp_path/'exp'; files = user_files(out)
     r = slimlab('experiment', path, '--out', out, '--no-progress')
