@@ -507,8 +507,8 @@ def evaluate_seeds(exp: Experiment, # the experiment, with `seeds`
         results['ranking'] = seeds_ranking_record(exp.ranking, {s: {a: r['arms'][a]['pruned_ppl'] for a in exp.arms} for s, (r, _) in per.items()},
                                                   {s: {a: e[a].ppl.nll for a in exp.arms} for s, (_, e) in per.items()}, block=evals['teacher'].ppl.block,
                                                   records={s: r['ranking'] for s, (r, _) in per.items()})
-    claims = [seeds_claim_record(c, {s: e for s, (_, e) in per.items()}, {s: r['claims'][i] for s, (r, _) in per.items()})
-              for i, c in enumerate(exp.claims)]
+    seed_evals = {s: e for s, (_, e) in per.items()}
+    claims = [seeds_claim_record(c, seed_evals, {s: r['claims'][i] for s, (r, _) in per.items()}) for i, c in enumerate(exp.claims)]
     return results | dict(claims=claims, seeds=list(per))
 
 def _evaluate_runs(exp: Experiment, first: Recipe, run_dirs: dict[str, Path], log) -> tuple:
