@@ -38,10 +38,10 @@ check-clean: setup  ## notebooks must be clean (nbdev_clean changes nothing)
 	$(PY) tools/check_clean.py
 
 nbtest: setup
-	$(VENV)/bin/nbdev_test --n_workers 2 --timing
+	OMP_NUM_THREADS=1 $(VENV)/bin/nbdev_test --n_workers 2 --timing
 
 pytest: setup
-	$(VENV)/bin/pytest tests -ra --durations=25
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest tests -n 2 --dist loadfile -ra --durations=25
 
 docs: setup
 	$(PY) tools/build_docs.py
