@@ -18,6 +18,7 @@ from slimlab.data import load_lab_corpus, token_stream
 from slimlab.evaluate import perplexity
 from slimlab.lab import load_model, load_tokenizer
 
+
 @pytest.fixture(scope='module')
 def dense():
     return load_model('smollm2-135m'), load_tokenizer('smollm2-135m')
